@@ -1,0 +1,19 @@
+# Two commands: `make run` (the main job) and `make test`. Each creates .venv when it is missing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONFIG ?= configs/digits-brightness-ddrl.toml
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+.PHONY: run test setup
+setup: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(VENV)/bin/ddrl train $(CONFIG)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q

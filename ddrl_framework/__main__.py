@@ -1,0 +1,5 @@
+import sys
+
+from ddrl_framework.cli import main
+
+sys.exit(main())

@@ -1,0 +1,81 @@
+"""``ddrl``: train, pretrain, plugins. User errors exit with code 2 and a short message."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ddrl_framework.errors import UserError
+
+EXIT_USER_ERROR = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ddrl", description="RL post-training of diffusion models.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="fine-tune a policy with RL (pretrains its reference first if needed)")
+    train.add_argument("config", help="experiment TOML file")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set train.iterations=5 (repeatable)")
+    train.add_argument("--resume", action="store_true", help="continue the run in output_dir")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    pretrain = commands.add_parser("pretrain", help="train the reference model on the data (cached)")
+    pretrain.add_argument("config")
+    pretrain.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    pretrain.add_argument("--quiet", action="store_true")
+
+    commands.add_parser("plugins", help="list every registered component with its plugin")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> None:
+    from ddrl_framework.config import load_experiment
+    from ddrl_framework.registry import load_registry
+    from ddrl_framework.trainer import train
+
+    experiment = load_experiment(args.config, args.overrides)
+    output = train(experiment, load_registry(), resume=args.resume, show_progress=not args.quiet)
+    print(f"metrics: {output / 'metrics.jsonl'}\nsamples: {output / 'samples_final.png'}")
+
+
+def _pretrain(args: argparse.Namespace) -> None:
+    from ddrl_framework.config import load_experiment
+    from ddrl_framework.pretrain import ensure_pretrained
+    from ddrl_framework.registry import load_registry
+
+    experiment = load_experiment(args.config, args.overrides)
+    print(ensure_pretrained(experiment, load_registry(), show_progress=not args.quiet))
+
+
+def _plugins(_: argparse.Namespace) -> None:
+    from ddrl_framework.registry import ROLES, load_registry, plugin_distributions
+
+    registry = load_registry()
+    distributions = plugin_distributions()
+    for role, (_, label) in ROLES.items():
+        print(f"{label}s:")
+        for entry in (e for e in registry.entries() if e.role == role):
+            dist = distributions.get(entry.plugin)
+            origin = f"{dist.name} {dist.version}" if dist else "(not installed)"
+            print(f"  {entry.name:<26} plugin {entry.plugin:<20} {origin}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = {"train": _train, "pretrain": _pretrain, "plugins": _plugins}[args.command]
+    try:
+        handler(args)
+    except UserError as error:
+        print(f"ddrl {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"ddrl {args.command}: interrupted (checkpoints already written are kept)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

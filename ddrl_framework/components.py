@@ -1,0 +1,89 @@
+"""Build an experiment's components from the registry (no ``if name == ...`` anywhere)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import torch
+from torch import Tensor
+
+from ddrl_framework.config import Experiment
+from ddrl_framework.errors import UserError
+from ddrl_framework.pretrain import policy_options
+from ddrl_framework.protocols import DataSource, Policy, Regularizer, RewardModel, Sampler
+from ddrl_framework.registry import Registry
+
+
+@attrs.frozen(kw_only=True)
+class WeightedReward:
+    key: str  # metric key suffix, e.g. "jpeg_compressibility"
+    name: str
+    weight: float
+    model: RewardModel
+
+
+@attrs.frozen(kw_only=True)
+class Components:
+    policy: Policy
+    sampler: Sampler
+    rewards: tuple[WeightedReward, ...]
+    regularizer: Regularizer
+    data: DataSource
+
+
+def _checked(component: Any, protocol: type, where: str) -> Any:
+    if not isinstance(component, protocol):
+        raise UserError(f"{where}: the plugin built a {type(component).__name__}, which does not "
+                        f"implement the {protocol.__name__} protocol (ddrl_framework.protocols)")
+    return component
+
+
+def build_components(
+    experiment: Experiment, registry: Registry, device: torch.device, show_progress: bool = True
+) -> Components:
+    """Every component of ``experiment``; pretrains the reference first when it is not cached."""
+    e = experiment
+    options = policy_options(e, registry, show_progress)
+    policy = _checked(registry.build("policy", e.policy.name, options, "[policy]"), Policy, "[policy]")
+    rewards = []
+    for i, spec in enumerate(e.rewards):
+        where = f"[[rewards]] #{i + 1}"
+        model = _checked(registry.build("reward", spec.name, spec.options, where), RewardModel, where)
+        key = spec.name.replace("-", "_")
+        rewards.append(WeightedReward(key=key, name=spec.name, weight=spec.weight, model=model))
+    if not rewards:
+        raise UserError("the config has no [[rewards]]: add at least one, e.g. name = \"brightness\"")
+    return Components(
+        policy=policy.to(device),
+        sampler=_checked(registry.build("sampler", e.sampler.name, e.sampler.options, "[sampler]"),
+                         Sampler, "[sampler]"),
+        rewards=tuple(rewards),
+        regularizer=_checked(
+            registry.build("regularizer", e.regularizer.name, e.regularizer.options, "[regularizer]"),
+            Regularizer, "[regularizer]"),
+        data=_checked(registry.build("data", e.data.name, e.data.options, "[data]"), DataSource, "[data]"),
+    )
+
+
+def score(
+    rewards: Sequence[WeightedReward], pixels: Tensor, prompts: Sequence[str],
+    metadata: Mapping[str, Any],
+) -> tuple[Tensor, dict[str, float]]:
+    """The weighted sum of every reward ``[B]``, and each reward's mean for the metrics."""
+    total = torch.zeros(pixels.shape[0], device=pixels.device)
+    means = {}
+    for reward in rewards:
+        try:
+            values = reward.model(pixels, prompts, metadata).to(pixels.device).float()
+        except UserError:
+            raise
+        except Exception as error:
+            raise RuntimeError(f"reward model '{reward.name}' raised: {error}") from error
+        if values.shape != total.shape:
+            raise ValueError(f"reward model '{reward.name}' returned shape {tuple(values.shape)}; "
+                             f"expected [{total.shape[0]}]")
+        total = total + reward.weight * values
+        means[f"reward_{reward.key}"] = values.mean().item()
+    return total, means

@@ -1,0 +1,188 @@
+"""Experiment files: TOML structured by cattrs into frozen attrs classes.
+
+Every component section holds the registry ``name`` of a plugin plus that plugin's options::
+
+    [sampler]
+    name = "ddim-sde"   # the plugin
+    steps = 10          # its options
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import cattrs
+
+from ddrl_framework.errors import UserError
+from ddrl_framework.options import CONVERTER
+
+
+@attrs.frozen(kw_only=True)
+class Component:
+    """A plugin by registry name, with its options (every other key of the section)."""
+
+    name: str
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class RewardSpec:
+    """One reward model and its weight in the summed reward."""
+
+    name: str
+    weight: float = 1.0
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class PretrainConfig:
+    """Plain diffusion-loss training on the data source, giving the reference to fine-tune."""
+
+    steps: int = 0  # 0: fine-tune the policy as its plugin builds it
+    batch_size: int = 128  # data samples per step
+    learning_rate: float = 1e-3  # AdamW, cosine-decayed to 0
+    seed: int = 0  # initial weights, data order and noise
+
+
+@attrs.frozen(kw_only=True)
+class TrainConfig:
+    """The RL loop (GRPO-style clipped policy gradient + the regularizer)."""
+
+    iterations: int = 100  # RL iterations (one rollout batch each)
+    groups: int = 8  # prompts (groups) per iteration
+    group_size: int = 8  # rollouts per prompt; advantages are normalized within a group
+    learning_rate: float = 1e-4  # AdamW
+    weight_decay: float = 0.0  # AdamW
+    max_grad_norm: float = 1.0  # gradient clipping (0: off)
+    clip_range: float = 0.2  # PPO ratio clip eps
+    advantage_normalization: Literal["group-std", "raw"] = "group-std"
+    advantage_clip: float = 5.0  # |A| <= this after normalization
+    advantage_transform: Literal["none", "neg-exp"] = "none"  # neg-exp: A <- -exp(-A) (DDRL)
+    trained_steps: tuple[int, ...] | None = None  # sampler steps trained on (None: all)
+    inner_epochs: int = 1  # passes over each rollout batch
+    steps_per_update: int = 0  # optimizer step every N trained steps (0: once per pass)
+    checkpoint_every: int = 50  # iterations between checkpoints (0: only at the end)
+    keep_checkpoints: int = 2  # older checkpoints are deleted
+    grid_samples: int = 64  # samples in the PNG grids, from fixed noise
+    device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
+
+
+@attrs.frozen(kw_only=True)
+class Experiment:
+    seed: int = 0  # rollout noise and data order
+    output_dir: str  # metrics.jsonl, checkpoints/, PNGs
+    policy: Component
+    sampler: Component
+    rewards: tuple[RewardSpec, ...]
+    regularizer: Component = Component(name="none")
+    data: Component
+    pretrain: PretrainConfig = PretrainConfig()
+    train: TrainConfig = TrainConfig()
+
+    @property
+    def regularizer_beta(self) -> float | None:
+        return self.regularizer.options.get("beta")
+
+
+def _split_name(section: Any, keep: Sequence[str] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    if not isinstance(section, Mapping):
+        raise TypeError(f"expected a table with a 'name' key, got {type(section).__name__}")
+    if "name" not in section:
+        raise ValueError("missing 'name': the registry name of a plugin (see `ddrl plugins`)")
+    own = {k: section[k] for k in ("name", *keep) if k in section}
+    return own, {k: v for k, v in section.items() if k not in own}
+
+
+def _structure_component(section: Any, _: type) -> Component:
+    own, options = _split_name(section)
+    return Component(name=CONVERTER.structure(own["name"], str), options=options)
+
+
+def _structure_reward(section: Any, _: type) -> RewardSpec:
+    own, options = _split_name(section, keep=("weight",))
+    weight = CONVERTER.structure(own.get("weight", 1.0), float)
+    return RewardSpec(name=CONVERTER.structure(own["name"], str), weight=weight, options=options)
+
+
+CONVERTER.register_structure_hook(Component, _structure_component)
+CONVERTER.register_structure_hook(RewardSpec, _structure_reward)
+
+
+def to_dict(experiment: Experiment) -> dict[str, Any]:
+    """The experiment as plain TOML-like data (components flattened back to name + options)."""
+
+    def flat(c: Component | RewardSpec) -> dict[str, Any]:
+        out = {"name": c.name, **c.options}
+        if isinstance(c, RewardSpec):
+            out["weight"] = c.weight
+        return out
+
+    data = attrs.asdict(experiment, recurse=False)
+    for key in ("policy", "sampler", "regularizer", "data"):
+        data[key] = flat(data[key])
+    data["rewards"] = [flat(r) for r in experiment.rewards]
+    data["pretrain"] = attrs.asdict(experiment.pretrain)
+    data["train"] = attrs.asdict(experiment.train)
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.iterations=5"`` -> (["train", "iterations"], 5). Values are TOML, else strings."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set {text!r}: expected KEY=VALUE, e.g. --set train.iterations=5")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
+    node: Any = data
+    for i, part in enumerate(path[:-1]):
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise UserError(f"--set {'.'.join(path)}: no item {part} in '{'.'.join(path[:i])}'")
+            node = node[int(part)]
+        else:
+            node = node.setdefault(part, {})
+    last = path[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise UserError(f"--set {'.'.join(path)}: no item {last} in that list")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"{path}: not valid TOML: {error}") from None
+
+
+def structure_experiment(data: Mapping[str, Any], source: str) -> Experiment:
+    try:
+        return CONVERTER.structure(dict(data), Experiment)
+    except cattrs.BaseValidationError as error:
+        lines = cattrs.transform_error(error, path="$")
+        lines = [line.replace(" @ $.", " at key ").replace(" @ $", " at the top level")
+                 for line in lines]
+        raise UserError(f"{source}: invalid config:\n" + "\n".join(f"  {l}" for l in lines)) from None
+
+
+def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
+    """Read, override (``--set KEY=VALUE``) and validate an experiment file."""
+    data = read_toml(path)
+    for text in overrides:
+        apply_override(data, *parse_override(text))
+    return structure_experiment(data, str(path))

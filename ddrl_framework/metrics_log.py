@@ -1,0 +1,37 @@
+"""``metrics.jsonl``: one JSON object per iteration, appended; trimmed on resume so that no
+iteration is duplicated or missing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ddrl_framework.checkpoint import atomic_write_bytes
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line cut by a crash: everything after it is dropped on resume
+    return records
+
+
+class MetricsLog:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def keep_before(self, iteration: int) -> list[dict[str, Any]]:
+        """Drop records of iteration >= ``iteration`` (work after the checkpoint being resumed)."""
+        kept = [r for r in read_metrics(self.path) if r.get("iteration", -1) < iteration]
+        atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+        return kept
+
+    def append(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")

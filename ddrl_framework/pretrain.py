@@ -1,0 +1,97 @@
+"""``ddrl pretrain``: plain diffusion-loss training of the policy on its data source, giving the
+reference model that RL fine-tunes. Results are cached by their config, so each is made once."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import attrs
+import torch
+from tqdm import tqdm
+
+from ddrl_framework.config import Experiment
+from ddrl_framework.errors import UserError
+from ddrl_framework.registry import Registry
+from ddrl_framework.runtime import cache_root, config_hash, make_generator, resolve_device
+
+PRETRAIN_FORMAT = 1  # bump when the pretraining recipe changes, to invalidate old caches
+
+
+def pretrain_key(experiment: Experiment) -> dict:
+    """Everything the pretrained weights depend on."""
+    policy_options = {k: v for k, v in experiment.policy.options.items() if k != "pretrained"}
+    return {
+        "format": PRETRAIN_FORMAT,
+        "policy": {"name": experiment.policy.name, **policy_options},
+        "data": {"name": experiment.data.name, **experiment.data.options},
+        "pretrain": attrs.asdict(experiment.pretrain),
+    }
+
+
+def pretrained_dir(experiment: Experiment) -> Path:
+    key = pretrain_key(experiment)
+    return cache_root() / "pretrained" / f"{experiment.policy.name}-{config_hash(key)}"
+
+
+def policy_options(experiment: Experiment, registry: Registry, show_progress: bool = True) -> dict:
+    """The policy's options, pointing ``pretrained`` at the cached reference when the experiment
+    pretrains one (pretraining it first when it is not cached yet)."""
+    options = dict(experiment.policy.options)
+    if experiment.pretrain.steps > 0 and options.get("pretrained") is None:
+        options["pretrained"] = str(ensure_pretrained(experiment, registry, show_progress))
+    return options
+
+
+def ensure_pretrained(experiment: Experiment, registry: Registry, show_progress: bool = True) -> Path:
+    target = pretrained_dir(experiment)
+    if (target / "pretrain.json").is_file():
+        return target
+    if experiment.pretrain.steps <= 0:
+        raise UserError("[pretrain] steps must be > 0 to pretrain a reference model")
+    if experiment.policy.options.get("pretrained") is not None:
+        raise UserError("[policy] pretrained is set: that model is the reference; remove it to "
+                        "pretrain one from the [pretrain] section instead")
+    policy, losses = _train(experiment, registry, show_progress)
+    _save_atomically(policy, target, {"key": pretrain_key(experiment), "final_loss": losses})
+    return target
+
+
+def _train(experiment: Experiment, registry: Registry, show_progress: bool):
+    settings = experiment.pretrain
+    device = resolve_device(experiment.train.device)
+    policy = registry.build("policy", experiment.policy.name, experiment.policy.options,
+                            "[policy]").to(device)
+    data = registry.build("data", experiment.data.name, experiment.data.options, "[data]")
+    loader = data.loader(settings.batch_size, settings.seed)
+    generator = make_generator(device, settings.seed)
+    params = list(policy.trainable_parameters())
+    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / settings.steps)))
+    recent: list[float] = []
+    bar = tqdm(range(settings.steps), desc="pretrain", disable=not show_progress, unit="step")
+    for _ in bar:
+        batch = next(loader).to(device)
+        loss = policy.diffusion_loss(batch.x0, policy.encode_conditions(batch), generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        recent = (recent + [loss.item()])[-100:]
+        bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
+    return policy, sum(recent) / max(len(recent), 1)
+
+
+def _save_atomically(policy, target: Path, info: dict) -> None:
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.save_pretrained(tmp)
+    (tmp / "pretrain.json").write_text(json.dumps(info, indent=2, default=list))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(target, ignore_errors=True)
+    os.rename(tmp, target)

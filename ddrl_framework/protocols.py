@@ -1,0 +1,158 @@
+"""The five protocols that plugins implement. Plugins need not inherit from anything.
+
+Shapes: ``B`` batch, ``C, H, W`` channels and pixels (``C, T, H, W`` for video), ``K`` sampler steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+import torch
+from torch import Tensor
+
+from ddrl_framework.types import DataBatch, Gaussian, Trajectory
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """A backbone adapter: the denoiser and its forward (noising) process.
+
+    ``sample_shape``: the shape of one latent, e.g. ``(1, 8, 8)``.
+    ``schedule``: the forward-process description a sampler reads (e.g. :class:`NoiseSchedule`).
+    """
+
+    sample_shape: tuple[int, ...]
+    schedule: Any
+
+    def encode_conditions(self, batch: DataBatch) -> Any:
+        """Conditions for ``predict`` from a batch of ``B`` prompts or labels (None: unconditional)."""
+
+    def predict(self, x_t: Tensor, t: Tensor, cond: Any) -> Tensor:
+        """The network output (epsilon, v or flow velocity) for ``x_t`` ``[B, ...]`` at timesteps ``t`` ``[B]``."""
+
+    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        """``x_t`` from clean ``x0`` and ``noise`` (both ``[B, ...]``) at timesteps ``t`` ``[B]``."""
+
+    def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        """What ``predict`` is trained to output at ``x_t = add_noise(x0, noise, t)``."""
+
+    def diffusion_loss(
+        self,
+        x0: Tensor,
+        cond: Any,
+        *,
+        noise: Tensor | None = None,
+        t: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """The backbone's pre-training loss (scalar), with the pre-training weighting.
+
+        ``noise`` and ``t`` default to fresh Gaussian noise and uniform random timesteps.
+        """
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """Latents ``[B, ...]`` to pixels in ``[0, 1]``: ``[B, C, H, W]`` or ``[B, C, T, H, W]``."""
+
+    def encode(self, pixels: Tensor) -> Tensor:
+        """Pixels in ``[0, 1]`` to latents (the inverse of ``decode``)."""
+
+    def trainable_parameters(self) -> Iterable[torch.nn.Parameter]: ...
+
+    def trainable_state_dict(self) -> dict[str, Tensor]: ...
+
+    def load_trainable_state_dict(self, state: Mapping[str, Tensor]) -> None: ...
+
+    def reference(self) -> Policy:
+        """A frozen view of the policy as it was before fine-tuning (for reverse KL)."""
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write a folder that the plugin's ``pretrained=`` option loads back."""
+
+    def to(self, device: torch.device | str) -> Policy: ...
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """The reverse-time discretization, as a chain of Gaussian transitions."""
+
+    num_steps: int
+
+    def rollout(
+        self, policy: Policy, cond: Any, noise: Tensor, generator: torch.Generator | None
+    ) -> Trajectory:
+        """Sample from ``noise`` ``[B, ...]`` without gradients, recording every step."""
+
+    def transition(self, policy: Policy, x_k: Tensor, k: int, cond: Any) -> Gaussian:
+        """The Gaussian ``p(x_{k+1} | x_k)`` of step ``k`` (differentiable in the policy)."""
+
+
+@runtime_checkable
+class RewardModel(Protocol):
+    """Scores samples: pixels in ``[0, 1]``, ``[B, C, H, W]`` or ``[B, C, T, H, W]``, to ``[B]``."""
+
+    def __call__(
+        self, samples: Tensor, prompts: Sequence[str], metadata: Mapping[str, Any]
+    ) -> Tensor: ...
+
+
+@attrs.frozen(kw_only=True)
+class StepContext:
+    """What a regularizer sees at trained step ``step`` of one iteration.
+
+    ``transition`` is the policy's (with gradients) at ``trajectory.latents[step]``;
+    ``reference_transition`` the frozen reference's (None unless ``needs_reference``);
+    ``data`` the iteration's data batch, one member per group (None unless ``needs_data``).
+    """
+
+    policy: Policy
+    step: int
+    is_first_trained_step: bool
+    trajectory: Trajectory
+    group_size: int
+    transition: Gaussian
+    reference_transition: Gaussian | None
+    data: DataBatch | None
+    generator: torch.Generator | None
+
+
+@runtime_checkable
+class Regularizer(Protocol):
+    """A loss added to the policy loss at each trained step.
+
+    ``name``: the metric key is ``loss_<name>``. ``needs_reference`` / ``needs_data`` tell the
+    trainer what to compute for it.
+    """
+
+    name: str
+    needs_reference: bool
+    needs_data: bool
+
+    def loss(self, context: StepContext) -> dict[str, Tensor]:
+        """Named scalar losses, ``{"loss_<name>": tensor}``; the trainer adds them all."""
+
+
+@runtime_checkable
+class ResumableIterator(Protocol):
+    """An endless iterator of batches whose position can be saved and restored."""
+
+    def __iter__(self) -> Iterator[DataBatch]: ...
+
+    def __next__(self) -> DataBatch: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class DataSource(Protocol):
+    """Prompts or conditions, with paired data ``x0`` where the source has it."""
+
+    def loader(self, batch_size: int, seed: int) -> ResumableIterator:
+        """An endless, resumable stream of training batches of ``batch_size``."""
+
+    def held_out(self) -> DataBatch:
+        """The fixed held-out split, for evaluation."""

@@ -1,0 +1,32 @@
+"""Fakes and contract suites for plugin authors.
+
+Subclass a contract in your own tests and define its factory method::
+
+    from ddrl_framework.testing import RewardModelContract
+
+    class TestMyReward(RewardModelContract):
+        def make_reward(self):
+            return MyReward()
+
+Each contract is a plain pytest class: pytest collects the subclass and runs every check.
+"""
+
+from ddrl_framework.testing.contracts import (
+    DataSourceContract,
+    PolicyContract,
+    RegularizerContract,
+    RewardModelContract,
+    SamplerContract,
+)
+from ddrl_framework.testing.fakes import FakePolicy, fake_batch, make_step_context
+
+__all__ = [
+    "DataSourceContract",
+    "FakePolicy",
+    "PolicyContract",
+    "RegularizerContract",
+    "RewardModelContract",
+    "SamplerContract",
+    "fake_batch",
+    "make_step_context",
+]

@@ -1,0 +1,129 @@
+"""Small, fast stand-ins for the components a plugin under test is not."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ddrl_framework.protocols import Policy, Sampler, StepContext
+from ddrl_framework.types import DataBatch, NoiseSchedule
+
+
+def _cosine_alphas_cumprod(steps: int) -> Tensor:
+    t = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
+    f = torch.cos((t + 0.008) / 1.008 * torch.pi / 2) ** 2
+    betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
+    return torch.cumprod(1 - betas, dim=0).float()
+
+
+class _TinyDenoiser(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels + 1, channels, 3, padding=1)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        time = (t.float() / 1000).reshape(-1, 1, 1, 1).expand(x.shape[0], 1, *x.shape[2:])
+        return self.conv(torch.cat([x, time], dim=1))
+
+
+class FakePolicy:
+    """A one-convolution epsilon predictor with a cosine DDPM schedule; images ``[B, C, S, S]``."""
+
+    def __init__(self, channels: int = 1, size: int = 8, seed: int = 0, frozen: bool = False):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.model = _TinyDenoiser(channels)
+        self.schedule = NoiseSchedule(alphas_cumprod=_cosine_alphas_cumprod(1000))
+        self.sample_shape = (channels, size, size)
+        self._reference: FakePolicy | None = None
+        if frozen:
+            self.model.requires_grad_(False)
+
+    def encode_conditions(self, batch: DataBatch) -> None:
+        return None
+
+    def predict(self, x_t: Tensor, t: Tensor, cond) -> Tensor:
+        return self.model(x_t, t.expand(x_t.shape[0]))
+
+    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        a = self.schedule.alphas_cumprod.to(x0.device)[t].reshape(-1, *[1] * (x0.ndim - 1))
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+    def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        return noise
+
+    def diffusion_loss(self, x0, cond, *, noise=None, t=None, generator=None) -> Tensor:
+        if noise is None:
+            noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+        if t is None:
+            t = torch.randint(0, 1000, (x0.shape[0],), generator=generator, device=x0.device)
+        t = t.expand(x0.shape[0])
+        return F.mse_loss(self.predict(self.add_noise(x0, noise, t), t, cond), noise)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        return ((latents + 1) / 2).clamp(0, 1)
+
+    def encode(self, pixels: Tensor) -> Tensor:
+        return pixels * 2 - 1
+
+    def trainable_parameters(self) -> Iterable[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def load_trainable_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        self.model.load_state_dict(dict(state))
+
+    def reference(self) -> FakePolicy:
+        if self._reference is None:
+            self._reference = copy.deepcopy(self)
+            self._reference.model.requires_grad_(False)
+        return self._reference
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        torch.save(self.model.state_dict(), Path(directory) / "fake.pt")
+
+    def to(self, device) -> FakePolicy:
+        self.model.to(device)
+        return self
+
+
+def fake_batch(n: int, sample_shape: tuple[int, ...] = (1, 8, 8), seed: int = 0) -> DataBatch:
+    """``n`` prompts with labels and data ``x0`` uniform in [-1, 1]."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataBatch(
+        prompts=tuple(f"prompt {i % 3}" for i in range(n)),
+        labels=torch.arange(n) % 3,
+        x0=torch.rand((n, *sample_shape), generator=generator) * 2 - 1,
+    )
+
+
+def make_step_context(
+    policy: Policy, sampler: Sampler, *, groups: int = 2, group_size: int = 3, step: int = 0,
+    reference: Policy | None = None, seed: int = 0,
+) -> StepContext:
+    """A rollout of ``groups x group_size`` samples and the context of trained step ``step``.
+
+    ``reference`` (default: ``policy.reference()``) gives the reference transition.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    data = fake_batch(groups, policy.sample_shape, seed)
+    members = data.repeat_each(group_size)
+    cond = policy.encode_conditions(members)
+    noise = torch.randn((len(members), *policy.sample_shape), generator=generator)
+    trajectory = sampler.rollout(policy, cond, noise, generator)
+    with torch.no_grad():
+        frozen = reference if reference is not None else policy.reference()
+        reference_step = sampler.transition(frozen, trajectory.latents[step], step, cond)
+    return StepContext(
+        policy=policy, step=step, is_first_trained_step=True, trajectory=trajectory,
+        group_size=group_size, transition=sampler.transition(policy, trajectory.latents[step], step, cond),
+        reference_transition=reference_step, data=data, generator=generator,
+    )

@@ -1,0 +1,211 @@
+"""The RL loop: rollouts in groups, group advantages, PPO-clipped loss per trained step plus the
+regularizer's loss (DESIGN.md sections 2 and 4). Every choice is a plugin or a config field."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import attrs
+import torch
+from tqdm import tqdm
+
+from ddrl_framework.advantages import clipped_policy_loss, group_advantages
+from ddrl_framework.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from ddrl_framework.components import Components, build_components, score
+from ddrl_framework.config import Experiment, to_dict
+from ddrl_framework.errors import UserError
+from ddrl_framework.metrics_log import MetricsLog
+from ddrl_framework.plots import plot_metrics, save_grid
+from ddrl_framework.protocols import StepContext
+from ddrl_framework.registry import Registry
+from ddrl_framework.runtime import config_hash, make_generator, resolve_device
+from ddrl_framework.types import DataBatch, Trajectory, take
+
+
+def iteration_seed(seed: int, iteration: int) -> int:
+    """Rollout randomness depends only on (seed, iteration): a resumed run draws the same noise."""
+    return seed * 1_000_003 + iteration
+
+
+class Trainer:
+    def __init__(self, experiment: Experiment, registry: Registry, *, resume: bool = False,
+                 show_progress: bool = True):
+        self.experiment, self.cfg = experiment, experiment.train
+        self.show_progress = show_progress
+        self.output = Path(experiment.output_dir)
+        self._check_output_dir(resume)
+        self.device = resolve_device(self.cfg.device)
+        self.parts: Components = build_components(experiment, registry, self.device, show_progress)
+        self.trained_steps = self._trained_steps()
+        # the reference is the policy before any update: take it before a checkpoint loads
+        self.reference = self.parts.policy.reference() if self.parts.regularizer.needs_reference else None
+        self.params = list(self.parts.policy.trainable_parameters())
+        self.optimizer = torch.optim.AdamW(self.params, lr=self.cfg.learning_rate,
+                                           weight_decay=self.cfg.weight_decay)
+        self.loader = self.parts.data.loader(self.cfg.groups, experiment.seed)
+        self.log = MetricsLog(self.output / "metrics.jsonl")
+        self.start = self._restore() if resume else 0
+        self.records = self.log.keep_before(self.start)
+
+    # --- set-up ---------------------------------------------------------------------------
+    def _run_identity(self) -> str:
+        data = to_dict(self.experiment)
+        data["train"] = {k: v for k, v in data["train"].items() if k not in ("iterations", "device")}
+        return config_hash(data)
+
+    def _check_output_dir(self, resume: bool) -> None:
+        config_file = self.output / "config.json"
+        if config_file.is_file() and not resume:
+            raise UserError(f"{self.output} already holds a run: pass --resume to continue it, or "
+                            "choose another output_dir (--set output_dir=...)")
+        self.output.mkdir(parents=True, exist_ok=True)
+        identity = self._run_identity()
+        if config_file.is_file():
+            saved = json.loads(config_file.read_text()).get("identity")
+            if saved != identity:
+                raise UserError(f"{self.output} holds a run of a different config; --resume needs "
+                                "the same config (only train.iterations and train.device may change)")
+        else:
+            record = {"identity": identity, "experiment": to_dict(self.experiment)}
+            config_file.write_text(json.dumps(record, indent=2, default=list))
+
+    def _trained_steps(self) -> list[int]:
+        count = self.parts.sampler.num_steps
+        steps = list(self.cfg.trained_steps) if self.cfg.trained_steps is not None else list(range(count))
+        bad = [k for k in steps if not 0 <= k < count]
+        if bad or not steps:
+            raise UserError(f"train.trained_steps {steps}: each must be in 0..{count - 1} "
+                            f"(the sampler has {count} steps)")
+        return steps
+
+    def _restore(self) -> int:
+        path = latest_checkpoint(self.output / "checkpoints")
+        if path is None:
+            return 0
+        weights, state = load_checkpoint(path)
+        self.parts.policy.load_trainable_state_dict(weights)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.loader.load_state_dict(state["data"])
+        return int(state["iteration"])
+
+    # --- one iteration ----------------------------------------------------------------------
+    def rollout(self, batch: DataBatch, generator: torch.Generator):
+        policy, group_size = self.parts.policy, self.cfg.group_size
+        members = batch.repeat_each(group_size)
+        cond = policy.encode_conditions(members)
+        noise = torch.randn((len(members), *policy.sample_shape), generator=generator,
+                            device=self.device)
+        trajectory = self.parts.sampler.rollout(policy, cond, noise, generator)
+        if torch.isnan(trajectory.log_probs[self.trained_steps]).any():
+            raise UserError("[sampler]: a trained step is deterministic (std = 0, e.g. eta = 0); "
+                            "RL needs Gaussian steps: set eta > 0")
+        with torch.no_grad():
+            pixels = policy.decode(trajectory.final)
+        metadata = {"labels": members.labels}
+        rewards, reward_means = score(self.parts.rewards, pixels, members.prompts, metadata)
+        return trajectory, cond, rewards, reward_means
+
+    def update(self, trajectory: Trajectory, cond, advantages, batch: DataBatch, generator):
+        """Inner epochs over the trained steps; gradients accumulate over ``steps_per_update``."""
+        parts, cfg = self.parts, self.cfg
+        per_update = cfg.steps_per_update or len(self.trained_steps)
+        sums, counts = defaultdict(float), defaultdict(int)
+        for epoch in range(cfg.inner_epochs):
+            for i, k in enumerate(self.trained_steps):
+                step = parts.sampler.transition(parts.policy, trajectory.latents[k], k, cond)
+                loss_policy, stats = clipped_policy_loss(
+                    step.log_prob(trajectory.latents[k + 1]), trajectory.log_probs[k],
+                    advantages, cfg.clip_range)
+                reference = None
+                if self.reference is not None:
+                    with torch.no_grad():
+                        reference = parts.sampler.transition(self.reference, trajectory.latents[k], k, cond)
+                context = StepContext(
+                    policy=parts.policy, step=k, is_first_trained_step=(i == 0), trajectory=trajectory,
+                    group_size=cfg.group_size, transition=step, reference_transition=reference,
+                    data=batch if parts.regularizer.needs_data else None, generator=generator)
+                regularizer_losses = parts.regularizer.loss(context)
+                loss = loss_policy + sum(regularizer_losses.values())
+                (loss / per_update).backward()
+                for key, value in {"loss_policy": loss_policy, **regularizer_losses, **stats}.items():
+                    sums[key] += float(value.detach()) if torch.is_tensor(value) else float(value)
+                    counts[key] += 1
+                if epoch == 0 and i == 0:
+                    sums["ratio_first_step"] = float(stats["ratio_mean"])
+                if (i + 1) % per_update == 0 or i == len(self.trained_steps) - 1:
+                    sums["grad_norm"] += self._optimizer_step()
+                    counts["grad_norm"] += 1
+        return {k: v / counts.get(k, 1) for k, v in sums.items()}
+
+    def _optimizer_step(self) -> float:
+        limit = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(self.params, limit)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    def iteration(self, index: int) -> dict:
+        began = time.perf_counter()
+        generator = make_generator(self.device, iteration_seed(self.experiment.seed, index))
+        batch = next(self.loader).to(self.device)
+        trajectory, cond, rewards, reward_means = self.rollout(batch, generator)
+        advantages = group_advantages(
+            rewards, self.cfg.group_size, self.cfg.advantage_normalization,
+            self.cfg.advantage_clip, self.cfg.advantage_transform)
+        stats = self.update(trajectory, cond, advantages, batch, generator)
+        return {"iteration": index, "reward_mean": rewards.mean().item(),
+                "reward_std": rewards.std(unbiased=False).item(), **reward_means, **stats,
+                "seconds": time.perf_counter() - began}
+
+    # --- the run --------------------------------------------------------------------------
+    def run(self) -> Path:
+        """Train from ``self.start`` to ``train.iterations``; returns the output folder."""
+        cfg = self.cfg
+        if self.start == 0:
+            self.save_samples("samples_start.png")
+        bar = tqdm(total=cfg.iterations, initial=self.start, desc="train", unit="it",
+                   disable=not self.show_progress)
+        for index in range(self.start, cfg.iterations):
+            record = self.iteration(index)
+            self.log.append(record)
+            self.records.append(record)
+            done = index + 1
+            if done == cfg.iterations or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
+                self.save(done)
+            bar.update(1)
+            bar.set_postfix(reward=f"{record['reward_mean']:.4f}", ratio=f"{record['ratio_mean']:.3f}")
+        bar.close()
+        self.save_samples("samples_final.png")
+        keys = ["reward_mean", f"loss_{self.parts.regularizer.name}", "loss_policy"]
+        plot_metrics(self.records, keys, self.output / "metrics.png", self.output.name)
+        return self.output
+
+    def save(self, iteration: int) -> None:
+        state = {"iteration": iteration, "optimizer": self.optimizer.state_dict(),
+                 "data": self.loader.state_dict()}
+        save_checkpoint(self.output / "checkpoints", iteration, self.parts.policy.trainable_state_dict(),
+                        state, keep=self.cfg.keep_checkpoints)
+
+    @torch.no_grad()
+    def save_samples(self, name: str) -> None:
+        """A grid of samples from fixed noise (the same for every run with this seed)."""
+        policy, count = self.parts.policy, self.cfg.grid_samples
+        if count <= 0:
+            return
+        generator = make_generator(self.device, self.experiment.seed + 7_919)
+        held_out = self.parts.data.held_out()
+        conditions = attrs.evolve(take(held_out, count), x0=None).to(self.device)
+        if len(conditions) < count:
+            conditions = conditions.repeat_each(-(-count // max(len(conditions), 1)))
+            conditions = take(conditions, count)
+        noise = torch.randn((count, *policy.sample_shape), generator=generator, device=self.device)
+        trajectory = self.parts.sampler.rollout(policy, policy.encode_conditions(conditions), noise, generator)
+        save_grid(policy.decode(trajectory.final), self.output / name)
+
+
+def train(experiment: Experiment, registry: Registry, *, resume: bool = False,
+          show_progress: bool = True) -> Path:
+    return Trainer(experiment, registry, resume=resume, show_progress=show_progress).run()

@@ -1,0 +1,141 @@
+"""Value objects passed between the protocols. All are frozen attrs classes."""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import torch
+from torch import Tensor
+
+
+def _sum_non_batch(x: Tensor) -> Tensor:
+    return x.flatten(1).sum(dim=1)
+
+
+@attrs.frozen(kw_only=True)
+class Gaussian:
+    """One isotropic Gaussian transition ``N(mean, std^2 I)`` per batch member.
+
+    ``mean``: ``[B, ...]``; ``std``: broadcastable to ``mean`` (a scalar tensor or ``[B, 1, ...]``).
+    Densities are computed in float32 and summed over all non-batch dims (DESIGN.md section 2).
+    """
+
+    mean: Tensor
+    std: Tensor
+
+    @property
+    def is_deterministic(self) -> bool:
+        return bool((self.std == 0).all())
+
+    def _std32(self) -> Tensor:
+        return self.std.float().expand_as(self.mean)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """``log N(x; mean, std^2 I)`` summed over non-batch dims: ``[B]``."""
+        if self.is_deterministic:
+            raise ValueError("a deterministic transition (std == 0) has no density; use eta > 0")
+        std = self._std32()
+        z = (x.float() - self.mean.float()) / std
+        log_density = -0.5 * z.square() - std.log() - 0.5 * math.log(2 * math.pi)
+        return _sum_non_batch(log_density)
+
+    def kl(self, other: Gaussian) -> Tensor:
+        """Exact ``KL(self || other)`` of two isotropic Gaussians, summed over non-batch dims: ``[B]``.
+
+        With equal stds this is ``||mu_self - mu_other||^2 / (2 std^2)``.
+        """
+        var_p, var_q = self._std32().square(), other._std32().square()
+        mean_term = (self.mean.float() - other.mean.float()).square() / (2 * var_q)
+        var_term = 0.5 * (var_p / var_q - 1 - torch.log(var_p / var_q))
+        return _sum_non_batch(mean_term + var_term)
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        noise = torch.randn(
+            self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype
+        )
+        return self.mean + self.std * noise
+
+
+@attrs.frozen(kw_only=True)
+class Trajectory:
+    """A rollout of K Gaussian steps, recorded with the old policy's means and log-probs.
+
+    ``latents``: ``[K+1, B, ...]`` (``latents[0]`` is the initial noise, ``latents[K]`` the sample);
+    ``timesteps``: ``[K]``; ``means``: ``[K, B, ...]``; ``stds``: ``[K]``;
+    ``log_probs``: ``[K, B]`` float32 (NaN where a step is deterministic).
+    """
+
+    latents: Tensor
+    timesteps: Tensor
+    means: Tensor
+    stds: Tensor
+    log_probs: Tensor
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.timesteps.shape[0])
+
+    @property
+    def final(self) -> Tensor:
+        return self.latents[-1]
+
+    @property
+    def initial_noise(self) -> Tensor:
+        return self.latents[0]
+
+
+@attrs.frozen(kw_only=True)
+class DataBatch:
+    """Prompts or class labels, and where the source has them, the paired data ``x0``.
+
+    ``prompts``: ``B`` strings (may be empty strings for unconditional data);
+    ``labels``: ``[B]`` long or None; ``x0``: ``[B, C, H, W]`` (or ``[B, C, T, H, W]``) or None.
+    """
+
+    prompts: tuple[str, ...]
+    labels: Tensor | None = None
+    x0: Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def repeat_each(self, times: int) -> DataBatch:
+        """Each member ``times`` times in a row: the layout of a batch of groups."""
+        return DataBatch(
+            prompts=tuple(p for p in self.prompts for _ in range(times)),
+            labels=None if self.labels is None else self.labels.repeat_interleave(times, dim=0),
+            x0=None if self.x0 is None else self.x0.repeat_interleave(times, dim=0),
+        )
+
+    def to(self, device: torch.device | str) -> DataBatch:
+        return attrs.evolve(
+            self,
+            labels=None if self.labels is None else self.labels.to(device),
+            x0=None if self.x0 is None else self.x0.to(device),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class NoiseSchedule:
+    """A DDPM-type forward process ``x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps``.
+
+    ``alphas_cumprod``: ``[T]`` float64-safe values ``a_t``; ``prediction_type``: ``"epsilon"``,
+    ``"v_prediction"`` or ``"sample"`` (what the network outputs).
+    """
+
+    alphas_cumprod: Tensor
+    prediction_type: str = "epsilon"
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.alphas_cumprod.shape[0])
+
+
+def take(batch: DataBatch, n: int) -> DataBatch:
+    """The first ``n`` members of ``batch``."""
+    return DataBatch(
+        prompts=batch.prompts[:n],
+        labels=None if batch.labels is None else batch.labels[:n],
+        x0=None if batch.x0 is None else batch.x0[:n],
+    )

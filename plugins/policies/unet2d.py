@@ -1,0 +1,167 @@
+"""Policy ``unet2d``: a pixel-space diffusers ``UNet2DModel`` with a DDPM forward process.
+
+The forward process takes its betas from diffusers' ``DDPMScheduler``; the loss is the usual
+"simple" epsilon (or v) regression, the same one ``ddrl pretrain`` trains with.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler, UNet2DModel
+from torch import Tensor
+
+from ddrl_framework.hookspecs import hookimpl
+from ddrl_framework.types import DataBatch, NoiseSchedule
+
+
+@hookimpl
+def register_policies(register):
+    register("unet2d", build_unet2d_policy)
+
+
+def _broadcast(values: Tensor, t: Tensor, like: Tensor) -> Tensor:
+    return values.to(like.device)[t].to(like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
+
+
+class Unet2DPolicy:
+    """Owns a ``UNet2DModel`` (the trainable denoiser) and its ``DDPMScheduler`` forward process."""
+
+    def __init__(self, model: UNet2DModel, scheduler: DDPMScheduler, frozen: bool = False):
+        self.model = model
+        self.scheduler = scheduler
+        self.schedule = NoiseSchedule(
+            alphas_cumprod=scheduler.alphas_cumprod.float(),
+            prediction_type=scheduler.config.prediction_type,
+        )
+        channels, size = model.config.in_channels, model.config.sample_size
+        self.sample_shape = (channels, size, size)
+        self.conditional = bool(model.config.num_class_embeds)
+        self._reference: Unet2DPolicy | None = None
+        if frozen:
+            model.requires_grad_(False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # --- conditions and the network -------------------------------------------------
+    def encode_conditions(self, batch: DataBatch) -> Tensor | None:
+        if not self.conditional:
+            return None
+        if batch.labels is None:
+            raise ValueError("this unet2d policy is class-conditional but the batch has no labels")
+        return batch.labels.to(self.device)
+
+    def predict(self, x_t: Tensor, t: Tensor, cond: Tensor | None) -> Tensor:
+        t = t.to(x_t.device).expand(x_t.shape[0])
+        return self.model(x_t, t, class_labels=cond).sample
+
+    # --- the forward process ----------------------------------------------------------
+    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        a = _broadcast(self.schedule.alphas_cumprod, t, x0)
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+    def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        if self.schedule.prediction_type == "epsilon":
+            return noise
+        if self.schedule.prediction_type == "v_prediction":
+            a = _broadcast(self.schedule.alphas_cumprod, t, x0)
+            return a.sqrt() * noise - (1 - a).sqrt() * x0
+        return x0
+
+    def diffusion_loss(self, x0, cond, *, noise=None, t=None, generator=None) -> Tensor:
+        """Mean squared error to ``training_target`` at uniformly drawn timesteps ("simple" loss)."""
+        if noise is None:
+            noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        if t is None:
+            t = torch.randint(0, self.schedule.num_train_timesteps, (x0.shape[0],),
+                              generator=generator, device=x0.device)
+        t = t.to(x0.device).expand(x0.shape[0])
+        prediction = self.predict(self.add_noise(x0, noise, t), t, cond)
+        return F.mse_loss(prediction.float(), self.training_target(x0, noise, t).float())
+
+    # --- pixels -----------------------------------------------------------------------
+    def decode(self, latents: Tensor) -> Tensor:
+        return ((latents.float() + 1) / 2).clamp(0, 1)
+
+    def encode(self, pixels: Tensor) -> Tensor:
+        return pixels * 2 - 1
+
+    # --- parameters, reference, persistence ------------------------------------------
+    def trainable_parameters(self) -> Iterable[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def load_trainable_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        self.model.load_state_dict(dict(state))
+
+    def reference(self) -> Unet2DPolicy:
+        """A frozen copy of the weights as they were at the first call."""
+        if self._reference is None:
+            self._reference = Unet2DPolicy(copy.deepcopy(self.model).eval(), self.scheduler, True)
+        return self._reference
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        self.model.save_pretrained(Path(directory) / "unet")
+        self.scheduler.save_pretrained(Path(directory) / "scheduler")
+
+    def to(self, device: torch.device | str) -> Unet2DPolicy:
+        self.model.to(device)
+        return self
+
+
+def _load_pretrained(source: str) -> tuple[UNet2DModel, DDPMScheduler]:
+    """A folder written by ``save_pretrained`` (or ``ddrl pretrain``), or a hub id / folder with
+    the UNet at its root (as ``google/ddpm-cifar10-32`` has)."""
+    has_subfolder = Path(source, "unet").is_dir() or not Path(source).exists()
+    try:
+        model = UNet2DModel.from_pretrained(source, subfolder="unet" if has_subfolder else None)
+        scheduler = DDPMScheduler.from_pretrained(
+            source, subfolder="scheduler" if has_subfolder else None
+        )
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot load a UNet2DModel from '{source}': {error}") from None
+    return model, scheduler
+
+
+def build_unet2d_policy(
+    *,
+    pretrained: str | None = None,  # a folder (or hub id) to load; overrides the options below
+    sample_size: int = 8,  # image height and width
+    in_channels: int = 1,
+    block_out_channels: tuple[int, ...] = (32, 64),
+    layers_per_block: int = 1,
+    norm_num_groups: int = 8,
+    attention: bool = False,  # self-attention in the lowest-resolution block
+    num_classes: int = 0,  # > 0: class-conditional on data labels
+    num_train_timesteps: int = 1000,
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2",
+    prediction_type: Literal["epsilon", "v_prediction", "sample"] = "epsilon",
+    seed: int = 0,  # initial weights
+) -> Unet2DPolicy:
+    if pretrained is not None:
+        return Unet2DPolicy(*_load_pretrained(pretrained))
+    levels = len(block_out_channels)
+    down = ["DownBlock2D"] * levels
+    up = ["UpBlock2D"] * levels
+    if attention:
+        down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = UNet2DModel(
+            sample_size=sample_size, in_channels=in_channels, out_channels=in_channels,
+            block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
+            down_block_types=tuple(down), up_block_types=tuple(up),
+            norm_num_groups=norm_num_groups, num_class_embeds=num_classes or None,
+        )
+    scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
+                              prediction_type=prediction_type)
+    return Unet2DPolicy(model, scheduler)

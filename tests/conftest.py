@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TINY_CONFIG = """
+seed = 0
+output_dir = "{output_dir}"
+
+[policy]
+name = "unet2d"
+block_out_channels = [8, 16]
+norm_num_groups = 4
+
+[sampler]
+name = "ddim-sde"
+steps = 4
+eta = 1.0
+
+[[rewards]]
+name = "brightness"
+
+[regularizer]
+name = "{regularizer}"
+{regularizer_options}
+
+[data]
+name = "sklearn-digits"
+
+[pretrain]
+steps = 30
+batch_size = 32
+
+[train]
+iterations = 3
+groups = 2
+group_size = 4
+grid_samples = 4
+checkpoint_every = 2
+device = "cpu"
+"""
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Pretrained references go to a per-session cache, never the user's."""
+    monkeypatch.setenv("DDRL_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    """Write a tiny digits experiment; returns a function(regularizer, options) -> Path."""
+
+    def write(regularizer: str = "forward-kl-data", options: str = "beta = 0.01",
+              name: str = "run") -> Path:
+        path = tmp_path / f"{name}.toml"
+        path.write_text(TINY_CONFIG.format(output_dir=tmp_path / name, regularizer=regularizer,
+                                           regularizer_options=options))
+        return path
+
+    return write

@@ -1,0 +1,113 @@
+"""Every built-in plugin passes the contract suite of its protocol."""
+
+import pytest
+
+from ddrl_framework.registry import load_registry
+from ddrl_framework.testing import (
+    DataSourceContract,
+    PolicyContract,
+    RegularizerContract,
+    RewardModelContract,
+    SamplerContract,
+)
+from ddrl_framework.testing.fakes import FakePolicy
+
+REGISTRY = load_registry()
+TINY_UNET = {"block_out_channels": (8, 16), "norm_num_groups": 4}
+
+
+def build(role, name, **options):
+    return REGISTRY.build(role, name, options, f"[{role}]")
+
+
+class TestUnet2DPolicy(PolicyContract):
+    def make_policy(self):
+        return build("policy", "unet2d", **TINY_UNET)
+
+    def load_policy(self, directory):
+        return build("policy", "unet2d", pretrained=str(directory))
+
+
+class TestUnet2DClassConditional(TestUnet2DPolicy):
+    def make_policy(self):
+        return build("policy", "unet2d", num_classes=3, **TINY_UNET)
+
+
+class TestUnet2DVPrediction(TestUnet2DPolicy):
+    def make_policy(self):
+        return build("policy", "unet2d", prediction_type="v_prediction", **TINY_UNET)
+
+
+class TestFakePolicy(PolicyContract):
+    def make_policy(self):
+        return FakePolicy()
+
+    def load_policy(self, directory):
+        import torch
+
+        policy = FakePolicy(seed=99)
+        policy.model.load_state_dict(torch.load(directory / "fake.pt", weights_only=True))
+        return policy
+
+
+class TestDdimSde(SamplerContract):
+    def make_sampler(self):
+        return build("sampler", "ddim-sde", steps=5, eta=1.0)
+
+
+class TestDdimSdeOnUnet(SamplerContract):
+    def make_sampler(self):
+        return build("sampler", "ddim-sde", steps=3, eta=0.7, clip_sample=False)
+
+    def make_policy(self):
+        return build("policy", "unet2d", **TINY_UNET)
+
+
+@pytest.mark.parametrize("name", ["brightness", "jpeg-compressibility", "jpeg-incompressibility"])
+def test_reward_names_are_registered(name):
+    assert name in REGISTRY.names("reward")
+
+
+class TestBrightness(RewardModelContract):
+    def make_reward(self):
+        return build("reward", "brightness")
+
+
+class TestJpegCompressibility(RewardModelContract):
+    def make_reward(self):
+        return build("reward", "jpeg-compressibility")
+
+
+class TestJpegIncompressibility(RewardModelContract):
+    def make_reward(self):
+        return build("reward", "jpeg-incompressibility", quality=80)
+
+
+class TestNoRegularizer(RegularizerContract):
+    def make_regularizer(self):
+        return build("regularizer", "none")
+
+
+class TestReverseKL(RegularizerContract):
+    def make_regularizer(self):
+        return build("regularizer", "reverse-kl", beta=0.1)
+
+
+class TestForwardKLData(RegularizerContract):
+    def make_regularizer(self):
+        return build("regularizer", "forward-kl-data", beta=0.1)
+
+
+class TestForwardKLDataFreshNoise(RegularizerContract):
+    def make_regularizer(self):
+        return build("regularizer", "forward-kl-data", beta=0.1, noise="fresh", every_step=False)
+
+
+class TestSklearnDigits(DataSourceContract):
+    def make_data_source(self):
+        return build("data", "sklearn-digits")
+
+
+class TestSklearnDigitsUpsampled(DataSourceContract):
+    def make_data_source(self):
+        return build("data", "sklearn-digits", size=16, held_out_fraction=0.5)

@@ -1,0 +1,180 @@
+"""The invariants of DESIGN.md section 2, pinned against independent references."""
+
+import math
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+
+from ddrl_framework.advantages import clipped_policy_loss, group_advantages
+from ddrl_framework.registry import load_registry
+from ddrl_framework.testing import make_step_context
+from ddrl_framework.types import Gaussian
+
+REGISTRY = load_registry()
+TINY_UNET = {"block_out_channels": (8, 16), "norm_num_groups": 4}
+
+
+def build(role, name, **options):
+    return REGISTRY.build(role, name, options, f"[{role}]")
+
+
+def test_log_prob_equals_torch_distributions_normal_with_per_sample_std():
+    mean = torch.randn(3, 2, 4, 4)
+    std = torch.tensor([0.3, 1.0, 2.5]).reshape(3, 1, 1, 1)
+    x = mean + std * torch.randn_like(mean)
+    expected = torch.distributions.Normal(mean, std.expand_as(mean)).log_prob(x).sum(dim=(1, 2, 3))
+    assert torch.allclose(Gaussian(mean=mean, std=std).log_prob(x), expected, rtol=1e-6)
+
+
+def test_log_prob_is_float32_for_half_inputs():
+    mean = torch.randn(2, 1, 4, 4).to(torch.bfloat16)
+    gaussian = Gaussian(mean=mean, std=torch.tensor(0.5))
+    assert gaussian.log_prob(mean).dtype == torch.float32
+
+
+def test_deterministic_transition_has_no_density():
+    with pytest.raises(ValueError, match="eta > 0"):
+        Gaussian(mean=torch.zeros(1, 3), std=torch.tensor(0.0)).log_prob(torch.zeros(1, 3))
+
+
+@pytest.mark.parametrize("std_p,std_q", [(0.5, 0.5), (0.4, 0.7)])
+def test_gaussian_kl_equals_a_monte_carlo_estimate(std_p, std_q):
+    generator = torch.Generator().manual_seed(0)
+    p = Gaussian(mean=torch.randn(2, 1, 3, 3, generator=generator), std=torch.tensor(std_p))
+    q = Gaussian(mean=p.mean + 0.3 * torch.randn(2, 1, 3, 3, generator=generator), std=torch.tensor(std_q))
+    samples = [p.sample(generator) for _ in range(20_000)]
+    estimate = torch.stack([p.log_prob(x) - q.log_prob(x) for x in samples]).mean(0)
+    assert torch.allclose(p.kl(q), estimate, rtol=0.03, atol=0.05)
+
+
+def test_equal_std_kl_is_the_scaled_squared_mean_distance():
+    p = Gaussian(mean=torch.randn(4, 1, 2, 2), std=torch.tensor(0.2))
+    q = Gaussian(mean=torch.randn(4, 1, 2, 2), std=torch.tensor(0.2))
+    expected = (p.mean - q.mean).square().flatten(1).sum(1) / (2 * 0.2**2)
+    assert torch.allclose(p.kl(q), expected, rtol=1e-5)
+
+
+def test_reverse_kl_term_equals_beta_times_a_monte_carlo_kl():
+    policy = build("policy", "unet2d", **TINY_UNET)
+    reference = build("policy", "unet2d", seed=1, **TINY_UNET).reference()
+    sampler = build("sampler", "ddim-sde", steps=4)
+    context = make_step_context(policy, sampler, step=2, reference=reference)
+    beta = 0.3
+    term = build("regularizer", "reverse-kl", beta=beta).loss(context)["loss_reverse_kl"]
+    p, q = context.transition, context.reference_transition
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        estimate = torch.stack([p.log_prob(x) - q.log_prob(x)
+                                for x in (p.sample(generator) for _ in range(4_000))]).mean()
+    assert term.item() > 0
+    assert math.isclose(term.item(), beta * estimate.item(), rel_tol=0.05)
+
+
+def _diffusers_ddim(spacing, clip, prediction_type="epsilon"):
+    scheduler = DDIMScheduler(beta_schedule="squaredcos_cap_v2", clip_sample=clip,
+                              set_alpha_to_one=False, timestep_spacing=spacing,
+                              prediction_type=prediction_type)
+    scheduler.set_timesteps(6)
+    return scheduler
+
+
+@pytest.mark.parametrize("spacing", ["trailing", "leading"])
+@pytest.mark.parametrize("clip", [True, False])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_zero_noise_step_equals_diffusers_ddim_scheduler_step(spacing, clip, prediction_type):
+    policy = build("policy", "unet2d", prediction_type=prediction_type, **TINY_UNET)
+    sampler = build("sampler", "ddim-sde", steps=6, eta=0.0, timestep_spacing=spacing, clip_sample=clip)
+    scheduler = _diffusers_ddim(spacing, clip, prediction_type)
+    assert torch.equal(sampler.timesteps(policy.schedule), scheduler.timesteps)
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for k, t in enumerate(scheduler.timesteps):
+            ours = sampler.transition(policy, x, k, None)
+            theirs = scheduler.step(policy.predict(x, t, None), t, x, eta=0.0).prev_sample
+            assert float(ours.std) == 0.0
+            assert torch.allclose(ours.mean, theirs, atol=1e-5), f"step {k}"
+            x = theirs
+
+
+def test_stochastic_step_equals_diffusers_step_with_the_same_noise():
+    policy = build("policy", "unet2d", **TINY_UNET)
+    sampler = build("sampler", "ddim-sde", steps=6, eta=0.8)
+    scheduler = _diffusers_ddim("trailing", True)
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for k, t in enumerate(scheduler.timesteps):
+            z = torch.randn_like(x)
+            ours = sampler.transition(policy, x, k, None)
+            theirs = scheduler.step(policy.predict(x, t, None), t, x, eta=0.8, variance_noise=z).prev_sample
+            assert torch.allclose(ours.mean + ours.std * z, theirs, atol=1e-5), f"step {k}"
+            x = theirs
+
+
+@pytest.mark.parametrize("noise_mode", ["rollout", "fresh"])
+def test_data_term_equals_the_pretraining_loss_on_the_same_inputs(noise_mode):
+    """beta * L_diffusion, with L computed independently from diffusers' DDPMScheduler.add_noise."""
+    policy = build("policy", "unet2d", **TINY_UNET)
+    sampler = build("sampler", "ddim-sde", steps=4)
+    context = make_step_context(policy, sampler, groups=3, group_size=2, step=1)
+    beta = 0.05
+    regularizer = build("regularizer", "forward-kl-data", beta=beta, noise=noise_mode)
+    state = context.generator.get_state()
+    term = regularizer.loss(context)["loss_forward_kl_data"]
+    x0 = context.data.x0
+    if noise_mode == "rollout":
+        noise = context.trajectory.initial_noise[::2]
+        t = context.trajectory.timesteps[1].expand(3)
+    else:  # the same draws the plugin made from the same generator state
+        context.generator.set_state(state)
+        noise = torch.randn(x0.shape, generator=context.generator)
+        t = torch.randint(0, 1000, (3,), generator=context.generator)
+    reference = DDPMScheduler(beta_schedule="squaredcos_cap_v2")
+    with torch.no_grad():
+        x_t = reference.add_noise(x0, noise, t)
+        expected = (policy.model(x_t, t).sample - noise).square().mean()
+    assert torch.allclose(term, beta * expected, rtol=1e-5)
+
+
+def test_data_term_only_on_the_first_trained_step_when_asked():
+    policy, sampler = build("policy", "unet2d", **TINY_UNET), build("sampler", "ddim-sde", steps=4)
+    context = make_step_context(policy, sampler, step=2)
+    regularizer = build("regularizer", "forward-kl-data", every_step=False)
+    assert regularizer.loss(context)["loss_forward_kl_data"] > 0
+    import attrs
+    later = attrs.evolve(context, is_first_trained_step=False)
+    assert regularizer.loss(later)["loss_forward_kl_data"] == 0
+
+
+def test_group_std_advantages_normalize_each_group_separately():
+    rewards = torch.tensor([1.0, 2.0, 3.0, 10.0, 10.0, 40.0])
+    advantages = group_advantages(rewards, group_size=3, eps=0.0)
+    for group in advantages.reshape(2, 3):
+        assert abs(group.mean()) < 1e-6 and abs(group.std(unbiased=False) - 1) < 1e-5
+
+
+def test_raw_advantages_subtract_the_group_mean_only_and_clip():
+    rewards = torch.tensor([0.0, 1.0, 2.0, 0.0, 0.0, 30.0])
+    advantages = group_advantages(rewards, 3, normalization="raw", clip=5.0)
+    assert torch.allclose(advantages, torch.tensor([-1.0, 0.0, 1.0, -5.0, -5.0, 5.0]))
+
+
+def test_neg_exp_transform_is_applied_after_clipping():
+    rewards = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    advantages = group_advantages(rewards, 4, normalization="raw", clip=1.0, transform="neg-exp")
+    expected = -torch.exp(-torch.tensor([-1.0, -0.5, 0.5, 1.0]))
+    assert torch.allclose(advantages, expected)
+
+
+def test_clipped_loss_stops_the_gradient_outside_the_trust_region():
+    advantages = torch.tensor([1.0, 1.0, -1.0, -1.0])
+    old = torch.zeros(4)
+    new = torch.log(torch.tensor([1.5, 0.9, 0.5, 1.1])).requires_grad_()
+    loss, stats = clipped_policy_loss(new, old, advantages, clip_range=0.2)
+    loss.backward()
+    # ratio 1.5 with A > 0 and ratio 0.5 with A < 0 are clipped: no gradient
+    assert new.grad[0] == 0 and new.grad[2] == 0
+    assert new.grad[1] != 0 and new.grad[3] != 0
+    expected = torch.tensor([-1.2, -0.9, 0.8, 1.1]).mean()
+    assert torch.allclose(loss, expected)
+    assert stats["clip_fraction"] == 0.5
