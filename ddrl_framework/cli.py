@@ -55,8 +55,8 @@ def _plugins(_: argparse.Namespace) -> None:
 
     registry = load_registry()
     distributions = plugin_distributions()
-    for role, (_, label) in ROLES.items():
-        print(f"{label}s:")
+    for role, (_, _, plural) in ROLES.items():
+        print(f"{plural}:")
         for entry in (e for e in registry.entries() if e.role == role):
             dist = distributions.get(entry.plugin)
             origin = f"{dist.name} {dist.version}" if dist else "(not installed)"

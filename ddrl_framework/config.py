@@ -170,11 +170,17 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{path}: not valid TOML: {error}") from None
 
 
+def _format_exception(error: BaseException, type_: Any) -> str:
+    if type(error) in (TypeError, ValueError) and str(error):
+        return str(error)  # our own hooks' messages say what would be right
+    return cattrs.v.format_exception(error, type_)
+
+
 def structure_experiment(data: Mapping[str, Any], source: str) -> Experiment:
     try:
         return CONVERTER.structure(dict(data), Experiment)
     except cattrs.BaseValidationError as error:
-        lines = cattrs.transform_error(error, path="$")
+        lines = cattrs.transform_error(error, path="$", format_exception=_format_exception)
         lines = [line.replace(" @ $.", " at key ").replace(" @ $", " at the top level")
                  for line in lines]
         raise UserError(f"{source}: invalid config:\n" + "\n".join(f"  {l}" for l in lines)) from None

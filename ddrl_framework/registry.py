@@ -24,13 +24,13 @@ from ddrl_framework.options import did_you_mean, structure_options
 
 BUILTIN_DISTRIBUTION = "ddrl-framework"
 
-# role -> (hook name, what a user calls it)
-ROLES: dict[str, tuple[str, str]] = {
-    "policy": ("register_policies", "policy"),
-    "sampler": ("register_samplers", "sampler"),
-    "reward": ("register_reward_models", "reward model"),
-    "regularizer": ("register_regularizers", "regularizer"),
-    "data": ("register_data_sources", "data source"),
+# role -> (hook name, what a user calls one, and several)
+ROLES: dict[str, tuple[str, str, str]] = {
+    "policy": ("register_policies", "policy", "policies"),
+    "sampler": ("register_samplers", "sampler", "samplers"),
+    "reward": ("register_reward_models", "reward model", "reward models"),
+    "regularizer": ("register_regularizers", "regularizer", "regularizers"),
+    "data": ("register_data_sources", "data source", "data sources"),
 }
 
 
@@ -100,7 +100,7 @@ class Registry:
     def __init__(self, manager: pluggy.PluginManager):
         manager.check_pending()
         self._entries: dict[str, dict[str, Entry]] = {role: {} for role in ROLES}
-        for role, (hook_name, _) in ROLES.items():
+        for role, (hook_name, _, _) in ROLES.items():
             for impl in getattr(manager.hook, hook_name).get_hookimpls():
                 self._call_hook(role, impl)
 

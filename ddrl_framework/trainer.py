@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from ddrl_framework.advantages import clipped_policy_loss, group_advantages
-from ddrl_framework.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from ddrl_framework.checkpoint import atomic_write_bytes, latest_checkpoint, load_checkpoint, save_checkpoint
 from ddrl_framework.components import Components, build_components, score
 from ddrl_framework.config import Experiment, to_dict
 from ddrl_framework.errors import UserError
@@ -36,6 +36,7 @@ class Trainer:
         self.experiment, self.cfg = experiment, experiment.train
         self.show_progress = show_progress
         self.output = Path(experiment.output_dir)
+        self.identity = self._run_identity()
         self._check_output_dir(resume)
         self.device = resolve_device(self.cfg.device)
         self.parts: Components = build_components(experiment, registry, self.device, show_progress)
@@ -48,6 +49,7 @@ class Trainer:
         self.loader = self.parts.data.loader(self.cfg.groups, experiment.seed)
         self.log = MetricsLog(self.output / "metrics.jsonl")
         self.start = self._restore() if resume else 0
+        self._record_config()  # only once all built and restored: a bad input leaves nothing behind
         self.records = self.log.keep_before(self.start)
 
     # --- set-up ---------------------------------------------------------------------------
@@ -58,19 +60,19 @@ class Trainer:
 
     def _check_output_dir(self, resume: bool) -> None:
         config_file = self.output / "config.json"
-        if config_file.is_file() and not resume:
+        if not config_file.is_file():
+            return
+        if not resume:
             raise UserError(f"{self.output} already holds a run: pass --resume to continue it, or "
                             "choose another output_dir (--set output_dir=...)")
+        if json.loads(config_file.read_text()).get("identity") != self.identity:
+            raise UserError(f"{self.output} holds a run of a different config; --resume needs "
+                            "the same config (only train.iterations and train.device may change)")
+
+    def _record_config(self) -> None:
         self.output.mkdir(parents=True, exist_ok=True)
-        identity = self._run_identity()
-        if config_file.is_file():
-            saved = json.loads(config_file.read_text()).get("identity")
-            if saved != identity:
-                raise UserError(f"{self.output} holds a run of a different config; --resume needs "
-                                "the same config (only train.iterations and train.device may change)")
-        else:
-            record = {"identity": identity, "experiment": to_dict(self.experiment)}
-            config_file.write_text(json.dumps(record, indent=2, default=list))
+        record = {"identity": self.identity, "experiment": to_dict(self.experiment)}
+        atomic_write_bytes(self.output / "config.json", json.dumps(record, indent=2, default=list).encode())
 
     def _trained_steps(self) -> list[int]:
         count = self.parts.sampler.num_steps
@@ -179,7 +181,7 @@ class Trainer:
             bar.set_postfix(reward=f"{record['reward_mean']:.4f}", ratio=f"{record['ratio_mean']:.3f}")
         bar.close()
         self.save_samples("samples_final.png")
-        keys = ["reward_mean", f"loss_{self.parts.regularizer.name}", "loss_policy"]
+        keys = ["reward_mean", f"loss_{self.parts.regularizer.name}", "grad_norm"]
         plot_metrics(self.records, keys, self.output / "metrics.png", self.output.name)
         return self.output
 

@@ -1,8 +1,9 @@
 """The pluggy registry: built-ins through entry points, fakes, duplicates, errors, env vars."""
 
+import re
 import subprocess
 import sys
-import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -99,40 +100,24 @@ def test_rejected_option_value_is_a_user_error():
         load_registry().build("regularizer", "reverse-kl", {"beta": -1.0}, "[regularizer]")
 
 
-PLUGIN_PYPROJECT = """
-[build-system]
-requires = ["setuptools>=68"]
-build-backend = "setuptools.build_meta"
+WRITING_A_PLUGIN = Path(__file__).parents[1] / "docs" / "writing-a-plugin.md"
 
-[project]
-name = "ddrl-plugin-negbright"
-version = "0.3.0"
 
-[project.entry-points.ddrl_framework]
-negbright = "ddrl_negbright"
-"""
-
-PLUGIN_MODULE = '''
-from ddrl_framework.hookspecs import hookimpl
-
-class Darkness:
-    def __call__(self, samples, prompts, metadata):
-        return -samples.flatten(1).mean(1)
-
-@hookimpl
-def register_reward_models(register):
-    register("darkness", Darkness)
-'''
+def doc_block(language: str, index: int = 0) -> str:
+    blocks = re.findall(rf"```{language}\n(.*?)```", WRITING_A_PLUGIN.read_text(), re.S)
+    return blocks[index]
 
 
 @pytest.fixture(scope="module")
 def installed_plugin(tmp_path_factory):
-    """A separate plugin package, pip-installed from a temporary folder into a target folder."""
+    """The plugin package of docs/writing-a-plugin.md, pip-installed from a temporary folder into
+    a target folder (so the test environment is left as it was)."""
     root = tmp_path_factory.mktemp("plugin")
-    source = root / "src"
-    source.mkdir()
-    (source / "pyproject.toml").write_text(PLUGIN_PYPROJECT)
-    (source / "ddrl_negbright.py").write_text(PLUGIN_MODULE)
+    source = root / "ddrl-ink"
+    (source / "tests").mkdir(parents=True)
+    (source / "pyproject.toml").write_text(doc_block("toml", 0))
+    (source / "ddrl_ink.py").write_text(doc_block("python", 0))
+    (source / "tests" / "test_ink.py").write_text(doc_block("python", 1))
     target = root / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                     "--no-build-isolation", "--target", str(target), str(source)], check=True)
@@ -150,8 +135,8 @@ def _ddrl(args, env_extra, pythonpath):
 def test_an_installed_plugin_package_is_found_through_its_entry_point(installed_plugin):
     result = _ddrl(["plugins"], {}, installed_plugin)
     assert result.returncode == 0, result.stderr
-    line = next(l for l in result.stdout.splitlines() if "darkness" in l)
-    assert "negbright" in line and "ddrl-plugin-negbright 0.3.0" in line
+    line = next(l for l in result.stdout.splitlines() if "ink-coverage" in l)
+    assert "plugin ink " in line and "ddrl-ink 0.1.0" in line
     assert "ddrl-framework" in next(l for l in result.stdout.splitlines() if "unet2d" in l)
 
 
@@ -159,13 +144,24 @@ def test_an_installed_plugin_package_is_found_through_its_entry_point(installed_
 @pytest.mark.parametrize("env,found", [
     ({"DDRL_DISABLE_PLUGIN_AUTOLOAD": "1"}, False),
     ({"DDRL_PLUGINS": "someother"}, False),
-    ({"DDRL_PLUGINS": "negbright"}, True),
+    ({"DDRL_PLUGINS": "ink"}, True),
 ])
 def test_environment_variables_limit_which_plugins_load(installed_plugin, env, found):
     result = _ddrl(["plugins"], env, installed_plugin)
     assert result.returncode == 0, result.stderr
-    assert ("darkness" in result.stdout) is found
+    assert ("ink-coverage" in result.stdout) is found
     assert "unet2d" in result.stdout  # built-ins always load
+
+
+@pytest.mark.slow
+def test_the_documented_plugin_passes_its_contract_tests(installed_plugin):
+    import os
+    tests = installed_plugin.parent / "ddrl-ink" / "tests"
+    env = {**os.environ, "PYTHONPATH": str(installed_plugin)}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)],
+                            capture_output=True, text=True, env=env, cwd=tests)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout
 
 
 @pytest.mark.slow

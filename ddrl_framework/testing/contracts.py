@@ -234,7 +234,7 @@ class RegularizerContract:
         losses = regularizer.loss(context)
         assert f"loss_{regularizer.name}" in losses
         for key, value in losses.items():
-            assert key.startswith("loss_") and value.ndim == 0 and math.isfinite(float(value))
+            assert key.startswith("loss_") and value.ndim == 0 and math.isfinite(float(value.detach()))
 
     def test_gradients_reach_the_policy_when_the_loss_depends_on_it(self, context):
         losses = self.make_regularizer().loss(context)

@@ -123,7 +123,8 @@ def _load_pretrained(source: str) -> tuple[UNet2DModel, DDPMScheduler]:
     the UNet at its root (as ``google/ddpm-cifar10-32`` has)."""
     has_subfolder = Path(source, "unet").is_dir() or not Path(source).exists()
     try:
-        model = UNet2DModel.from_pretrained(source, subfolder="unet" if has_subfolder else None)
+        model = UNet2DModel.from_pretrained(source, subfolder="unet" if has_subfolder else None,
+                                            low_cpu_mem_usage=False)
         scheduler = DDPMScheduler.from_pretrained(
             source, subfolder="scheduler" if has_subfolder else None
         )
