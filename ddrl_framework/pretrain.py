@@ -93,5 +93,10 @@ def _save_atomically(policy, target: Path, info: dict) -> None:
     policy.save_pretrained(tmp)
     (tmp / "pretrain.json").write_text(json.dumps(info, indent=2, default=list))
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(target, ignore_errors=True)
-    os.rename(tmp, target)
+    if not (target / "pretrain.json").is_file():  # else another process finished it first
+        shutil.rmtree(target, ignore_errors=True)  # an incomplete leftover
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process renamed its copy in between
+            pass
+    shutil.rmtree(tmp, ignore_errors=True)

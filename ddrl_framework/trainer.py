@@ -198,11 +198,8 @@ class Trainer:
         if count <= 0:
             return
         generator = make_generator(self.device, self.experiment.seed + 7_919)
-        held_out = self.parts.data.held_out()
-        conditions = attrs.evolve(take(held_out, count), x0=None).to(self.device)
-        if len(conditions) < count:
-            conditions = conditions.repeat_each(-(-count // max(len(conditions), 1)))
-            conditions = take(conditions, count)
+        held_out = attrs.evolve(self.parts.data.held_out(), x0=None)
+        conditions = take(held_out.repeat_each(-(-count // len(held_out))), count).to(self.device)
         noise = torch.randn((count, *policy.sample_shape), generator=generator, device=self.device)
         trajectory = self.parts.sampler.rollout(policy, policy.encode_conditions(conditions), noise, generator)
         save_grid(policy.decode(trajectory.final), self.output / name)
