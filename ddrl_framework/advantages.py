@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -13,16 +15,23 @@ def group_advantages(
     clip: float = 5.0,
     transform: str = "none",
     eps: float = 1e-4,
+    temperature: float = 1.0,
 ) -> Tensor:
     """Advantages ``[B]`` from rewards ``[B]`` laid out as consecutive groups of ``group_size``.
 
     ``group-std``: ``(r - mean_group) / (std_group + eps)`` (GRPO); ``raw``: ``r - mean_group``
     (beta keeps its meaning in the objective). Then ``clip`` to ``[-clip, clip]``, and with
-    ``transform = "neg-exp"`` the DDRL transform ``A <- -exp(-A)``.
+    ``transform = "neg-exp"`` the transform ``A <- -exp(-A)``.
+
+    ``transform = "exp-tilt"`` replaces all of that with the DDRL paper's form from raw rewards:
+    ``A = -exp(-(r - Z) / T)``, ``Z = T log mean_group exp(r / T)``, the exponent clipped to
+    ``[-clip, clip]``. With the data regularizer at weight 1 it targets ``p_data exp(r / T)``.
     """
     if rewards.ndim != 1 or rewards.shape[0] % group_size:
         raise ValueError(f"rewards {tuple(rewards.shape)} do not split into groups of {group_size}")
     grouped = rewards.float().reshape(-1, group_size)
+    if transform == "exp-tilt":
+        return _exp_tilt(grouped, temperature, clip).reshape(-1)
     centered = grouped - grouped.mean(dim=1, keepdim=True)
     if normalization == "group-std":
         centered = centered / (grouped.std(dim=1, unbiased=False, keepdim=True) + eps)
@@ -34,6 +43,12 @@ def group_advantages(
     elif transform != "none":
         raise ValueError(f"unknown advantage transform '{transform}'")
     return advantages
+
+
+def _exp_tilt(grouped: Tensor, temperature: float, clip: float) -> Tensor:
+    scaled = grouped / temperature
+    log_mean_exp = torch.logsumexp(scaled, dim=1, keepdim=True) - math.log(grouped.shape[1])
+    return -torch.exp(-(scaled - log_mean_exp).clamp(-clip, clip))
 
 
 def clipped_policy_loss(

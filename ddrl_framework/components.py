@@ -12,7 +12,7 @@ from torch import Tensor
 from ddrl_framework.config import Experiment
 from ddrl_framework.errors import UserError
 from ddrl_framework.pretrain import policy_options
-from ddrl_framework.protocols import DataSource, Policy, Regularizer, RewardModel, Sampler
+from ddrl_framework.protocols import DataSource, Metric, Policy, Regularizer, RewardModel, Sampler
 from ddrl_framework.registry import Registry
 
 
@@ -31,6 +31,11 @@ class Components:
     rewards: tuple[WeightedReward, ...]
     regularizer: Regularizer
     data: DataSource
+    metrics: tuple[tuple[str, Metric], ...] = ()
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.regularizer.needs_reference or any(m.needs_reference for _, m in self.metrics)
 
 
 def _checked(component: Any, protocol: type, where: str) -> Any:
@@ -55,7 +60,13 @@ def build_components(
         rewards.append(WeightedReward(key=key, name=spec.name, weight=spec.weight, model=model))
     if not rewards:
         raise UserError("the config has no [[rewards]]: add at least one, e.g. name = \"brightness\"")
+    metrics = []
+    for i, spec in enumerate(e.metrics):
+        where = f"[[metrics]] #{i + 1}"
+        metrics.append((spec.name, _checked(registry.build("metric", spec.name, spec.options, where),
+                                            Metric, where)))
     return Components(
+        metrics=tuple(metrics),
         policy=policy.to(device),
         sampler=_checked(registry.build("sampler", e.sampler.name, e.sampler.options, "[sampler]"),
                          Sampler, "[sampler]"),

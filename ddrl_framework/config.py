@@ -61,13 +61,19 @@ class TrainConfig:
     clip_range: float = 0.2  # PPO ratio clip eps
     advantage_normalization: Literal["group-std", "raw"] = "group-std"
     advantage_clip: float = 5.0  # |A| <= this after normalization
-    advantage_transform: Literal["none", "neg-exp"] = "none"  # neg-exp: A <- -exp(-A) (DDRL)
+    # neg-exp: A <- -exp(-A) after normalization; exp-tilt: A = -exp(-(r - Z) / T) from raw rewards,
+    # Z = T log mean_group exp(r / T), T = advantage_temperature (the DDRL paper's form)
+    advantage_transform: Literal["none", "neg-exp", "exp-tilt"] = "none"
+    advantage_temperature: float = 1.0  # T of exp-tilt (the paper's beta; then regularizer beta = 1)
     trained_steps: tuple[int, ...] | None = None  # sampler steps trained on (None: all)
     inner_epochs: int = 1  # passes over each rollout batch
     steps_per_update: int = 0  # optimizer step every N trained steps (0: once per pass)
     checkpoint_every: int = 50  # iterations between checkpoints (0: only at the end)
     keep_checkpoints: int = 2  # older checkpoints are deleted
     grid_samples: int = 64  # samples in the PNG grids, from fixed noise
+    eval_every: int = 10  # iterations between evaluations with [[metrics]] (0: start and end only)
+    eval_samples: int = 256  # samples per evaluation, from fixed noise
+    eval_seed: int = 1000  # the evaluation noise, shared by every seed and arm
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
 
 
@@ -80,6 +86,7 @@ class Experiment:
     rewards: tuple[RewardSpec, ...]
     regularizer: Component = Component(name="none")
     data: Component
+    metrics: tuple[Component, ...] = ()  # [[metrics]]: evaluation metrics, written to eval.jsonl
     pretrain: PretrainConfig = PretrainConfig()
     train: TrainConfig = TrainConfig()
 
@@ -125,6 +132,7 @@ def to_dict(experiment: Experiment) -> dict[str, Any]:
     for key in ("policy", "sampler", "regularizer", "data"):
         data[key] = flat(data[key])
     data["rewards"] = [flat(r) for r in experiment.rewards]
+    data["metrics"] = [flat(m) for m in experiment.metrics]
     data["pretrain"] = attrs.asdict(experiment.pretrain)
     data["train"] = attrs.asdict(experiment.train)
     return data

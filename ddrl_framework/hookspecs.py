@@ -40,3 +40,8 @@ def register_regularizers(register: Register) -> None:
 @hookspec
 def register_data_sources(register: Register) -> None:
     """Register DataSource factories: ``register("sklearn-digits", SklearnDigits)``."""
+
+
+@hookspec
+def register_metrics(register: Register) -> None:
+    """Register evaluation Metric factories: ``register("frechet-distance", FrechetDistance)``."""

@@ -76,7 +76,8 @@ def _train(experiment: Experiment, registry: Registry, show_progress: bool):
     bar = tqdm(range(settings.steps), desc="pretrain", disable=not show_progress, unit="step")
     for _ in bar:
         batch = next(loader).to(device)
-        loss = policy.diffusion_loss(batch.x0, policy.encode_conditions(batch), generator=generator)
+        x0 = policy.encode(batch.x0)
+        loss = policy.diffusion_loss(x0, policy.encode_conditions(batch), generator=generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

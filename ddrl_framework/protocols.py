@@ -5,7 +5,7 @@ Shapes: ``B`` batch, ``C, H, W`` channels and pixels (``C, T, H, W`` for video),
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -132,6 +132,38 @@ class Regularizer(Protocol):
 
     def loss(self, context: StepContext) -> dict[str, Tensor]:
         """Named scalar losses, ``{"loss_<name>": tensor}``; the trainer adds them all."""
+
+
+@attrs.frozen(kw_only=True)
+class EvalContext:
+    """What a metric sees: ``N`` evaluation samples from fixed noise, and what they came from.
+
+    ``samples``: pixels in [0, 1] ``[N, ...]``; ``rewards``: the weighted reward ``[N]``;
+    ``score(pixels, prompts)``: the same weighted reward for any pixels (e.g. held-out data);
+    ``held_out``: the data source's held-out split; ``reference``: the frozen reference policy
+    (None unless a metric ``needs_reference``).
+    """
+
+    policy: Policy
+    reference: Policy | None
+    sampler: Sampler
+    trajectory: Trajectory
+    cond: Any
+    samples: Tensor
+    prompts: tuple[str, ...]
+    rewards: Tensor
+    score: Callable[[Tensor, Sequence[str]], Tensor]
+    held_out: DataBatch
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """An evaluation metric: ``metric(context) -> {"name": float, ...}`` (keys get an ``eval_``
+    prefix in ``eval.jsonl``). ``needs_reference`` asks the trainer for the frozen reference."""
+
+    needs_reference: bool
+
+    def __call__(self, context: EvalContext) -> dict[str, float]: ...
 
 
 @runtime_checkable

@@ -31,6 +31,7 @@ ROLES: dict[str, tuple[str, str, str]] = {
     "reward": ("register_reward_models", "reward model", "reward models"),
     "regularizer": ("register_regularizers", "regularizer", "regularizers"),
     "data": ("register_data_sources", "data source", "data sources"),
+    "metric": ("register_metrics", "metric", "metrics"),
 }
 
 

@@ -8,7 +8,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import attrs
 import torch
 from tqdm import tqdm
 
@@ -17,12 +16,13 @@ from ddrl_framework.checkpoint import atomic_write_bytes, latest_checkpoint, loa
 from ddrl_framework.components import Components, build_components, score
 from ddrl_framework.config import Experiment, to_dict
 from ddrl_framework.errors import UserError
+from ddrl_framework.evaluation import Evaluator, repeat_to
 from ddrl_framework.metrics_log import MetricsLog
 from ddrl_framework.plots import plot_metrics, save_grid
 from ddrl_framework.protocols import StepContext
 from ddrl_framework.registry import Registry
 from ddrl_framework.runtime import config_hash, make_generator, resolve_device
-from ddrl_framework.types import DataBatch, Trajectory, take
+from ddrl_framework.types import DataBatch, Trajectory
 
 
 def iteration_seed(seed: int, iteration: int) -> int:
@@ -42,15 +42,19 @@ class Trainer:
         self.parts: Components = build_components(experiment, registry, self.device, show_progress)
         self.trained_steps = self._trained_steps()
         # the reference is the policy before any update: take it before a checkpoint loads
-        self.reference = self.parts.policy.reference() if self.parts.regularizer.needs_reference else None
+        self.reference = self.parts.policy.reference() if self.parts.needs_reference else None
         self.params = list(self.parts.policy.trainable_parameters())
         self.optimizer = torch.optim.AdamW(self.params, lr=self.cfg.learning_rate,
                                            weight_decay=self.cfg.weight_decay)
         self.loader = self.parts.data.loader(self.cfg.groups, experiment.seed)
+        self.evaluator = Evaluator(self.parts, self.parts.metrics, self.reference, self.cfg.eval_samples,
+                                   self.cfg.eval_seed, self.device)
         self.log = MetricsLog(self.output / "metrics.jsonl")
+        self.eval_log = MetricsLog(self.output / "eval.jsonl")
         self.start = self._restore() if resume else 0
         self._record_config()  # only once all built and restored: a bad input leaves nothing behind
         self.records = self.log.keep_before(self.start)
+        self.eval_records = self.eval_log.keep_before(self.start)
 
     # --- set-up ---------------------------------------------------------------------------
     def _run_identity(self) -> str:
@@ -154,9 +158,10 @@ class Trainer:
         generator = make_generator(self.device, iteration_seed(self.experiment.seed, index))
         batch = next(self.loader).to(self.device)
         trajectory, cond, rewards, reward_means = self.rollout(batch, generator)
+        cfg = self.cfg
         advantages = group_advantages(
-            rewards, self.cfg.group_size, self.cfg.advantage_normalization,
-            self.cfg.advantage_clip, self.cfg.advantage_transform)
+            rewards, cfg.group_size, cfg.advantage_normalization, cfg.advantage_clip,
+            cfg.advantage_transform, temperature=cfg.advantage_temperature)
         stats = self.update(trajectory, cond, advantages, batch, generator)
         return {"iteration": index, "reward_mean": rewards.mean().item(),
                 "reward_std": rewards.std(unbiased=False).item(), **reward_means, **stats,
@@ -171,6 +176,8 @@ class Trainer:
         bar = tqdm(total=cfg.iterations, initial=self.start, desc="train", unit="it",
                    disable=not self.show_progress)
         for index in range(self.start, cfg.iterations):
+            if self._evaluates_at(index):
+                self.evaluate(index)
             record = self.iteration(index)
             self.log.append(record)
             self.records.append(record)
@@ -180,10 +187,25 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(reward=f"{record['reward_mean']:.4f}", ratio=f"{record['ratio_mean']:.3f}")
         bar.close()
+        if not self.eval_records or self.eval_records[-1]["iteration"] != cfg.iterations:
+            self.evaluate(cfg.iterations)
         self.save_samples("samples_final.png")
         keys = ["reward_mean", f"loss_{self.parts.regularizer.name}", "grad_norm"]
         plot_metrics(self.records, keys, self.output / "metrics.png", self.output.name)
         return self.output
+
+    def _evaluates_at(self, index: int) -> bool:
+        every = self.cfg.eval_every
+        return index % every == 0 if every > 0 else index == 0
+
+    def evaluate(self, iteration: int) -> dict:
+        """Evaluate the policy after ``iteration`` updates; appends to ``eval.jsonl``."""
+        began = time.perf_counter()
+        record = {"iteration": iteration, **self.evaluator.evaluate(),
+                  "seconds": time.perf_counter() - began}
+        self.eval_log.append(record)
+        self.eval_records.append(record)
+        return record
 
     def save(self, iteration: int) -> None:
         state = {"iteration": iteration, "optimizer": self.optimizer.state_dict(),
@@ -198,8 +220,7 @@ class Trainer:
         if count <= 0:
             return
         generator = make_generator(self.device, self.experiment.seed + 7_919)
-        held_out = attrs.evolve(self.parts.data.held_out(), x0=None)
-        conditions = take(held_out.repeat_each(-(-count // len(held_out))), count).to(self.device)
+        conditions = repeat_to(self.parts.data.held_out(), count).to(self.device)
         noise = torch.randn((count, *policy.sample_shape), generator=generator, device=self.device)
         trajectory = self.parts.sampler.rollout(policy, policy.encode_conditions(conditions), noise, generator)
         save_grid(policy.decode(trajectory.final), self.output / name)

@@ -90,7 +90,8 @@ class DataBatch:
     """Prompts or class labels, and where the source has them, the paired data ``x0``.
 
     ``prompts``: ``B`` strings (may be empty strings for unconditional data);
-    ``labels``: ``[B]`` long or None; ``x0``: ``[B, C, H, W]`` (or ``[B, C, T, H, W]``) or None.
+    ``labels``: ``[B]`` long or None; ``x0``: pixels in [0, 1], ``[B, C, H, W]`` (or
+    ``[B, C, T, H, W]``), or None. A policy's ``encode`` turns them into its latents.
     """
 
     prompts: tuple[str, ...]

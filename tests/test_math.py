@@ -121,7 +121,7 @@ def test_data_term_equals_the_pretraining_loss_on_the_same_inputs(noise_mode):
     regularizer = build("regularizer", "forward-kl-data", beta=beta, noise=noise_mode)
     state = context.generator.get_state()
     term = regularizer.loss(context)["loss_forward_kl_data"]
-    x0 = context.data.x0
+    x0 = policy.encode(context.data.x0)
     if noise_mode == "rollout":
         noise = context.trajectory.initial_noise[::2]
         t = context.trajectory.timesteps[1].expand(3)
@@ -178,3 +178,15 @@ def test_clipped_loss_stops_the_gradient_outside_the_trust_region():
     expected = torch.tensor([-1.2, -0.9, 0.8, 1.1]).mean()
     assert torch.allclose(loss, expected)
     assert stats["clip_fraction"] == 0.5
+
+
+def test_exp_tilt_is_the_papers_transform_with_a_per_group_log_mean_exp():
+    rewards = torch.tensor([0.0, 1.0, 2.0, -1.0, 5.0, 6.0])
+    temperature = 2.0
+    advantages = group_advantages(rewards, 3, transform="exp-tilt", temperature=temperature, clip=50)
+    for group, values in zip(rewards.reshape(2, 3), advantages.reshape(2, 3)):
+        z = temperature * torch.log(torch.exp(group / temperature).mean())
+        assert torch.allclose(values, -torch.exp(-(group - z) / temperature), rtol=1e-5)
+    # a shift of every reward in a group leaves its advantages unchanged (Z absorbs it)
+    shifted = group_advantages(rewards + 3.0, 3, transform="exp-tilt", temperature=temperature, clip=50)
+    assert torch.allclose(shifted, advantages, rtol=1e-5)

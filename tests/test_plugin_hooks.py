@@ -10,6 +10,7 @@ import torch
 from ddrl_framework.registry import Registry, make_plugin_manager
 from ddrl_framework.testing import (
     DataSourceContract,
+    MetricContract,
     PolicyContract,
     RegularizerContract,
     RewardModelContract,
@@ -86,9 +87,26 @@ class TestRegisterRegularizersExample(RegularizerContract):
 def test_register_data_sources():
     source = build_example("register_data_sources", "data", "checkerboards", count=10)
     batch = next(source.loader(4, seed=0))
-    assert batch.x0.shape == (4, 1, 8, 8) and set(batch.x0.unique().tolist()) == {-1.0, 1.0}
+    assert batch.x0.shape == (4, 1, 8, 8) and set(batch.x0.unique().tolist()) == {0.0, 1.0}
 
 
 class TestRegisterDataSourcesExample(DataSourceContract):
     def make_data_source(self):
         return build_example("register_data_sources", "data", "checkerboards")
+
+
+def test_register_metrics():
+    metric = build_example("register_metrics", "metric", "saturated-fraction", margin=0.1)
+    from ddrl_framework.testing import make_eval_context
+    from ddrl_framework.testing.fakes import FakePolicy
+    from ddrl_plugins.samplers.ddim_sde import DdimSdeSampler
+
+    context = make_eval_context(FakePolicy(), DdimSdeSampler(steps=3))
+    value = metric(context)["saturated_fraction"]
+    pixels = context.samples
+    assert value == ((pixels < 0.1) | (pixels > 0.9)).float().mean().item()
+
+
+class TestRegisterMetricsExample(MetricContract):
+    def make_metric(self):
+        return build_example("register_metrics", "metric", "saturated-fraction")

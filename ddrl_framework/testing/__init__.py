@@ -13,20 +13,23 @@ Each contract is a plain pytest class: pytest collects the subclass and runs eve
 
 from ddrl_framework.testing.contracts import (
     DataSourceContract,
+    MetricContract,
     PolicyContract,
     RegularizerContract,
     RewardModelContract,
     SamplerContract,
 )
-from ddrl_framework.testing.fakes import FakePolicy, fake_batch, make_step_context
+from ddrl_framework.testing.fakes import FakePolicy, fake_batch, make_eval_context, make_step_context
 
 __all__ = [
     "DataSourceContract",
     "FakePolicy",
+    "MetricContract",
     "PolicyContract",
     "RegularizerContract",
     "RewardModelContract",
     "SamplerContract",
     "fake_batch",
+    "make_eval_context",
     "make_step_context",
 ]

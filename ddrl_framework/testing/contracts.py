@@ -10,8 +10,8 @@ import math
 import pytest
 import torch
 
-from ddrl_framework.protocols import DataSource, Policy, Regularizer, RewardModel, Sampler
-from ddrl_framework.testing.fakes import FakePolicy, fake_batch, make_step_context
+from ddrl_framework.protocols import DataSource, Metric, Policy, Regularizer, RewardModel, Sampler
+from ddrl_framework.testing.fakes import FakePolicy, fake_batch, make_eval_context, make_step_context
 from ddrl_framework.types import DataBatch
 
 
@@ -27,6 +27,7 @@ class PolicyContract:
         raise NotImplementedError
 
     def make_batch(self, policy: Policy) -> DataBatch:
+        """Prompts and pixels; override for a latent policy whose pixels differ in shape."""
         return fake_batch(self.batch_size, policy.sample_shape)
 
     @pytest.fixture
@@ -34,7 +35,7 @@ class PolicyContract:
         return self.make_policy()
 
     def _noisy(self, policy):
-        x0 = self.make_batch(policy).x0
+        x0 = policy.encode(self.make_batch(policy).x0)
         noise = torch.randn_like(x0)
         t = torch.tensor([10, 500, 990])[: x0.shape[0]]
         return x0, noise, t
@@ -57,7 +58,7 @@ class PolicyContract:
 
     def test_diffusion_loss_is_a_differentiable_scalar(self, policy):
         batch = self.make_batch(policy)
-        loss = policy.diffusion_loss(batch.x0, policy.encode_conditions(batch))
+        loss = policy.diffusion_loss(policy.encode(batch.x0), policy.encode_conditions(batch))
         assert loss.ndim == 0 and torch.isfinite(loss)
         loss.backward()
         grads = [p.grad for p in policy.trainable_parameters()]
@@ -282,3 +283,35 @@ class DataSourceContract:
     def test_held_out_is_a_batch(self):
         held_out = self.make_data_source().held_out()
         assert isinstance(held_out, DataBatch) and len(held_out) > 0
+
+
+class MetricContract:
+    """Define ``make_metric()``; override ``make_policy()`` / ``make_sampler()`` if needed."""
+
+    def make_metric(self) -> Metric:
+        raise NotImplementedError
+
+    def make_policy(self) -> Policy:
+        return FakePolicy()
+
+    def make_sampler(self) -> Sampler:
+        from ddrl_plugins.samplers.ddim_sde import DdimSdeSampler
+
+        return DdimSdeSampler(steps=4)
+
+    @pytest.fixture
+    def context(self):
+        return make_eval_context(self.make_policy(), self.make_sampler())
+
+    def test_implements_protocol(self):
+        metric = self.make_metric()
+        assert isinstance(metric, Metric) and isinstance(metric.needs_reference, bool)
+
+    def test_returns_named_finite_floats(self, context):
+        values = self.make_metric()(context)
+        assert values and all(isinstance(k, str) for k in values)
+        assert all(math.isfinite(float(v)) for v in values.values())
+
+    def test_is_deterministic(self, context):
+        metric = self.make_metric()
+        assert metric(context) == metric(context)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ddrl_framework.protocols import Policy, Sampler, StepContext
+from ddrl_framework.protocols import EvalContext, Policy, Sampler, StepContext
 from ddrl_framework.types import DataBatch, NoiseSchedule
 
 
@@ -96,12 +96,12 @@ class FakePolicy:
 
 
 def fake_batch(n: int, sample_shape: tuple[int, ...] = (1, 8, 8), seed: int = 0) -> DataBatch:
-    """``n`` prompts with labels and data ``x0`` uniform in [-1, 1]."""
+    """``n`` prompts with labels and data ``x0``: pixels uniform in [0, 1]."""
     generator = torch.Generator().manual_seed(seed)
     return DataBatch(
         prompts=tuple(f"prompt {i % 3}" for i in range(n)),
         labels=torch.arange(n) % 3,
-        x0=torch.rand((n, *sample_shape), generator=generator) * 2 - 1,
+        x0=torch.rand((n, *sample_shape), generator=generator),
     )
 
 
@@ -126,4 +126,28 @@ def make_step_context(
         policy=policy, step=step, is_first_trained_step=True, trajectory=trajectory,
         group_size=group_size, transition=sampler.transition(policy, trajectory.latents[step], step, cond),
         reference_transition=reference_step, data=data, generator=generator,
+    )
+
+
+def make_eval_context(policy: Policy, sampler: Sampler, *, count: int = 16, seed: int = 0,
+                      reference: Policy | None = None) -> EvalContext:
+    """An evaluation of ``count`` samples of ``policy``, scored by brightness, against a held-out
+    set of ``2 * count`` fake images."""
+    generator = torch.Generator().manual_seed(seed)
+    held_out = fake_batch(2 * count, policy.sample_shape, seed + 1)
+    conditions = fake_batch(count, policy.sample_shape, seed)
+    cond = policy.encode_conditions(conditions)
+    noise = torch.randn((count, *policy.sample_shape), generator=generator)
+    with torch.no_grad():
+        trajectory = sampler.rollout(policy, cond, noise, generator)
+        samples = policy.decode(trajectory.final)
+
+    def brightness(pixels, prompts):
+        return pixels.float().flatten(1).mean(1)
+
+    return EvalContext(
+        policy=policy, reference=reference if reference is not None else policy.reference(),
+        sampler=sampler, trajectory=trajectory, cond=cond, samples=samples,
+        prompts=conditions.prompts, rewards=brightness(samples, conditions.prompts),
+        score=brightness, held_out=held_out,
     )

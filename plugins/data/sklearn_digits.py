@@ -1,7 +1,8 @@
 """Data source ``sklearn-digits``: scikit-learn's 1,797 8x8 handwritten digits, real data that ships
-inside the package (no download). Pixels are scaled to [-1, 1]; labels give prompts "digit 3".
+inside the package (no download). Labels give prompts "digit 3".
 
-A fixed split (``split_seed``) holds out ``held_out_fraction`` of the images for evaluation.
+Pixels are in [0, 1], as every data source yields them; the policy's ``encode`` maps them to its
+latents. A fixed split (``split_seed``) holds out ``held_out_fraction`` of the images for evaluation.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ def register_data_sources(register):
 
 
 def load_digit_images(size: int) -> tuple[Tensor, Tensor]:
-    """All digits as ``[1797, 1, size, size]`` in [-1, 1] and their labels ``[1797]``."""
+    """All digits as ``[1797, 1, size, size]`` in [0, 1] and their labels ``[1797]``."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     if size != 8:
         images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-    return images.clamp(0, 1) * 2 - 1, torch.tensor(digits.target, dtype=torch.long)
+    return images.clamp(0, 1), torch.tensor(digits.target, dtype=torch.long)
 
 
 def _batch(images: Tensor, labels: Tensor) -> DataBatch:

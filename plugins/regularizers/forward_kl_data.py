@@ -43,7 +43,8 @@ class ForwardKLData:
         data = context.data
         if data is None or data.x0 is None:
             raise ValueError("forward-kl-data needs a data source that yields x0 with its prompts")
-        policy, x0 = context.policy, data.x0
+        policy = context.policy
+        x0 = policy.encode(data.x0)
         noise = t = None
         if self.noise == "rollout":
             noise = context.trajectory.initial_noise[:: context.group_size][: x0.shape[0]]

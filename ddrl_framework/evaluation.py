@@ -1,0 +1,68 @@
+"""Evaluation on fixed noise: the same noise and conditions at every evaluation of every arm.
+
+Each evaluation rolls out ``train.eval_samples`` samples, scores them with the experiment's
+rewards, and runs every ``[[metrics]]`` plugin on them. Records go to ``eval.jsonl``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import torch
+
+from ddrl_framework.components import Components, score
+from ddrl_framework.protocols import EvalContext, Metric, Policy
+from ddrl_framework.runtime import make_generator
+from ddrl_framework.types import DataBatch, take
+
+
+def repeat_to(batch: DataBatch, count: int) -> DataBatch:
+    """The first ``count`` members of ``batch`` cycled as often as needed (without ``x0``)."""
+    conditions = attrs.evolve(batch, x0=None)
+    return take(conditions.repeat_each(-(-count // len(conditions))), count)
+
+
+class Evaluator:
+    def __init__(self, parts: Components, metrics: Sequence[tuple[str, Metric]],
+                 reference: Policy | None, count: int, seed: int, device: torch.device):
+        self.parts, self.metrics, self.reference = parts, list(metrics), reference
+        self.count, self.seed, self.device = count, seed, device
+        self.held_out = parts.data.held_out().to(device)
+        self.conditions = repeat_to(self.held_out, count).to(device)
+        generator = make_generator(device, seed)
+        self.noise = torch.randn((count, *parts.policy.sample_shape), generator=generator, device=device)
+
+    def _score(self, pixels: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        return score(self.parts.rewards, pixels, prompts, {})[0]
+
+    @torch.no_grad()
+    def evaluate(self, policy: Policy | None = None, noise_seed: int | None = None) -> dict[str, Any]:
+        """Reward statistics and every metric for ``policy`` (default: the trained one).
+
+        ``noise_seed`` replaces the fixed evaluation noise (to measure evaluation spread).
+        """
+        policy = policy or self.parts.policy
+        noise = self.noise
+        if noise_seed is not None:
+            noise = torch.randn(noise.shape, generator=make_generator(self.device, noise_seed),
+                                device=self.device)
+        cond = policy.encode_conditions(self.conditions)
+        generator = make_generator(self.device, self.seed + 1 if noise_seed is None else noise_seed + 1)
+        trajectory = self.parts.sampler.rollout(policy, cond, noise, generator)
+        samples = policy.decode(trajectory.final)
+        rewards, means = score(self.parts.rewards, samples, self.conditions.prompts, {})
+        record: dict[str, Any] = {"reward_mean": rewards.mean().item(),
+                                  "reward_std": rewards.std(unbiased=False).item(), **means}
+        context = EvalContext(
+            policy=policy, reference=self.reference, sampler=self.parts.sampler,
+            trajectory=trajectory, cond=cond, samples=samples, prompts=self.conditions.prompts,
+            rewards=rewards, score=self._score, held_out=self.held_out)
+        for name, metric in self.metrics:
+            values = metric(context)
+            clash = set(values) & set(record)
+            if clash:
+                raise ValueError(f"metric '{name}' reports {sorted(clash)}, already reported")
+            record.update({k: float(v) for k, v in values.items()})
+        return record
