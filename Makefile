@@ -1,7 +1,7 @@
 # Two commands: `make run` (the main job) and `make test`. Each creates .venv when it is missing.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-CONFIG ?= configs/digits-brightness-ddrl.toml
+CONFIG ?= configs/digits-brightness.toml
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(VENV)/bin/ddrl train $(CONFIG)
+	$(VENV)/bin/ddrl compare $(CONFIG)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -27,6 +27,16 @@ def _parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     pretrain.add_argument("--quiet", action="store_true")
 
+    compare = commands.add_parser("compare", help="run every arm x beta x seed of a comparison, then the report")
+    compare.add_argument("config", help="experiment TOML file with a [compare] table")
+    compare.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a value of every arm, e.g. --set train.iterations=50")
+    compare.add_argument("--only", metavar="RUN", help="run only this run (used for parallel runs)")
+    compare.add_argument("--quiet", action="store_true")
+
+    report = commands.add_parser("report", help="regenerate report.md and its plots from saved metrics")
+    report.add_argument("run_dir", help="the comparison's output_dir")
+
     commands.add_parser("plugins", help="list every registered component with its plugin")
     return parser
 
@@ -50,6 +60,22 @@ def _pretrain(args: argparse.Namespace) -> None:
     print(ensure_pretrained(experiment, load_registry(), show_progress=not args.quiet))
 
 
+def _compare(args: argparse.Namespace) -> None:
+    from ddrl_framework.compare import run_compare, set_threads_from_env
+    from ddrl_framework.registry import load_registry
+
+    set_threads_from_env()
+    path = run_compare(args.config, args.overrides, load_registry(), only=args.only,
+                       show_progress=not args.quiet)
+    print(f"report: {path}" if args.only is None else f"run: {path}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from ddrl_framework.report import write_report
+
+    print(f"report: {write_report(args.run_dir)}")
+
+
 def _plugins(_: argparse.Namespace) -> None:
     from ddrl_framework.registry import ROLES, load_registry, plugin_distributions
 
@@ -65,7 +91,8 @@ def _plugins(_: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"train": _train, "pretrain": _pretrain, "plugins": _plugins}[args.command]
+    handler = {"train": _train, "pretrain": _pretrain, "compare": _compare, "report": _report,
+               "plugins": _plugins}[args.command]
     try:
         handler(args)
     except UserError as error:

@@ -184,14 +184,19 @@ def _format_exception(error: BaseException, type_: Any) -> str:
     return cattrs.v.format_exception(error, type_)
 
 
-def structure_experiment(data: Mapping[str, Any], source: str) -> Experiment:
+def structure(data: Mapping[str, Any], cls: type, source: str, prefix: str = "") -> Any:
+    """``data`` as ``cls``; problems become a UserError naming ``source`` and each key path."""
     try:
-        return CONVERTER.structure(dict(data), Experiment)
+        return CONVERTER.structure(dict(data), cls)
     except cattrs.BaseValidationError as error:
         lines = cattrs.transform_error(error, path="$", format_exception=_format_exception)
-        lines = [line.replace(" @ $.", " at key ").replace(" @ $", " at the top level")
-                 for line in lines]
+        top = f" at key {prefix.rstrip('.')}" if prefix else " at the top level"
+        lines = [line.replace(" @ $.", f" at key {prefix}").replace(" @ $", top) for line in lines]
         raise UserError(f"{source}: invalid config:\n" + "\n".join(f"  {l}" for l in lines)) from None
+
+
+def structure_experiment(data: Mapping[str, Any], source: str) -> Experiment:
+    return structure(data, Experiment, source)
 
 
 def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:

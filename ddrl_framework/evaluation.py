@@ -59,7 +59,33 @@ class Evaluator:
             policy=policy, reference=self.reference, sampler=self.parts.sampler,
             trajectory=trajectory, cond=cond, samples=samples, prompts=self.conditions.prompts,
             rewards=rewards, score=self._score, held_out=self.held_out)
-        for name, metric in self.metrics:
+        return self._run_metrics(context, record)
+
+    @torch.no_grad()
+    def evaluate_data(self, weights: torch.Tensor | None, seed: int) -> dict[str, Any]:
+        """The metrics of held-out data resampled by ``weights`` (``None``: uniformly): the
+        values a policy would get if it reached that reweighting of the data exactly.
+        Metrics that need the reference (which read trajectories) are skipped."""
+        held_out = self.held_out
+        n = len(held_out)
+        probabilities = torch.full((n,), 1.0 / n) if weights is None else weights.double().cpu()
+        generator = torch.Generator().manual_seed(seed)
+        index = torch.multinomial(probabilities, self.count, replacement=True, generator=generator)
+        samples = held_out.x0[index.to(held_out.x0.device)]
+        prompts = tuple(held_out.prompts[i] for i in index.tolist())
+        rewards, means = score(self.parts.rewards, samples, prompts, {})
+        record: dict[str, Any] = {"reward_mean": rewards.mean().item(),
+                                  "reward_std": rewards.std(unbiased=False).item(), **means}
+        context = EvalContext(
+            policy=self.parts.policy, reference=None, sampler=self.parts.sampler, trajectory=None,
+            cond=None, samples=samples, prompts=prompts, rewards=rewards, score=self._score,
+            held_out=held_out)
+        metrics = [(name, m) for name, m in self.metrics if not m.needs_reference]
+        return self._run_metrics(context, record, metrics)
+
+    def _run_metrics(self, context: EvalContext, record: dict[str, Any],
+                     metrics: Sequence[tuple[str, Metric]] | None = None) -> dict[str, Any]:
+        for name, metric in self.metrics if metrics is None else metrics:
             values = metric(context)
             clash = set(values) & set(record)
             if clash:

@@ -48,3 +48,15 @@ def forward_kl_weights(rewards: Tensor, beta: float, iterations: int = 200) -> T
             high = middle
     weights = beta / (high - r)
     return weights / weights.sum()
+
+
+def target_weights(weighting: str, rewards: Tensor, temperature: float) -> Tensor | None:
+    """Weights of held-out data for a target: ``none`` (None: the data as they are),
+    ``exp-tilt`` or ``forward-kl``."""
+    if weighting == "exp-tilt":
+        return exp_tilt_weights(rewards, temperature)
+    if weighting == "forward-kl":
+        return forward_kl_weights(rewards, temperature)
+    if weighting != "none":
+        raise ValueError(f"unknown weighting '{weighting}'")
+    return None

@@ -141,13 +141,14 @@ class EvalContext:
     ``samples``: pixels in [0, 1] ``[N, ...]``; ``rewards``: the weighted reward ``[N]``;
     ``score(pixels, prompts)``: the same weighted reward for any pixels (e.g. held-out data);
     ``held_out``: the data source's held-out split; ``reference``: the frozen reference policy
-    (None unless a metric ``needs_reference``).
+    (None unless a metric ``needs_reference``). When data rather than a policy's samples are
+    evaluated (the reference values of a target), ``trajectory`` and ``cond`` are None.
     """
 
     policy: Policy
     reference: Policy | None
     sampler: Sampler
-    trajectory: Trajectory
+    trajectory: Trajectory | None
     cond: Any
     samples: Tensor
     prompts: tuple[str, ...]

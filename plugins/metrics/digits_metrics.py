@@ -18,7 +18,7 @@ from typing import Literal
 import attrs
 import torch
 
-from ddrl_framework.frechet import exp_tilt_weights, forward_kl_weights, frechet_distance, weighted_moments
+from ddrl_framework.frechet import frechet_distance, target_weights, weighted_moments
 from ddrl_framework.hookspecs import hookimpl
 from ddrl_framework.protocols import EvalContext
 from ddrl_plugins.metrics.digits_classifier import digits_classifier
@@ -35,9 +35,7 @@ def held_out_weights(context: EvalContext, weighting: str, temperature: float) -
     if weighting == "none":
         return None
     rewards = context.score(context.held_out.x0, context.held_out.prompts)
-    if weighting == "exp-tilt":
-        return exp_tilt_weights(rewards, temperature)
-    return forward_kl_weights(rewards, temperature)
+    return target_weights(weighting, rewards, temperature)
 
 
 @attrs.frozen(kw_only=True)

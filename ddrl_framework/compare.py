@@ -1,0 +1,211 @@
+"""``ddrl compare``: one base experiment, several regularizer arms, each swept over betas and
+seeds, under the same pretrained reference, seeds, data order, budget and evaluation noise.
+
+The ``[compare]`` table of the experiment file::
+
+    [compare]
+    seeds = [0, 1, 2]
+    [[compare.arms]]
+    name = "reverse-kl"
+    regularizer = { name = "reverse-kl" }
+    betas = [0.003, 0.01]
+    set = ["train.advantage_normalization=raw"]   # overrides for this arm only
+
+Runs go to ``<output_dir>/runs/<arm>-beta<beta>-seed<seed>``; a finished run is never rerun and an
+interrupted one resumes. Then the evaluation spread and the target reference values are measured
+and ``report.md`` is written (:mod:`ddrl_framework.report`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import torch
+from tqdm import tqdm
+
+from ddrl_framework.checkpoint import atomic_write_bytes, latest_checkpoint
+from ddrl_framework.config import Experiment, apply_override, parse_override, read_toml, structure
+from ddrl_framework.errors import UserError
+from ddrl_framework.frechet import target_weights
+from ddrl_framework.pretrain import ensure_pretrained
+from ddrl_framework.registry import Registry
+from ddrl_framework.trainer import Trainer
+
+
+@attrs.frozen(kw_only=True)
+class Arm:
+    name: str  # how the arm is labelled in the report
+    regularizer: dict[str, Any]  # the [regularizer] table (without beta when betas are swept)
+    betas: tuple[float, ...] = ()  # a sweep; empty: the regularizer table as it is
+    set: tuple[str, ...] = ()  # KEY=VALUE overrides for this arm's runs
+    own_target: str | None = None  # the eval key of the FD to this arm's own optimum
+
+
+@attrs.frozen(kw_only=True)
+class Target:
+    """A reweighting of the held-out data that an objective is optimal at."""
+
+    name: str
+    weighting: Literal["none", "exp-tilt", "forward-kl"] = "none"
+    temperature: float = 1.0
+
+
+DEFAULT_ARMS = (
+    Arm(name="none", regularizer={"name": "none"}),
+    Arm(name="reverse-kl", regularizer={"name": "reverse-kl"}),
+    Arm(name="forward-kl-data", regularizer={"name": "forward-kl-data"}),
+)
+
+
+@attrs.frozen(kw_only=True)
+class CompareConfig:
+    seeds: tuple[int, ...] = (0,)
+    arms: tuple[Arm, ...] = DEFAULT_ARMS
+    targets: tuple[Target, ...] = (Target(name="data"),)
+    common_target: str | None = None  # the eval key of the FD to the common target
+    evaluation_repeats: int = 5  # evaluations of the reference with fresh noise: the spread
+    jobs: int = 1  # runs side by side (each in its own process, on cores / jobs threads)
+
+
+@attrs.frozen(kw_only=True)
+class RunSpec:
+    name: str
+    arm: str
+    beta: float | None
+    seed: int
+    experiment: Experiment
+
+    @property
+    def directory(self) -> Path:
+        return Path(self.experiment.output_dir)
+
+    def manifest(self) -> dict[str, Any]:
+        return {"name": self.name, "arm": self.arm, "beta": self.beta, "seed": self.seed,
+                "dir": f"runs/{self.name}"}
+
+
+def load_compare(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Experiment, CompareConfig, list[RunSpec]]:
+    """The base experiment, the comparison, and every run (each validated before anything runs)."""
+    data = read_toml(path)
+    for text in overrides:
+        apply_override(data, *parse_override(text))
+    compare = structure(data.pop("compare", {}), CompareConfig, str(path), "compare.")
+    base = structure(data, Experiment, str(path))
+    runs = [_run(data, arm, beta, seed, str(path))
+            for arm in compare.arms for beta in (arm.betas or (None,)) for seed in compare.seeds]
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise UserError(f"{path}: two [[compare.arms]] share a name; give each its own")
+    return base, compare, runs
+
+
+def _run(base: dict[str, Any], arm: Arm, beta: float | None, seed: int, source: str) -> RunSpec:
+    data = copy.deepcopy(base)
+    data["regularizer"] = dict(arm.regularizer) | ({} if beta is None else {"beta": beta})
+    for text in arm.set:
+        apply_override(data, *parse_override(text))
+    name = arm.name + ("" if beta is None else f"-beta{beta:g}") + f"-seed{seed}"
+    data["seed"] = seed
+    data["output_dir"] = str(Path(base["output_dir"]) / "runs" / name)
+    experiment = structure(data, Experiment, f"{source} (arm '{arm.name}', run {name})")
+    return RunSpec(name=name, arm=arm.name, beta=beta, seed=seed, experiment=experiment)
+
+
+def is_finished(run: RunSpec) -> bool:
+    checkpoints = run.directory / "checkpoints"
+    if not (checkpoints / "latest").is_file():
+        return False
+    latest = latest_checkpoint(checkpoints)
+    return latest is not None and latest.name == f"iter-{run.experiment.train.iterations:06d}"
+
+
+def execute(run: RunSpec, registry: Registry, show_progress: bool) -> None:
+    """Train one run, resuming it if it was interrupted."""
+    Trainer(run.experiment, registry, resume=True, show_progress=show_progress).run()
+
+
+def _execute_in_processes(config: str, overrides: Sequence[str], runs: list[RunSpec], jobs: int) -> None:
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "DDRL_NUM_THREADS": str(threads)}
+    pending, active = list(runs), []
+    bar = tqdm(total=len(runs), desc=f"runs ({jobs} at a time)", unit="run")
+    while pending or active:
+        while pending and len(active) < jobs:
+            run = pending.pop(0)
+            command = [sys.executable, "-m", "ddrl_framework", "compare", config, "--only", run.name,
+                       "--quiet", *[f"--set={o}" for o in overrides]]
+            active.append((run, subprocess.Popen(command, env=env)))
+        run, process = active.pop(0)
+        if process.wait() != 0:
+            raise UserError(f"run {run.name} failed (exit code {process.returncode}); rerun "
+                            "`ddrl compare` to resume it")
+        bar.update(1)
+    bar.close()
+
+
+def measure_references(base: Experiment, compare: CompareConfig, registry: Registry) -> dict[str, Any]:
+    """The evaluation spread (the reference evaluated on fresh noise, ``evaluation_repeats``
+    times) and the metrics each target reweighting of the held-out data would score."""
+    folder = Path(base.output_dir) / "reference"
+    experiment = attrs.evolve(base, output_dir=str(folder),
+                              train=attrs.evolve(base.train, iterations=0))
+    trainer = Trainer(experiment, registry, resume=True, show_progress=False)
+    evaluator = trainer.evaluator
+    repeats = [evaluator.evaluate(noise_seed=10_000 + i) for i in range(compare.evaluation_repeats)]
+    rewards = evaluator._score(evaluator.held_out.x0, evaluator.held_out.prompts)
+    targets = {}
+    for target in compare.targets:
+        weights = target_weights(target.weighting, rewards, target.temperature)
+        targets[target.name] = {**attrs.asdict(target),
+                                "values": evaluator.evaluate_data(weights, seed=20_000)}
+    return {"evaluation_repeats": repeats, "targets": targets}
+
+
+def run_compare(config: str, overrides: Sequence[str], registry: Registry, *,
+                only: str | None = None, show_progress: bool = True) -> Path:
+    """Run every unfinished run, then measure the references and write the report."""
+    from ddrl_framework.report import write_report
+
+    base, compare, runs = load_compare(config, overrides)
+    if only is not None:
+        matching = [r for r in runs if r.name == only]
+        if not matching:
+            raise UserError(f"--only {only}: no such run; runs are {', '.join(r.name for r in runs)}")
+        execute(matching[0], registry, show_progress)
+        return matching[0].directory
+    output = Path(base.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    manifest = {"config": str(config), "overrides": list(overrides),
+                "compare": attrs.asdict(compare), "runs": [r.manifest() for r in runs]}
+    atomic_write_bytes(output / "compare.json", json.dumps(manifest, indent=2, default=list).encode())
+    if base.pretrain.steps > 0 and base.policy.options.get("pretrained") is None:
+        ensure_pretrained(base, registry, show_progress)  # once, before any run needs it
+    todo = [r for r in runs if not is_finished(r)]
+    if show_progress and len(todo) < len(runs):
+        print(f"{len(runs) - len(todo)} of {len(runs)} runs already finished; running the other {len(todo)}")
+    if compare.jobs > 1 and len(todo) > 1:
+        _execute_in_processes(config, overrides, todo, compare.jobs)
+    else:
+        for i, run in enumerate(todo):
+            if show_progress:
+                print(f"[{i + 1}/{len(todo)}] {run.name}", file=sys.stderr)
+            execute(run, registry, show_progress)
+    references = output / "references.json"
+    if not references.is_file():
+        values = measure_references(base, compare, registry)
+        atomic_write_bytes(references, json.dumps(values, indent=2).encode())
+    return write_report(output)
+
+
+def set_threads_from_env() -> None:
+    """Honour ``DDRL_NUM_THREADS`` (set for runs side by side)."""
+    if os.environ.get("DDRL_NUM_THREADS"):
+        torch.set_num_threads(int(os.environ["DDRL_NUM_THREADS"]))
