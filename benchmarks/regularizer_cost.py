@@ -1,0 +1,88 @@
+"""What each regularizer costs: seconds per RL iteration and peak memory, as ratios to `none`,
+beside the ratio expected from counting forward and backward passes.
+
+    .venv/bin/python benchmarks/regularizer_cost.py [--iterations 5] [--rounds 3]
+
+Each arm runs in its own process (so its peak resident memory is its own), round-robin over
+`--rounds` rounds; the table gives the median seconds per iteration.
+
+Expected cost, in units of one forward pass over the rollout batch B (a backward pass counting
+two): rollout 1 + training pass 3 per step; reverse KL adds the reference's forward pass (1);
+the data regularizer adds a forward and backward pass over the data batch of G groups
+(3 G / B) on every step, or on the first step only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ARMS = {
+    "none": {"name": "none"},
+    "reverse-kl": {"name": "reverse-kl", "beta": 0.01},
+    "forward-kl-data": {"name": "forward-kl-data", "beta": 10.0},
+    "forward-kl-data fresh": {"name": "forward-kl-data", "beta": 10.0, "noise": "fresh"},
+    "forward-kl-data first": {"name": "forward-kl-data", "beta": 10.0, "every_step": False},
+}
+
+
+def expected_ratio(arm: str, groups: int, group_size: int, steps: int) -> float:
+    base = 1 + 3
+    extra = {"none": 0.0, "reverse-kl": 1.0}.get(arm, 3 * groups / (groups * group_size))
+    if arm.endswith("first"):
+        extra /= steps
+    return (base + extra) / base
+
+
+def measure(arm: str, config: str, iterations: int) -> dict:
+    from common import make_trainer
+
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = make_trainer(config, folder, ARMS[arm])
+        trainer.iteration(0)
+        began = time.perf_counter()
+        for i in range(iterations):
+            trainer.iteration(i + 1)
+        seconds = (time.perf_counter() - began) / iterations
+        cfg = trainer.cfg
+        shape = {"groups": cfg.groups, "group_size": cfg.group_size, "steps": trainer.parts.sampler.num_steps}
+    return {"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **shape}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", default="configs/digits-brightness-ddrl.toml")
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--arm", help=argparse.SUPPRESS)  # one measurement, in a child process
+    args = parser.parse_args()
+    if args.arm:
+        print(json.dumps(measure(args.arm, args.config, args.iterations)))
+        return
+    results: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    for _ in range(args.rounds):
+        for arm in ARMS:
+            out = subprocess.run([sys.executable, __file__, "--arm", arm, "--config", args.config,
+                                  "--iterations", str(args.iterations)], capture_output=True, text=True, check=True)
+            results[arm].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    base_s = statistics.median(r["seconds"] for r in results["none"])
+    base_mb = statistics.median(r["peak_mb"] for r in results["none"])
+    shape = results["none"][0]
+    print(f"{shape['groups']} groups x {shape['group_size']} samples, {shape['steps']} steps; "
+          f"median of {args.rounds} rounds of {args.iterations} iterations")
+    print(f"{'regularizer':<24}{'s/iter':>8}{'ratio':>8}{'expected':>10}{'peak MB':>9}{'ratio':>7}")
+    for arm, rows in results.items():
+        seconds = statistics.median(r["seconds"] for r in rows)
+        peak = statistics.median(r["peak_mb"] for r in rows)
+        expected = expected_ratio(arm, shape["groups"], shape["group_size"], shape["steps"])
+        print(f"{arm:<24}{seconds:>8.3f}{seconds / base_s:>8.2f}{expected:>10.2f}{peak:>9.0f}{peak / base_mb:>7.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""The benchmark scripts run and print their tables (on a tiny config; no timing is asserted)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script,args,expected", [
+    ("overhead.py", ["--rounds", "1"], "ratio "),
+    ("regularizer_cost.py", ["--iterations", "1", "--rounds", "1"], "forward-kl-data first"),
+    ("throughput.py", ["--rounds", "1"], "of matmul"),
+])
+def test_benchmark_prints_its_table(tiny_config, script, args, expected):
+    config = tiny_config()
+    result = subprocess.run([sys.executable, str(BENCHMARKS / script), "--config", str(config), *args],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout
