@@ -23,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -143,11 +144,16 @@ def _execute_in_processes(config: str, overrides: Sequence[str], runs: list[RunS
             command = [sys.executable, "-m", "ddrl_framework", "compare", config, "--only", run.name,
                        "--quiet", *[f"--set={o}" for o in overrides]]
             active.append((run, subprocess.Popen(command, env=env)))
-        run, process = active.pop(0)
-        if process.wait() != 0:
-            raise UserError(f"run {run.name} failed (exit code {process.returncode}); rerun "
-                            "`ddrl compare` to resume it")
-        bar.update(1)
+        finished = [(run, process) for run, process in active if process.poll() is not None]
+        if not finished:
+            time.sleep(0.5)
+            continue
+        for run, process in finished:
+            active.remove((run, process))
+            if process.returncode != 0:
+                raise UserError(f"run {run.name} failed (exit code {process.returncode}); rerun "
+                                "`ddrl compare` to resume it")
+            bar.update(1)
     bar.close()
 
 

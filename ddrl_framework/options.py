@@ -43,11 +43,11 @@ CONVERTER = make_converter()
 
 def describe_error(error: Exception, where: str) -> str:
     """One line per problem, each naming the key path (cattrs' ``$`` replaced by ``where``)."""
-    if isinstance(error, (cattrs.BaseValidationError, TypeError, ValueError)):
-        lines = cattrs.transform_error(error, path=where) if isinstance(
-            error, cattrs.BaseValidationError) else [f"{error} @ {where}"]
-        return "\n".join(f"  {line}" for line in lines)
-    return f"  {error} @ {where}"
+    if isinstance(error, cattrs.BaseValidationError):
+        lines = cattrs.transform_error(error, path=where)
+    else:
+        lines = [f"{error} @ {where}"]
+    return "\n".join(f"  {line}" for line in lines)
 
 
 def did_you_mean(name: str, known: typing.Iterable[str]) -> str:

@@ -92,6 +92,9 @@ class Trainer:
         if path is None:
             return 0
         weights, state = load_checkpoint(path)
+        if int(state["iteration"]) > self.cfg.iterations:
+            raise UserError(f"{path} is at iteration {state['iteration']}, past train.iterations = "
+                            f"{self.cfg.iterations}: resume with at least that many iterations")
         self.parts.policy.load_trainable_state_dict(weights)
         self.optimizer.load_state_dict(state["optimizer"])
         self.loader.load_state_dict(state["data"])

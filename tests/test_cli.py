@@ -89,6 +89,8 @@ def test_an_existing_run_is_never_overwritten(tiny_config, capsys):
     assert "already holds a run: pass --resume" in capsys.readouterr().err
     assert main(["train", str(config), "--quiet", "--resume", "--set", "regularizer.name=reverse-kl"]) == 2
     assert "different config" in capsys.readouterr().err
+    assert main(["train", str(config), "--quiet", "--resume", "--set", "train.iterations=0"]) == 2
+    assert "past train.iterations = 0" in capsys.readouterr().err
     assert (config.parent / "run" / "metrics.jsonl").read_bytes() == before
 
 
