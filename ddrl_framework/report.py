@@ -196,8 +196,11 @@ def write_report(folder: str | Path) -> Path:
              "| FD to common target | class entropy | drift KL | s/iteration |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        change = _fmt(r["fd_change"], 1)
+        if fd_sd and r["fd_change"] and abs(_mean_sd(r["fd_change"])[0]) < 2 * fd_sd:
+            change += " (within noise)"
         lines.append(f"| {r['label']} | {r['seeds']} | {r['iterations']} | {_fmt(r['reward'])} | "
-                     f"{_fmt(r['reward_gain'])} | {_fmt(r['fd'], 1)} | {_fmt(r['fd_change'], 1)} | "
+                     f"{_fmt(r['reward_gain'])} | {_fmt(r['fd'], 1)} | {change} | "
                      f"{_fmt(r['own'], 1)} | {_fmt(r['common'], 1)} | {_fmt(r['entropy'])} | "
                      f"{_fmt(r['drift'], 2)} | {_fmt(r['seconds'], 2)} |")
     lines += ["", "![reward](reward.png)", ""]
