@@ -207,11 +207,8 @@ class RewardModelContract:
         assert not torch.equal(self._score(reward, samples), self._score(reward, flat))
 
 
-class RegularizerContract:
-    """Define ``make_regularizer()``; override ``make_policy()`` / ``make_sampler()`` if needed."""
-
-    def make_regularizer(self) -> Regularizer:
-        raise NotImplementedError
+class _FakeBackbone:
+    """A fast policy and sampler for contracts of the components that use them."""
 
     def make_policy(self) -> Policy:
         return FakePolicy()
@@ -220,6 +217,13 @@ class RegularizerContract:
         from ddrl_plugins.samplers.ddim_sde import DdimSdeSampler
 
         return DdimSdeSampler(steps=4)
+
+
+class RegularizerContract(_FakeBackbone):
+    """Define ``make_regularizer()``; override ``make_policy()`` / ``make_sampler()`` if needed."""
+
+    def make_regularizer(self) -> Regularizer:
+        raise NotImplementedError
 
     @pytest.fixture
     def context(self):
@@ -285,19 +289,11 @@ class DataSourceContract:
         assert isinstance(held_out, DataBatch) and len(held_out) > 0
 
 
-class MetricContract:
+class MetricContract(_FakeBackbone):
     """Define ``make_metric()``; override ``make_policy()`` / ``make_sampler()`` if needed."""
 
     def make_metric(self) -> Metric:
         raise NotImplementedError
-
-    def make_policy(self) -> Policy:
-        return FakePolicy()
-
-    def make_sampler(self) -> Sampler:
-        from ddrl_plugins.samplers.ddim_sde import DdimSdeSampler
-
-        return DdimSdeSampler(steps=4)
 
     @pytest.fixture
     def context(self):
