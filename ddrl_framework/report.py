@@ -172,7 +172,8 @@ def _targets_section(references: dict | None) -> list[str]:
              "| target | weighting | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
     for name, target in targets.items():
         cells = [f"{target['values'][k]:.4g}" if k in target["values"] else "-" for k in keys]
-        lines.append(f"| {name} | {target['weighting']} T={target['temperature']:g} | " + " | ".join(cells) + " |")
+        label = name.replace("|", "\\|")  # a | would split the table cell
+        lines.append(f"| {label} | {target['weighting']} T={target['temperature']:g} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
