@@ -166,7 +166,7 @@ def measure_references(base: Experiment, compare: CompareConfig, registry: Regis
     trainer = Trainer(experiment, registry, resume=True, show_progress=False)
     evaluator = trainer.evaluator
     repeats = [evaluator.evaluate(noise_seed=10_000 + i) for i in range(compare.evaluation_repeats)]
-    rewards = evaluator._score(evaluator.held_out.x0, evaluator.held_out.prompts)
+    rewards = evaluator.score_pixels(evaluator.held_out.x0, evaluator.held_out.prompts)
     targets = {}
     for target in compare.targets:
         weights = target_weights(target.weighting, rewards, target.temperature)

@@ -34,8 +34,15 @@ class Evaluator:
         generator = make_generator(device, seed)
         self.noise = torch.randn((count, *parts.policy.sample_shape), generator=generator, device=device)
 
-    def _score(self, pixels: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+    def score_pixels(self, pixels: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        """The experiment's weighted reward ``[N]`` of any pixels (e.g. held-out data)."""
         return score(self.parts.rewards, pixels, prompts, {})[0]
+
+    def _reward_record(self, samples: torch.Tensor, prompts: Sequence[str]):
+        rewards, means = score(self.parts.rewards, samples, prompts, {})
+        record: dict[str, Any] = {"reward_mean": rewards.mean().item(),
+                                  "reward_std": rewards.std(unbiased=False).item(), **means}
+        return rewards, record
 
     @torch.no_grad()
     def evaluate(self, policy: Policy | None = None, noise_seed: int | None = None) -> dict[str, Any]:
@@ -52,13 +59,11 @@ class Evaluator:
         generator = make_generator(self.device, self.seed + 1 if noise_seed is None else noise_seed + 1)
         trajectory = self.parts.sampler.rollout(policy, cond, noise, generator)
         samples = policy.decode(trajectory.final)
-        rewards, means = score(self.parts.rewards, samples, self.conditions.prompts, {})
-        record: dict[str, Any] = {"reward_mean": rewards.mean().item(),
-                                  "reward_std": rewards.std(unbiased=False).item(), **means}
+        rewards, record = self._reward_record(samples, self.conditions.prompts)
         context = EvalContext(
             policy=policy, reference=self.reference, sampler=self.parts.sampler,
             trajectory=trajectory, cond=cond, samples=samples, prompts=self.conditions.prompts,
-            rewards=rewards, score=self._score, held_out=self.held_out)
+            rewards=rewards, score=self.score_pixels, held_out=self.held_out)
         return self._run_metrics(context, record)
 
     @torch.no_grad()
@@ -73,12 +78,10 @@ class Evaluator:
         index = torch.multinomial(probabilities, self.count, replacement=True, generator=generator)
         samples = held_out.x0[index.to(held_out.x0.device)]
         prompts = tuple(held_out.prompts[i] for i in index.tolist())
-        rewards, means = score(self.parts.rewards, samples, prompts, {})
-        record: dict[str, Any] = {"reward_mean": rewards.mean().item(),
-                                  "reward_std": rewards.std(unbiased=False).item(), **means}
+        rewards, record = self._reward_record(samples, prompts)
         context = EvalContext(
             policy=self.parts.policy, reference=None, sampler=self.parts.sampler, trajectory=None,
-            cond=None, samples=samples, prompts=prompts, rewards=rewards, score=self._score,
+            cond=None, samples=samples, prompts=prompts, rewards=rewards, score=self.score_pixels,
             held_out=held_out)
         metrics = [(name, m) for name, m in self.metrics if not m.needs_reference]
         return self._run_metrics(context, record, metrics)

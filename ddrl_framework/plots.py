@@ -68,6 +68,13 @@ def plot_metrics(records: Sequence[dict], keys: Sequence[str], path: Path, title
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write a matplotlib figure as a PNG atomically, and close it."""
+    import matplotlib.pyplot as plt
+
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)

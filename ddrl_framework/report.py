@@ -7,7 +7,6 @@ folder. Every number is read from the runs' ``eval.jsonl`` / ``metrics.jsonl`` a
 
 from __future__ import annotations
 
-import io
 import json
 import statistics
 from collections import defaultdict
@@ -19,6 +18,7 @@ import numpy as np
 from ddrl_framework.checkpoint import atomic_write_bytes
 from ddrl_framework.errors import UserError
 from ddrl_framework.metrics_log import read_metrics
+from ddrl_framework.plots import save_figure
 
 FIDELITY = "fd"
 
@@ -104,7 +104,7 @@ def _curves(settings, key, path, ylabel):
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel(ylabel)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _pareto(rows, references, path):
@@ -134,16 +134,7 @@ def _pareto(rows, references, path):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
-
-
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path)
 
 
 def _noise_section(references: dict | None) -> tuple[list[str], float | None]:
