@@ -1,4 +1,4 @@
-"""``ddrl``: train, pretrain, plugins. User errors exit with code 2 and a short message."""
+"""``ddrl``: train, pretrain, compare, report, doctor, plugins. User errors exit with code 2 and a short message."""
 
 from __future__ import annotations
 
@@ -36,6 +36,13 @@ def _parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="regenerate report.md and its plots from saved metrics")
     report.add_argument("run_dir", help="the comparison's output_dir")
+
+    doctor = commands.add_parser("doctor", help="check a backbone + sampler pair (ratio, log-probs, "
+                                 "scheduler match, ranges, data loss, gradients); exit 1 on a failure")
+    doctor.add_argument("config")
+    doctor.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    doctor.add_argument("--samples", type=int, default=4, help="rollout size (default 4)")
+    doctor.add_argument("--quiet", action="store_true")
 
     commands.add_parser("plugins", help="list every registered component with its plugin")
     return parser
@@ -76,6 +83,23 @@ def _report(args: argparse.Namespace) -> None:
     print(f"report: {write_report(args.run_dir)}")
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from ddrl_framework.components import build_components
+    from ddrl_framework.compare import load_base_experiment
+    from ddrl_framework.doctor import format_table, make_probe, run_checks
+    from ddrl_framework.registry import load_registry
+    from ddrl_framework.runtime import resolve_device
+
+    experiment = load_base_experiment(args.config, args.overrides)
+    device = resolve_device(experiment.train.device)
+    parts = build_components(experiment, load_registry(), device, show_progress=not args.quiet)
+    results = run_checks(make_probe(parts, args.samples, experiment.seed, device))
+    print(format_table(results))
+    failed = [r.name for r in results if r.status == "FAIL"]
+    print(f"{len(failed)} check(s) failed: {', '.join(failed)}" if failed else "all checks passed")
+    return 1 if failed else 0
+
+
 def _plugins(_: argparse.Namespace) -> None:
     from ddrl_framework.registry import ROLES, load_registry, plugin_distributions
 
@@ -92,16 +116,16 @@ def _plugins(_: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = {"train": _train, "pretrain": _pretrain, "compare": _compare, "report": _report,
-               "plugins": _plugins}[args.command]
+               "doctor": _doctor, "plugins": _plugins}[args.command]
     try:
-        handler(args)
+        code = handler(args)
     except UserError as error:
         print(f"ddrl {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"ddrl {args.command}: interrupted (checkpoints already written are kept)", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

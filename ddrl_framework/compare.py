@@ -108,6 +108,15 @@ def load_compare(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Exper
     return base, compare, runs
 
 
+def load_base_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
+    """The experiment of a file, without its [compare] table if it has one."""
+    data = read_toml(path)
+    data.pop("compare", None)
+    for text in overrides:
+        apply_override(data, *parse_override(text))
+    return structure(data, Experiment, str(path))
+
+
 def _run(base: dict[str, Any], arm: Arm, beta: float | None, seed: int, source: str) -> RunSpec:
     data = copy.deepcopy(base)
     data["regularizer"] = dict(arm.regularizer) | ({} if beta is None else {"beta": beta})

@@ -14,6 +14,7 @@ from ddrl_framework.errors import UserError
 from ddrl_framework.pretrain import policy_options
 from ddrl_framework.protocols import DataSource, Metric, Policy, Regularizer, RewardModel, Sampler
 from ddrl_framework.registry import Registry
+from ddrl_framework.runtime import config_hash
 
 
 @attrs.frozen(kw_only=True)
@@ -65,17 +66,42 @@ def build_components(
         where = f"[[metrics]] #{i + 1}"
         metrics.append((spec.name, _checked(registry.build("metric", spec.name, spec.options, where),
                                             Metric, where)))
+    policy = policy.to(device)
+    sampler = _checked(registry.build("sampler", e.sampler.name, e.sampler.options, "[sampler]"),
+                       Sampler, "[sampler]")
+    data = _checked(registry.build("data", e.data.name, e.data.options, "[data]"), DataSource, "[data]")
+    if getattr(data, "needs_policy", False):  # e.g. reference-samples: data made by the reference
+        identity = config_hash({"policy": [e.policy.name, options], "sampler": [e.sampler.name, e.sampler.options]})
+        data.prepare(policy, sampler, identity, show_progress)
     return Components(
-        metrics=tuple(metrics),
-        policy=policy.to(device),
-        sampler=_checked(registry.build("sampler", e.sampler.name, e.sampler.options, "[sampler]"),
-                         Sampler, "[sampler]"),
-        rewards=tuple(rewards),
+        metrics=tuple(metrics), policy=policy, sampler=sampler, rewards=tuple(rewards), data=data,
         regularizer=_checked(
             registry.build("regularizer", e.regularizer.name, e.regularizer.options, "[regularizer]"),
             Regularizer, "[regularizer]"),
-        data=_checked(registry.build("data", e.data.name, e.data.options, "[data]"), DataSource, "[data]"),
     )
+
+
+def score_each(
+    rewards: Sequence[WeightedReward], pixels: Tensor, prompts: Sequence[str], metadata: Mapping[str, Any],
+) -> dict[str, Tensor]:
+    """Each reward model's (unweighted) values ``[B]``, by key; a failing model is named."""
+    values = {}
+    for reward in rewards:
+        try:
+            out = reward.model(pixels, prompts, metadata).to(pixels.device).float()
+        except UserError:
+            raise
+        except Exception as error:
+            raise RuntimeError(f"reward model '{reward.name}' raised: {error}") from error
+        if out.shape != (pixels.shape[0],):
+            raise ValueError(f"reward model '{reward.name}' returned shape {tuple(out.shape)}; "
+                             f"expected [{pixels.shape[0]}]")
+        values[reward.key] = out
+    return values
+
+
+def weighted_total(rewards: Sequence[WeightedReward], values: Mapping[str, Tensor]) -> Tensor:
+    return sum(reward.weight * values[reward.key] for reward in rewards)
 
 
 def score(
@@ -83,18 +109,6 @@ def score(
     metadata: Mapping[str, Any],
 ) -> tuple[Tensor, dict[str, float]]:
     """The weighted sum of every reward ``[B]``, and each reward's mean for the metrics."""
-    total = torch.zeros(pixels.shape[0], device=pixels.device)
-    means = {}
-    for reward in rewards:
-        try:
-            values = reward.model(pixels, prompts, metadata).to(pixels.device).float()
-        except UserError:
-            raise
-        except Exception as error:
-            raise RuntimeError(f"reward model '{reward.name}' raised: {error}") from error
-        if values.shape != total.shape:
-            raise ValueError(f"reward model '{reward.name}' returned shape {tuple(values.shape)}; "
-                             f"expected [{total.shape[0]}]")
-        total = total + reward.weight * values
-        means[f"reward_{reward.key}"] = values.mean().item()
-    return total, means
+    values = score_each(rewards, pixels, prompts, metadata)
+    means = {f"reward_{key}": value.mean().item() for key, value in values.items()}
+    return weighted_total(rewards, values), means

@@ -65,6 +65,9 @@ class TrainConfig:
     # Z = T log mean_group exp(r / T), T = advantage_temperature (the DDRL paper's form)
     advantage_transform: Literal["none", "neg-exp", "exp-tilt"] = "none"
     advantage_temperature: float = 1.0  # T of exp-tilt (the paper's beta; then regularizer beta = 1)
+    # several [[rewards]]: "sum" = advantages of the weighted sum; "advantages" = each reward's own
+    # group advantages, then their weighted sum (a reward with a large scale cannot drown the others)
+    reward_aggregation: Literal["sum", "advantages"] = "sum"
     trained_steps: tuple[int, ...] | None = None  # sampler steps trained on (None: all)
     inner_epochs: int = 1  # passes over each rollout batch
     steps_per_update: int = 0  # optimizer step every N trained steps (0: once per pass)
@@ -74,6 +77,7 @@ class TrainConfig:
     eval_every: int = 10  # iterations between evaluations with [[metrics]] (0: start and end only)
     eval_samples: int = 256  # samples per evaluation, from fixed noise
     eval_seed: int = 1000  # the evaluation noise, shared by every seed and arm
+    eval_batch_size: int = 0  # samples per rollout in evaluations and grids (0: all at once)
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
 
 

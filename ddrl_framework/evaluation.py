@@ -13,6 +13,7 @@ import attrs
 import torch
 
 from ddrl_framework.components import Components, score
+from ddrl_framework.samplers import sample_in_chunks
 from ddrl_framework.protocols import EvalContext, Metric, Policy
 from ddrl_framework.runtime import make_generator
 from ddrl_framework.types import DataBatch, take
@@ -26,8 +27,9 @@ def repeat_to(batch: DataBatch, count: int) -> DataBatch:
 
 class Evaluator:
     def __init__(self, parts: Components, metrics: Sequence[tuple[str, Metric]],
-                 reference: Policy | None, count: int, seed: int, device: torch.device):
+                 reference: Policy | None, count: int, seed: int, device: torch.device, chunk: int = 0):
         self.parts, self.metrics, self.reference = parts, list(metrics), reference
+        self.chunk = chunk  # samples per rollout (0: all at once)
         self.count, self.seed, self.device = count, seed, device
         self.held_out = parts.data.held_out().to(device)
         self.conditions = repeat_to(self.held_out, count).to(device)
@@ -57,8 +59,8 @@ class Evaluator:
                                 device=self.device)
         cond = policy.encode_conditions(self.conditions)
         generator = make_generator(self.device, self.seed + 1 if noise_seed is None else noise_seed + 1)
-        trajectory = self.parts.sampler.rollout(policy, cond, noise, generator)
-        samples = policy.decode(trajectory.final)
+        trajectory, samples = sample_in_chunks(self.parts.sampler, policy, self.conditions, noise,
+                                               generator, self.chunk)
         rewards, record = self._reward_record(samples, self.conditions.prompts)
         context = EvalContext(
             policy=policy, reference=self.reference, sampler=self.parts.sampler,

@@ -66,10 +66,19 @@ def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
 def structure_options(
     factory: Callable[..., Any], options: Mapping[str, Any], where: str, component: str
 ) -> dict[str, Any]:
-    """Check ``options`` against ``factory``'s keyword parameters and their type hints."""
-    params = inspect.signature(factory).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+    """Check ``options`` against ``factory``'s keyword parameters and their type hints.
+
+    A factory taking ``**kwargs`` accepts anything, unless it names an attrs class as its
+    ``option_class``: then that class's fields are accepted (and checked) as well.
+    """
+    params = dict(inspect.signature(factory).parameters)
+    option_class = getattr(factory, "option_class", None)
+    if option_class is None and any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return dict(options)
+    hints = _type_hints(factory)
+    if option_class is not None:
+        params.update(inspect.signature(option_class).parameters)
+        hints.update(_type_hints(option_class))
     accepted = {n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
     for key in options:
         if key not in accepted:
@@ -80,7 +89,6 @@ def structure_options(
     missing = [n for n in accepted if params[n].default is params[n].empty and n not in options]
     if missing:
         raise UserError(f"{where}: {component} needs option(s): {', '.join(sorted(missing))}.")
-    hints = _type_hints(factory)
     structured = {}
     for key, value in options.items():
         try:

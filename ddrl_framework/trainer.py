@@ -8,13 +8,14 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import attrs
 import torch
 from tqdm import tqdm
 
 from ddrl_framework.advantages import clipped_policy_loss, group_advantages
 from ddrl_framework.checkpoint import atomic_write_bytes, latest_checkpoint, load_checkpoint, save_checkpoint
-from ddrl_framework.components import Components, build_components, score
-from ddrl_framework.config import Experiment, to_dict
+from ddrl_framework.components import Components, build_components, score_each, weighted_total
+from ddrl_framework.config import Experiment, PretrainConfig, TrainConfig, to_dict
 from ddrl_framework.errors import UserError
 from ddrl_framework.evaluation import Evaluator, repeat_to
 from ddrl_framework.metrics_log import MetricsLog
@@ -22,12 +23,44 @@ from ddrl_framework.plots import plot_metrics, save_grid
 from ddrl_framework.protocols import StepContext
 from ddrl_framework.registry import Registry
 from ddrl_framework.runtime import config_hash, make_generator, resolve_device
+from ddrl_framework.samplers import sample_in_chunks
 from ddrl_framework.types import DataBatch, Trajectory
 
 
 def iteration_seed(seed: int, iteration: int) -> int:
     """Rollout randomness depends only on (seed, iteration): a resumed run draws the same noise."""
     return seed * 1_000_003 + iteration
+
+
+RESUMABLE_CHANGES = {"train.iterations", "train.device"}
+
+
+def config_changes(stored: dict, current: dict, prefix: str = "") -> list[str]:
+    """Keys whose values differ between a run's recorded config and the current one. A key the
+    record lacks counts only if its value is not the default (a field added by a newer version)."""
+    changed = []
+    for key in sorted(set(stored) | set(current)):
+        path = f"{prefix}{key}"
+        if path in RESUMABLE_CHANGES:
+            continue
+        if key not in stored:
+            if current[key] != config_default(path):
+                changed.append(path)
+        elif isinstance(stored[key], dict) and isinstance(current.get(key), dict) and key != "metrics":
+            changed += config_changes(stored[key], current[key], f"{path}.")
+        elif json.dumps(stored[key], default=list) != json.dumps(current.get(key), default=list):
+            changed.append(path)
+    return changed
+
+
+def config_default(path: str):
+    """The default of a top-level, ``train.`` or ``pretrain.`` field (a sentinel for any other)."""
+    section, _, name = path.rpartition(".")
+    cls = {"": Experiment, "train": TrainConfig, "pretrain": PretrainConfig}.get(section)
+    field = getattr(attrs.fields(cls), name, None) if cls is not None else None
+    if field is None or field.default is attrs.NOTHING:
+        return object()
+    return json.loads(json.dumps(field.default, default=list))
 
 
 class Trainer:
@@ -48,7 +81,7 @@ class Trainer:
                                            weight_decay=self.cfg.weight_decay)
         self.loader = self.parts.data.loader(self.cfg.groups, experiment.seed)
         self.evaluator = Evaluator(self.parts, self.parts.metrics, self.reference, self.cfg.eval_samples,
-                                   self.cfg.eval_seed, self.device)
+                                   self.cfg.eval_seed, self.device, chunk=self.cfg.eval_batch_size)
         self.log = MetricsLog(self.output / "metrics.jsonl")
         self.eval_log = MetricsLog(self.output / "eval.jsonl")
         self.start = self._restore() if resume else 0
@@ -69,9 +102,13 @@ class Trainer:
         if not resume:
             raise UserError(f"{self.output} already holds a run: pass --resume to continue it, or "
                             "choose another output_dir (--set output_dir=...)")
-        if json.loads(config_file.read_text()).get("identity") != self.identity:
-            raise UserError(f"{self.output} holds a run of a different config; --resume needs "
-                            "the same config (only train.iterations and train.device may change)")
+        stored = json.loads(config_file.read_text())
+        if stored.get("identity") != self.identity:
+            changed = config_changes(stored.get("experiment", {}), to_dict(self.experiment))
+            if changed:
+                raise UserError(f"{self.output} holds a run of a different config ({', '.join(changed)} "
+                                "changed); --resume needs the same config (only train.iterations and "
+                                "train.device may change)")
 
     def _record_config(self) -> None:
         self.output.mkdir(parents=True, exist_ok=True)
@@ -114,8 +151,8 @@ class Trainer:
         with torch.no_grad():
             pixels = policy.decode(trajectory.final)
         metadata = {"labels": members.labels}
-        rewards, reward_means = score(self.parts.rewards, pixels, members.prompts, metadata)
-        return trajectory, cond, rewards, reward_means
+        values = score_each(self.parts.rewards, pixels, members.prompts, metadata)
+        return trajectory, cond, values
 
     def update(self, trajectory: Trajectory, cond, advantages, batch: DataBatch, generator):
         """Inner epochs over the trained steps; gradients accumulate over ``steps_per_update``."""
@@ -156,16 +193,27 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return float(norm)
 
+    def advantages(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Group advantages of the weighted reward, or (``reward_aggregation = "advantages"``) the
+        weighted sum of each reward's own group advantages."""
+        cfg = self.cfg
+
+        def of(rewards):
+            return group_advantages(rewards, cfg.group_size, cfg.advantage_normalization, cfg.advantage_clip,
+                                    cfg.advantage_transform, temperature=cfg.advantage_temperature)
+
+        if cfg.reward_aggregation == "sum":
+            return of(weighted_total(self.parts.rewards, values))
+        return sum(reward.weight * of(values[reward.key]) for reward in self.parts.rewards)
+
     def iteration(self, index: int) -> dict:
         began = time.perf_counter()
         generator = make_generator(self.device, iteration_seed(self.experiment.seed, index))
         batch = next(self.loader).to(self.device)
-        trajectory, cond, rewards, reward_means = self.rollout(batch, generator)
-        cfg = self.cfg
-        advantages = group_advantages(
-            rewards, cfg.group_size, cfg.advantage_normalization, cfg.advantage_clip,
-            cfg.advantage_transform, temperature=cfg.advantage_temperature)
-        stats = self.update(trajectory, cond, advantages, batch, generator)
+        trajectory, cond, values = self.rollout(batch, generator)
+        rewards = weighted_total(self.parts.rewards, values)
+        reward_means = {f"reward_{key}": value.mean().item() for key, value in values.items()}
+        stats = self.update(trajectory, cond, self.advantages(values), batch, generator)
         return {"iteration": index, "reward_mean": rewards.mean().item(),
                 "reward_std": rewards.std(unbiased=False).item(), **reward_means, **stats,
                 "seconds": time.perf_counter() - began}
@@ -225,8 +273,9 @@ class Trainer:
         generator = make_generator(self.device, self.experiment.seed + 7_919)
         conditions = repeat_to(self.parts.data.held_out(), count).to(self.device)
         noise = torch.randn((count, *policy.sample_shape), generator=generator, device=self.device)
-        trajectory = self.parts.sampler.rollout(policy, policy.encode_conditions(conditions), noise, generator)
-        save_grid(policy.decode(trajectory.final), self.output / name)
+        _, pixels = sample_in_chunks(self.parts.sampler, policy, conditions, noise, generator,
+                                     self.cfg.eval_batch_size)
+        save_grid(pixels, self.output / name)
 
 
 def train(experiment: Experiment, registry: Registry, *, resume: bool = False,

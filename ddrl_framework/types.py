@@ -117,12 +117,18 @@ class DataBatch:
         )
 
 
+def _per_sample(values: Tensor, like: Tensor) -> Tensor:
+    """``[B]`` values shaped to broadcast against ``like`` ``[B, ...]``."""
+    return values.to(like.device, like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
+
+
 @attrs.frozen(kw_only=True)
 class NoiseSchedule:
     """A DDPM-type forward process ``x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps``.
 
     ``alphas_cumprod``: ``[T]`` float64-safe values ``a_t``; ``prediction_type``: ``"epsilon"``,
-    ``"v_prediction"`` or ``"sample"`` (what the network outputs).
+    ``"v_prediction"`` or ``"sample"`` (what the network outputs). Timesteps are integers in
+    ``0..T-1``.
     """
 
     alphas_cumprod: Tensor
@@ -132,11 +138,66 @@ class NoiseSchedule:
     def num_train_timesteps(self) -> int:
         return int(self.alphas_cumprod.shape[0])
 
+    def _alpha(self, t: Tensor, like: Tensor) -> Tensor:
+        return _per_sample(self.alphas_cumprod.to(like.device)[t.long()], like)
 
-def take(batch: DataBatch, n: int) -> DataBatch:
-    """The first ``n`` members of ``batch``."""
+    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        a = self._alpha(t, x0)
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+    def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        if self.prediction_type == "epsilon":
+            return noise
+        if self.prediction_type == "v_prediction":
+            a = self._alpha(t, x0)
+            return a.sqrt() * noise - (1 - a).sqrt() * x0
+        return x0
+
+    def random_timesteps(self, n: int, generator: torch.Generator | None, device) -> Tensor:
+        """``n`` timesteps drawn uniformly, as DDPM pre-training draws them."""
+        return torch.randint(0, self.num_train_timesteps, (n,), generator=generator, device=device)
+
+
+@attrs.frozen(kw_only=True)
+class FlowSchedule:
+    """A rectified-flow forward process ``x_t = (1 - sigma) x0 + sigma eps``; the network predicts
+    the velocity ``eps - x0``.
+
+    ``sigmas``: ``[T]`` the training sigmas, descending from 1, with the shift applied, exactly as
+    diffusers' ``FlowMatchEulerDiscreteScheduler`` holds them after construction;
+    ``scheduler_config``: that scheduler's config, from which samplers derive their sigmas.
+    Timesteps are ``sigma * T`` (floats), as the scheduler passes them to the network.
+    """
+
+    sigmas: Tensor
+    scheduler_config: dict = attrs.field(factory=dict)
+    prediction_type = "flow"
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.sigmas.shape[0])
+
+    def sigma(self, t: Tensor, like: Tensor) -> Tensor:
+        return _per_sample(t.float() / self.num_train_timesteps, like)
+
+    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        sigma = self.sigma(t, x0)
+        return (1 - sigma) * x0 + sigma * noise
+
+    def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        return noise - x0
+
+    def random_timesteps(self, n: int, generator: torch.Generator | None, device) -> Tensor:
+        """``n`` timesteps at uniformly drawn training sigmas (the shifted distribution that SD3's
+        training scripts use with weighting "none")."""
+        index = torch.randint(0, self.num_train_timesteps, (n,), generator=generator, device=device)
+        return self.sigmas.to(device)[index].float() * self.num_train_timesteps
+
+
+def take(batch: DataBatch, stop: int, start: int = 0) -> DataBatch:
+    """Members ``start`` to ``stop`` of ``batch`` (the first ``stop`` by default)."""
     return DataBatch(
-        prompts=batch.prompts[:n],
-        labels=None if batch.labels is None else batch.labels[:n],
-        x0=None if batch.x0 is None else batch.x0[:n],
+        prompts=batch.prompts[start:stop],
+        labels=None if batch.labels is None else batch.labels[start:stop],
+        x0=None if batch.x0 is None else batch.x0[start:stop],
     )

@@ -1,9 +1,13 @@
 """Experiment files: structure, overrides, and errors that name the file and key."""
 
+from pathlib import Path
+
 import pytest
 
 from ddrl_framework.config import load_experiment, parse_override
 from ddrl_framework.errors import UserError
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 MINIMAL = """
 output_dir = "runs/x"
@@ -69,3 +73,37 @@ def test_missing_file_is_named(tmp_path):
 def test_bad_override_syntax():
     with pytest.raises(UserError, match="KEY=VALUE"):
         parse_override("train.iterations")
+
+
+def test_a_run_recorded_before_a_field_existed_still_resumes():
+    from ddrl_framework.trainer import config_changes
+
+    recorded = {"seed": 0, "regularizer": {"name": "reverse-kl", "beta": 0.1},
+                "train": {"iterations": 10, "groups": 8}}
+    newer = {"seed": 0, "regularizer": {"name": "reverse-kl", "beta": 0.1},
+             "train": {"iterations": 20, "groups": 8, "reward_aggregation": "sum"}}
+    assert config_changes(recorded, newer) == []
+    newer["train"]["reward_aggregation"] = "advantages"
+    newer["regularizer"]["beta"] = 0.2
+    assert config_changes(recorded, newer) == ["regularizer.beta", "train.reward_aggregation"]
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_config_and_its_plugin_options_are_valid(path):
+    """Without building anything (the real-run configs name weights that are not here)."""
+    from ddrl_framework.compare import load_compare
+    from ddrl_framework.config import read_toml
+    from ddrl_framework.options import structure_options
+    from ddrl_framework.registry import load_registry
+
+    registry = load_registry()
+    if "compare" in read_toml(path):
+        experiments = [run.experiment for run in load_compare(path)[2]]
+    else:
+        experiments = [load_experiment(path)]
+    for e in experiments:
+        parts = [("policy", e.policy), ("sampler", e.sampler), ("regularizer", e.regularizer), ("data", e.data)]
+        parts += [("reward", r) for r in e.rewards] + [("metric", m) for m in e.metrics]
+        for role, component in parts:
+            entry = registry.get(role, component.name)
+            structure_options(entry.factory, component.options, f"{path.name} [{role}]", component.name)

@@ -190,3 +190,30 @@ def test_exp_tilt_is_the_papers_transform_with_a_per_group_log_mean_exp():
     # a shift of every reward in a group leaves its advantages unchanged (Z absorbs it)
     shifted = group_advantages(rewards + 3.0, 3, transform="exp-tilt", temperature=temperature, clip=50)
     assert torch.allclose(shifted, advantages, rtol=1e-5)
+
+
+def test_per_reward_advantages_are_aggregated_by_weight(tiny_config):
+    from ddrl_framework.advantages import group_advantages
+    from ddrl_framework.config import load_experiment
+    from ddrl_framework.registry import load_registry
+    from ddrl_framework.trainer import Trainer
+
+    config = tiny_config()
+    text = config.read_text().replace('[[rewards]]\nname = "brightness"',
+                                      '[[rewards]]\nname = "brightness"\nweight = 2.0\n\n'
+                                      '[[rewards]]\nname = "jpeg-compressibility"\nweight = 0.5')
+    config.write_text(text)
+    values = {"brightness": torch.rand(8), "jpeg_compressibility": 1000 * torch.rand(8)}
+
+    def trainer(aggregation):
+        experiment = load_experiment(config, [f"train.reward_aggregation={aggregation}",
+                                              f"output_dir={config.parent / aggregation}"])
+        return Trainer(experiment, load_registry(), show_progress=False)
+
+    def of(r):
+        return group_advantages(r, 4)
+
+    summed = trainer("sum").advantages(values)
+    assert torch.allclose(summed, of(2.0 * values["brightness"] + 0.5 * values["jpeg_compressibility"]))
+    each = trainer("advantages").advantages(values)
+    assert torch.allclose(each, 2.0 * of(values["brightness"]) + 0.5 * of(values["jpeg_compressibility"]))

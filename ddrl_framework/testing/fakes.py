@@ -105,6 +105,11 @@ def fake_batch(n: int, sample_shape: tuple[int, ...] = (1, 8, 8), seed: int = 0)
     )
 
 
+def pixel_shape(policy: Policy) -> tuple[int, ...]:
+    """What ``policy.decode`` returns for one sample: ``pixel_shape`` for a latent policy."""
+    return tuple(getattr(policy, "pixel_shape", policy.sample_shape))
+
+
 def make_step_context(
     policy: Policy, sampler: Sampler, *, groups: int = 2, group_size: int = 3, step: int = 0,
     reference: Policy | None = None, seed: int = 0,
@@ -114,7 +119,7 @@ def make_step_context(
     ``reference`` (default: ``policy.reference()``) gives the reference transition.
     """
     generator = torch.Generator().manual_seed(seed)
-    data = fake_batch(groups, policy.sample_shape, seed)
+    data = fake_batch(groups, pixel_shape(policy), seed)
     members = data.repeat_each(group_size)
     cond = policy.encode_conditions(members)
     noise = torch.randn((len(members), *policy.sample_shape), generator=generator)
@@ -134,8 +139,8 @@ def make_eval_context(policy: Policy, sampler: Sampler, *, count: int = 16, seed
     """An evaluation of ``count`` samples of ``policy``, scored by brightness, against a held-out
     set of ``2 * count`` fake images."""
     generator = torch.Generator().manual_seed(seed)
-    held_out = fake_batch(2 * count, policy.sample_shape, seed + 1)
-    conditions = fake_batch(count, policy.sample_shape, seed)
+    held_out = fake_batch(2 * count, pixel_shape(policy), seed + 1)
+    conditions = fake_batch(count, pixel_shape(policy), seed)
     cond = policy.encode_conditions(conditions)
     noise = torch.randn((count, *policy.sample_shape), generator=generator)
     with torch.no_grad():

@@ -12,21 +12,17 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DModel
 from torch import Tensor
 
 from ddrl_framework.hookspecs import hookimpl
+from ddrl_framework.losses import simple_diffusion_loss
 from ddrl_framework.types import DataBatch, NoiseSchedule
 
 
 @hookimpl
 def register_policies(register):
     register("unet2d", build_unet2d_policy)
-
-
-def _broadcast(values: Tensor, t: Tensor, like: Tensor) -> Tensor:
-    return values.to(like.device)[t].to(like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
 
 
 class Unet2DPolicy:
@@ -64,27 +60,14 @@ class Unet2DPolicy:
 
     # --- the forward process ----------------------------------------------------------
     def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        a = _broadcast(self.schedule.alphas_cumprod, t, x0)
-        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+        return self.schedule.add_noise(x0, noise, t)
 
     def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        if self.schedule.prediction_type == "epsilon":
-            return noise
-        if self.schedule.prediction_type == "v_prediction":
-            a = _broadcast(self.schedule.alphas_cumprod, t, x0)
-            return a.sqrt() * noise - (1 - a).sqrt() * x0
-        return x0
+        return self.schedule.training_target(x0, noise, t)
 
     def diffusion_loss(self, x0, cond, *, noise=None, t=None, generator=None) -> Tensor:
         """Mean squared error to ``training_target`` at uniformly drawn timesteps ("simple" loss)."""
-        if noise is None:
-            noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        if t is None:
-            t = torch.randint(0, self.schedule.num_train_timesteps, (x0.shape[0],),
-                              generator=generator, device=x0.device)
-        t = t.to(x0.device).expand(x0.shape[0])
-        prediction = self.predict(self.add_noise(x0, noise, t), t, cond)
-        return F.mse_loss(prediction.float(), self.training_target(x0, noise, t).float())
+        return simple_diffusion_loss(self, x0, cond, noise=noise, t=t, generator=generator)
 
     # --- pixels -----------------------------------------------------------------------
     def decode(self, latents: Tensor) -> Tensor:

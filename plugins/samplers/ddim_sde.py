@@ -17,10 +17,12 @@ from typing import Any, Literal
 
 import attrs
 import torch
+from diffusers import DDIMScheduler
 from torch import Tensor
 
 from ddrl_framework.hookspecs import hookimpl
 from ddrl_framework.protocols import Policy
+from ddrl_framework.samplers import require_schedule, rollout_chain
 from ddrl_framework.types import Gaussian, NoiseSchedule, Trajectory
 
 
@@ -40,6 +42,10 @@ def _predict_x0_eps(schedule: NoiseSchedule, output: Tensor, x_t: Tensor, a_t: T
         x0 = output
         eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
     return x0, eps
+
+
+def _ddpm_schedule(policy: Policy) -> NoiseSchedule:
+    return require_schedule(policy, NoiseSchedule, "ddim-sde", instead="flow-sde")
 
 
 @attrs.frozen(kw_only=True)
@@ -78,7 +84,7 @@ class DdimSdeSampler:
         return self.eta * variance.clamp(min=0).sqrt()
 
     def transition(self, policy: Policy, x_k: Tensor, k: int, cond: Any) -> Gaussian:
-        schedule = policy.schedule
+        schedule = _ddpm_schedule(policy)
         t = self.timesteps(schedule)[k].to(x_k.device)
         output = policy.predict(x_k, t.expand(x_k.shape[0]), cond)
         a_t, a_prev = (a.to(x_k.device, torch.float32) for a in self._alphas(schedule, k))
@@ -90,20 +96,25 @@ class DdimSdeSampler:
         mean = a_prev.sqrt() * x0 + direction * eps
         return Gaussian(mean=mean, std=std)
 
+    def deterministic(self) -> DdimSdeSampler:
+        """This sampler at ``eta = 0``, for checks against :meth:`scheduler_step`."""
+        return attrs.evolve(self, eta=0.0)
+
+    @torch.no_grad()
+    def scheduler_step(self, policy: Policy, x_k: Tensor, k: int, cond: Any) -> Tensor:
+        """Step ``k`` of diffusers' ``DDIMScheduler`` at ``eta = 0`` (what zero noise must equal)."""
+        schedule = _ddpm_schedule(policy)
+        a = schedule.alphas_cumprod.double()
+        betas = 1 - a / torch.cat([torch.ones(1, dtype=a.dtype), a[:-1]])
+        scheduler = DDIMScheduler(
+            num_train_timesteps=schedule.num_train_timesteps, trained_betas=betas.tolist(),
+            prediction_type=schedule.prediction_type, clip_sample=self.clip_sample,
+            set_alpha_to_one=self.set_alpha_to_one, timestep_spacing=self.timestep_spacing)
+        scheduler.set_timesteps(self.steps)
+        t = scheduler.timesteps[k]
+        output = policy.predict(x_k, t.to(x_k.device).expand(x_k.shape[0]), cond)
+        return scheduler.step(output, t, x_k, eta=0.0).prev_sample
+
     @torch.no_grad()
     def rollout(self, policy: Policy, cond: Any, noise: Tensor, generator=None) -> Trajectory:
-        latents, means, stds, log_probs = [noise], [], [], []
-        for k in range(self.steps):
-            step = self.transition(policy, latents[-1], k, cond)
-            x_next = step.sample(generator)
-            latents.append(x_next)
-            means.append(step.mean)
-            stds.append(step.std)
-            log_probs.append(
-                torch.full((noise.shape[0],), float("nan"), device=noise.device)
-                if step.is_deterministic else step.log_prob(x_next)
-            )
-        return Trajectory(
-            latents=torch.stack(latents), timesteps=self.timesteps(policy.schedule),
-            means=torch.stack(means), stds=torch.stack(stds), log_probs=torch.stack(log_probs),
-        )
+        return rollout_chain(self, policy, cond, noise, generator, self.timesteps(_ddpm_schedule(policy)))

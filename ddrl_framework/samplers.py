@@ -1,0 +1,66 @@
+"""What every sampler's rollout shares: run the chain of Gaussian transitions, recording each."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ddrl_framework.types import DataBatch, Trajectory, take
+
+
+def require_schedule(policy: Any, kind: type, sampler: str, instead: str) -> Any:
+    """``policy.schedule`` if it is a ``kind``; else an error naming the sampler to use instead."""
+    schedule = policy.schedule
+    if not isinstance(schedule, kind):
+        raise ValueError(f"{sampler} needs a policy whose schedule is a {kind.__name__}; this "
+                         f"policy's is a {type(schedule).__name__}: use the {instead} sampler")
+    return schedule
+
+
+def rollout_chain(sampler: Any, policy: Any, cond: Any, noise: Tensor,
+                  generator: torch.Generator | None, timesteps: Tensor) -> Trajectory:
+    """Sample ``sampler.num_steps`` transitions from ``noise`` (call under ``torch.no_grad``).
+
+    A deterministic step (std 0) is taken at its mean and gets a NaN log-prob.
+    """
+    latents, means, stds, log_probs = [noise], [], [], []
+    for k in range(sampler.num_steps):
+        step = sampler.transition(policy, latents[-1], k, cond)
+        x_next = step.sample(generator).to(noise.dtype)
+        latents.append(x_next)
+        means.append(step.mean)
+        stds.append(step.std)
+        log_probs.append(
+            torch.full((noise.shape[0],), float("nan"), device=noise.device)
+            if step.is_deterministic else step.log_prob(x_next)
+        )
+    return Trajectory(latents=torch.stack(latents), timesteps=timesteps, means=torch.stack(means),
+                      stds=torch.stack(stds), log_probs=torch.stack(log_probs))
+
+
+def concat_trajectories(parts: Sequence[Trajectory]) -> Trajectory:
+    """Trajectories of consecutive batch chunks as one (batch is dim 1 of the stacked fields)."""
+    if len(parts) == 1:
+        return parts[0]
+    return Trajectory(
+        latents=torch.cat([p.latents for p in parts], dim=1), timesteps=parts[0].timesteps,
+        means=torch.cat([p.means for p in parts], dim=1), stds=parts[0].stds,
+        log_probs=torch.cat([p.log_probs for p in parts], dim=1))
+
+
+@torch.no_grad()
+def sample_in_chunks(sampler: Any, policy: Any, conditions: DataBatch, noise: Tensor,
+                     generator: torch.Generator | None, chunk: int) -> tuple[Trajectory, Tensor]:
+    """Roll out ``noise`` ``[N, ...]`` under ``conditions`` ``chunk`` samples at a time (0: all at
+    once) and decode; returns the joined trajectory and the pixels."""
+    size = chunk if chunk > 0 else len(noise)
+    trajectories, pixels = [], []
+    for start in range(0, len(noise), size):
+        part = take(conditions, start + size, start)
+        trajectory = sampler.rollout(policy, policy.encode_conditions(part), noise[start : start + size], generator)
+        trajectories.append(trajectory)
+        pixels.append(policy.decode(trajectory.final))
+    return concat_trajectories(trajectories), torch.cat(pixels)

@@ -1,0 +1,56 @@
+"""Tiny random text encoders and tokenizers for the tiny configurations of the diffusers
+backbones: real transformers classes, built offline (no vocabulary download), small enough for a
+CPU. Their weights are random, so their embeddings carry no meaning, only the right shapes."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer,
+                          T5Tokenizer, UMT5Config, UMT5EncoderModel, T5Config, T5EncoderModel)
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+
+def clip_tokenizer(max_length: int = 16) -> CLIPTokenizer:
+    """A character-level CLIP tokenizer (byte alphabet, no merges): 514 tokens."""
+    chars = list(bytes_to_unicode().values())
+    vocab = {token: i for i, token in enumerate(chars + [c + "</w>" for c in chars])}
+    vocab["<|startoftext|>"], vocab["<|endoftext|>"] = len(vocab), len(vocab) + 1
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "vocab.json").write_text(json.dumps(vocab))
+        Path(folder, "merges.txt").write_text("#version: 0.2\n")
+        return CLIPTokenizer(str(Path(folder, "vocab.json")), str(Path(folder, "merges.txt")),
+                             model_max_length=max_length)
+
+
+def t5_tokenizer(max_length: int = 16) -> T5Tokenizer:
+    """A character-level T5 (sentencepiece-style unigram) tokenizer: lower-case letters, digits."""
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -1.0)]
+    pieces += [(c, -2.0) for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=max_length)
+
+
+def _seeded(seed: int, build):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def clip_text_model(hidden: int, seed: int, with_projection: bool = False, projection: int = 0):
+    config = CLIPTextConfig(
+        vocab_size=514, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+        num_attention_heads=2, max_position_embeddings=16, bos_token_id=512, eos_token_id=513,
+        pad_token_id=513, projection_dim=projection or hidden)
+    cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
+    return _seeded(seed, lambda: cls(config).eval())
+
+
+def t5_encoder(d_model: int, seed: int, umt5: bool = False):
+    kwargs = dict(vocab_size=40, d_model=d_model, d_kv=8, d_ff=2 * d_model, num_layers=1,
+                  num_heads=2, relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1)
+    if umt5:
+        return _seeded(seed, lambda: UMT5EncoderModel(UMT5Config(**kwargs)).eval())
+    return _seeded(seed, lambda: T5EncoderModel(T5Config(**kwargs)).eval())

@@ -1,0 +1,82 @@
+"""``ddrl doctor``: passes on every backbone's tiny config, and catches the classic breakages."""
+
+import attrs
+import pytest
+import torch
+
+from ddrl_framework.cli import main
+from ddrl_framework.components import build_components
+from ddrl_framework.config import load_experiment
+from ddrl_framework.doctor import check_ratio, check_scheduler_match, make_probe, run_checks
+from ddrl_framework.registry import load_registry
+from tests.test_backbones import CONFIGS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config,extra", [
+    ("sd-tiny.toml", []), ("sd3-tiny.toml", ["--set", "policy.lora_rank=4"]), ("wan-tiny.toml", []),
+])
+def test_doctor_passes_on_the_tiny_configs(config, extra, capsys):
+    assert main(["doctor", str(CONFIGS / config), "--quiet", *extra]) == 0
+    out = capsys.readouterr().out
+    assert "all checks passed" in out and out.count("PASS") == 7
+
+
+def test_doctor_passes_on_digits_and_fails_without_noise(tiny_config, capsys):
+    config = tiny_config()
+    assert main(["doctor", str(config), "--quiet"]) == 0
+    assert main(["doctor", str(config), "--quiet", "--set", "sampler.eta=0.0"]) == 1
+    out = capsys.readouterr().out
+    assert "no stochastic step" in out and "check(s) failed: log-probs finite, sane scale" in out
+
+
+class _Jittery:
+    """A policy whose output changes from call to call (as dropout in train mode would)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def predict(self, x_t, t, cond):
+        return self.inner.predict(x_t, t, cond) + 1e-3 * torch.randn_like(x_t)
+
+
+class _OffByOne:
+    """A sampler whose zero-noise step is not the scheduler's (a timestep off by one)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def deterministic(self):
+        return _OffByOneDeterministic(self.inner.deterministic())
+
+
+class _OffByOneDeterministic(_OffByOne):
+    def transition(self, policy, x_k, k, cond):
+        return self.inner.transition(policy, x_k, min(k + 1, self.inner.num_steps - 1), cond)
+
+
+def _probe(tiny_config):
+    experiment = load_experiment(tiny_config())
+    parts = build_components(experiment, load_registry(), torch.device("cpu"), show_progress=False)
+    return make_probe(parts, 4, 0, torch.device("cpu"))
+
+
+def test_doctor_catches_a_ratio_that_is_not_one(tiny_config):
+    probe = _probe(tiny_config)
+    jittery = attrs.evolve(probe, parts=attrs.evolve(probe.parts, policy=_Jittery(probe.parts.policy)))
+    assert check_ratio(probe).status == "PASS"
+    assert check_ratio(jittery).status == "FAIL"
+
+
+def test_doctor_catches_a_sampler_that_does_not_match_its_scheduler(tiny_config):
+    probe = _probe(tiny_config)
+    broken = attrs.evolve(probe, parts=attrs.evolve(probe.parts, sampler=_OffByOne(probe.parts.sampler)))
+    assert check_scheduler_match(probe).status == "PASS"
+    assert check_scheduler_match(broken).status == "FAIL"
+    assert all(r.status in ("PASS", "FAIL", "SKIP") for r in run_checks(broken))
