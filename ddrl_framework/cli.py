@@ -6,9 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ddrl_framework.errors import UserError
+from ddrl_framework.errors import TrainingError, UserError
 
 EXIT_USER_ERROR = 2
+EXIT_TRAINING_STOPPED = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -122,6 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"ddrl {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except TrainingError as error:
+        print(f"ddrl {args.command}: stopped: {error}", file=sys.stderr)
+        return EXIT_TRAINING_STOPPED
     except KeyboardInterrupt:
         print(f"ddrl {args.command}: interrupted (checkpoints already written are kept)", file=sys.stderr)
         return 130

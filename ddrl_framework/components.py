@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ddrl_framework.config import Experiment
-from ddrl_framework.errors import UserError
+from ddrl_framework.errors import TrainingError, UserError
 from ddrl_framework.pretrain import policy_options
 from ddrl_framework.protocols import DataSource, Metric, Policy, Regularizer, RewardModel, Sampler
 from ddrl_framework.registry import Registry
@@ -92,7 +92,7 @@ def score_each(
         except UserError:
             raise
         except Exception as error:
-            raise RuntimeError(f"reward model '{reward.name}' raised: {error}") from error
+            raise TrainingError(f"reward model '{reward.name}' raised {type(error).__name__}: {error}") from error
         if out.shape != (pixels.shape[0],):
             raise ValueError(f"reward model '{reward.name}' returned shape {tuple(out.shape)}; "
                              f"expected [{pixels.shape[0]}]")

@@ -78,6 +78,9 @@ class TrainConfig:
     eval_samples: int = 256  # samples per evaluation, from fixed noise
     eval_seed: int = 1000  # the evaluation noise, shared by every seed and arm
     eval_batch_size: int = 0  # samples per rollout in evaluations and grids (0: all at once)
+    # a NaN / inf reward, advantage, loss or gradient: "stop" the run (nothing corrupt is saved),
+    # or "skip" the rest of that iteration's update (counted as skipped_update in metrics.jsonl)
+    on_nonfinite: Literal["stop", "skip"] = "stop"
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
 
 

@@ -1,4 +1,5 @@
-"""Errors a user can fix. The CLI prints them without a traceback and exits with code 2."""
+"""Errors a user can fix, and errors that stop a run. The CLI prints both without a traceback:
+a ``UserError`` exits with code 2, a ``TrainingError`` with code 3."""
 
 
 class UserError(Exception):
@@ -7,3 +8,9 @@ class UserError(Exception):
 
 class PluginError(UserError):
     """A plugin failed to load or registered a name twice."""
+
+
+class TrainingError(Exception):
+    """A run stopped: a non-finite reward, advantage, loss or gradient, a reward model that raised,
+    a checkpoint that could not be written. The message names the iteration and the source; what
+    was saved before is intact."""

@@ -4,6 +4,7 @@ iteration is duplicated or missing."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -33,5 +34,7 @@ class MetricsLog:
         return kept
 
     def append(self, record: dict[str, Any]) -> None:
+        """Append one line (NaN and inf are written as null: the file stays strict JSON)."""
+        clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
         with open(self.path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+            handle.write(json.dumps(clean) + "\n")

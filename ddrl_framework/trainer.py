@@ -16,9 +16,10 @@ from ddrl_framework.advantages import clipped_policy_loss, group_advantages
 from ddrl_framework.checkpoint import atomic_write_bytes, latest_checkpoint, load_checkpoint, save_checkpoint
 from ddrl_framework.components import Components, build_components, score_each, weighted_total
 from ddrl_framework.config import Experiment, PretrainConfig, TrainConfig, to_dict
-from ddrl_framework.errors import UserError
+from ddrl_framework.errors import TrainingError, UserError
 from ddrl_framework.evaluation import Evaluator, repeat_to
 from ddrl_framework.metrics_log import MetricsLog
+from ddrl_framework.nonfinite import NonFinite, require_finite
 from ddrl_framework.plots import plot_metrics, save_grid
 from ddrl_framework.protocols import StepContext
 from ddrl_framework.registry import Registry
@@ -145,7 +146,7 @@ class Trainer:
         noise = torch.randn((len(members), *policy.sample_shape), generator=generator,
                             device=self.device)
         trajectory = self.parts.sampler.rollout(policy, cond, noise, generator)
-        if torch.isnan(trajectory.log_probs[self.trained_steps]).any():
+        if (trajectory.stds[self.trained_steps] == 0).any():
             raise UserError("[sampler]: a trained step is deterministic (std = 0, e.g. eta = 0); "
                             "RL needs Gaussian steps: set eta > 0")
         with torch.no_grad():
@@ -174,6 +175,8 @@ class Trainer:
                     group_size=cfg.group_size, transition=step, reference_transition=reference,
                     data=batch if parts.regularizer.needs_data else None, generator=generator)
                 regularizer_losses = parts.regularizer.loss(context)
+                for key, value in {"loss_policy": loss_policy, **regularizer_losses}.items():
+                    require_finite(value, f"{key} at sampler step {k}")
                 loss = loss_policy + sum(regularizer_losses.values())
                 (loss / per_update).backward()
                 for key, value in {"loss_policy": loss_policy, **regularizer_losses, **stats}.items():
@@ -189,6 +192,7 @@ class Trainer:
     def _optimizer_step(self) -> float:
         limit = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(self.params, limit)
+        require_finite(norm, "the gradient norm")
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return float(norm)
@@ -213,7 +217,21 @@ class Trainer:
         trajectory, cond, values = self.rollout(batch, generator)
         rewards = weighted_total(self.parts.rewards, values)
         reward_means = {f"reward_{key}": value.mean().item() for key, value in values.items()}
-        stats = self.update(trajectory, cond, self.advantages(values), batch, generator)
+        try:
+            require_finite(trajectory.log_probs[self.trained_steps], "the rollout's log-probs")
+            for reward in self.parts.rewards:
+                require_finite(values[reward.key], f"reward '{reward.name}'")
+            advantages = self.advantages(values)
+            require_finite(advantages, "advantages")
+            stats = {**self.update(trajectory, cond, advantages, batch, generator), "skipped_update": 0}
+        except NonFinite as error:
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.cfg.on_nonfinite == "stop":
+                raise TrainingError(
+                    f"iteration {index}: {error.source} is not finite (NaN or inf); stopped before this "
+                    f"update, so the weights and every checkpoint are as they were (resume with --resume, "
+                    f"or set train.on_nonfinite = \"skip\")") from None
+            stats = {"skipped_update": 1, "nonfinite_source": error.source}
         return {"iteration": index, "reward_mean": rewards.mean().item(),
                 "reward_std": rewards.std(unbiased=False).item(), **reward_means, **stats,
                 "seconds": time.perf_counter() - began}
@@ -236,7 +254,8 @@ class Trainer:
             if done == cfg.iterations or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
                 self.save(done)
             bar.update(1)
-            bar.set_postfix(reward=f"{record['reward_mean']:.4f}", ratio=f"{record['ratio_mean']:.3f}")
+            bar.set_postfix(reward=f"{record['reward_mean']:.4f}", ratio=f"{record.get('ratio_mean', 1.0):.3f}",
+                            skipped=sum(r.get("skipped_update", 0) for r in self.records))
         bar.close()
         if not self.eval_records or self.eval_records[-1]["iteration"] != cfg.iterations:
             self.evaluate(cfg.iterations)
