@@ -51,12 +51,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> None:
     from ddrl_framework.config import load_experiment
+    from ddrl_framework.distributed import current_world
     from ddrl_framework.registry import load_registry
     from ddrl_framework.trainer import train
 
     experiment = load_experiment(args.config, args.overrides)
     output = train(experiment, load_registry(), resume=args.resume, show_progress=not args.quiet)
-    print(f"metrics: {output / 'metrics.jsonl'}\nsamples: {output / 'samples_final.png'}")
+    if current_world().is_main:
+        print(f"metrics: {output / 'metrics.jsonl'}\nsamples: {output / 'samples_final.png'}")
 
 
 def _pretrain(args: argparse.Namespace) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torchdata.nodes import BaseNode, Batcher, Loader, Mapper
 
+from ddrl_framework.distributed import current_world
 from ddrl_framework.types import DataBatch
 
 
@@ -44,9 +45,18 @@ class ShuffledIndices(BaseNode[int]):
 
 
 class BatchLoader:
-    """A resumable iterator of ``DataBatch``: ``Loader(Mapper(Batcher(ShuffledIndices)))``."""
+    """A resumable iterator of ``DataBatch``: ``Loader(Mapper(Batcher(ShuffledIndices)))``.
+
+    Under ``torchrun`` every rank walks the same index stream and collates (reads) only its own
+    contiguous share of each batch, so the ranks together see what one process would.
+    """
 
     def __init__(self, n: int, batch_size: int, seed: int, collate: Callable[[Sequence[int]], DataBatch]):
+        world = current_world()
+        if world.distributed:
+            share = world.shard(batch_size, "the batch size")
+            inner = collate
+            collate = lambda positions: inner(positions[share])  # noqa: E731
         node = Mapper(Batcher(ShuffledIndices(n, seed), batch_size=batch_size), collate)
         self._loader = Loader(node)
         self._iterator = None

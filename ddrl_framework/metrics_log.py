@@ -27,10 +27,12 @@ class MetricsLog:
     def __init__(self, path: Path):
         self.path = path
 
-    def keep_before(self, iteration: int) -> list[dict[str, Any]]:
-        """Drop records of iteration >= ``iteration`` (work after the checkpoint being resumed)."""
+    def keep_before(self, iteration: int, write: bool = True) -> list[dict[str, Any]]:
+        """Drop records of iteration >= ``iteration`` (work after the checkpoint being resumed);
+        ``write = False`` only reads (a rank that does not own the file)."""
         kept = [r for r in read_metrics(self.path) if r.get("iteration", -1) < iteration]
-        atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+        if write:
+            atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
         return kept
 
     def append(self, record: dict[str, Any]) -> None:

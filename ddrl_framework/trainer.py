@@ -16,6 +16,7 @@ from ddrl_framework.advantages import clipped_policy_loss, group_advantages
 from ddrl_framework.checkpoint import atomic_write_bytes, latest_checkpoint, load_checkpoint, save_checkpoint
 from ddrl_framework.components import Components, build_components, score_each, weighted_total
 from ddrl_framework.config import Experiment, PretrainConfig, TrainConfig, to_dict
+from ddrl_framework.distributed import average_floats, average_gradients, gather, init_world, main_first
 from ddrl_framework.errors import TrainingError, UserError
 from ddrl_framework.evaluation import Evaluator, repeat_to
 from ddrl_framework.metrics_log import MetricsLog
@@ -25,7 +26,7 @@ from ddrl_framework.protocols import StepContext
 from ddrl_framework.registry import Registry
 from ddrl_framework.runtime import config_hash, make_generator, resolve_device
 from ddrl_framework.samplers import sample_in_chunks
-from ddrl_framework.types import DataBatch, Trajectory
+from ddrl_framework.types import DataBatch, NoiseStream, Trajectory, take
 
 
 def iteration_seed(seed: int, iteration: int) -> int:
@@ -73,7 +74,13 @@ class Trainer:
         self.identity = self._run_identity()
         self._check_output_dir(resume)
         self.device = resolve_device(self.cfg.device)
-        self.parts: Components = build_components(experiment, registry, self.device, show_progress)
+        self.world = init_world(self.device.type)
+        if self.world.distributed and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.world.local_rank)
+        self.groups = self.world.shard(self.cfg.groups)  # this rank's groups of each batch
+        self.show_progress = show_progress and self.world.is_main
+        with main_first(self.world):  # rank 0 pretrains into the shared cache first
+            self.parts: Components = build_components(experiment, registry, self.device, self.show_progress)
         self.trained_steps = self._trained_steps()
         # the reference is the policy before any update: take it before a checkpoint loads
         self.reference = self.parts.policy.reference() if self.parts.needs_reference else None
@@ -86,9 +93,11 @@ class Trainer:
         self.log = MetricsLog(self.output / "metrics.jsonl")
         self.eval_log = MetricsLog(self.output / "eval.jsonl")
         self.start = self._restore() if resume else 0
-        self._record_config()  # only once all built and restored: a bad input leaves nothing behind
-        self.records = self.log.keep_before(self.start)
-        self.eval_records = self.eval_log.keep_before(self.start)
+        writes = self.world.is_main  # rank 0 alone writes logs, grids and checkpoints
+        if writes:
+            self._record_config()  # only once all built and restored: a bad input leaves nothing behind
+        self.records = self.log.keep_before(self.start, write=writes)
+        self.eval_records = self.eval_log.keep_before(self.start, write=writes)
 
     # --- set-up ---------------------------------------------------------------------------
     def _run_identity(self) -> str:
@@ -139,13 +148,28 @@ class Trainer:
         return int(state["iteration"])
 
     # --- one iteration ----------------------------------------------------------------------
+    def _members(self) -> slice:
+        """This rank's rollouts among the ``groups x group_size`` of an iteration."""
+        size = self.cfg.group_size
+        return slice(self.groups.start * size, self.groups.stop * size)
+
+    def _noise(self, generator: torch.Generator):
+        """Initial noise and the generator (or pre-drawn step noise) for this rank's rollouts: its
+        slice of what one process would draw, so the samples do not depend on the world size."""
+        shape = (self.cfg.groups * self.cfg.group_size, *self.parts.policy.sample_shape)
+        noise = torch.randn(shape, generator=generator, device=self.device)[self._members()]
+        if not self.world.distributed:
+            return noise, generator
+        steps = [torch.randn(shape, generator=generator, device=self.device)[self._members()]
+                 for _ in range(self.parts.sampler.num_steps)]
+        return noise, NoiseStream(torch.stack(steps))
+
     def rollout(self, batch: DataBatch, generator: torch.Generator):
         policy, group_size = self.parts.policy, self.cfg.group_size
         members = batch.repeat_each(group_size)
         cond = policy.encode_conditions(members)
-        noise = torch.randn((len(members), *policy.sample_shape), generator=generator,
-                            device=self.device)
-        trajectory = self.parts.sampler.rollout(policy, cond, noise, generator)
+        noise, step_noise = self._noise(generator)
+        trajectory = self.parts.sampler.rollout(policy, cond, noise, step_noise)
         if (trajectory.stds[self.trained_steps] == 0).any():
             raise UserError("[sampler]: a trained step is deterministic (std = 0, e.g. eta = 0); "
                             "RL needs Gaussian steps: set eta > 0")
@@ -153,7 +177,7 @@ class Trainer:
             pixels = policy.decode(trajectory.final)
         metadata = {"labels": members.labels}
         values = score_each(self.parts.rewards, pixels, members.prompts, metadata)
-        return trajectory, cond, values
+        return trajectory, cond, {k: gather(v, self.world) for k, v in values.items()}  # every rank's
 
     def update(self, trajectory: Trajectory, cond, advantages, batch: DataBatch, generator):
         """Inner epochs over the trained steps; gradients accumulate over ``steps_per_update``."""
@@ -191,6 +215,7 @@ class Trainer:
 
     def _optimizer_step(self) -> float:
         limit = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
+        average_gradients(self.params, self.world)
         norm = torch.nn.utils.clip_grad_norm_(self.params, limit)
         require_finite(norm, "the gradient norm")
         self.optimizer.step()
@@ -210,10 +235,16 @@ class Trainer:
             return of(weighted_total(self.parts.rewards, values))
         return sum(reward.weight * of(values[reward.key]) for reward in self.parts.rewards)
 
+    def _local(self, batch: DataBatch) -> DataBatch:
+        """This rank's groups: built-in sources already read only those (``BatchLoader``)."""
+        if not self.world.distributed or len(batch) == self.groups.stop - self.groups.start:
+            return batch
+        return take(batch, self.groups.stop, self.groups.start)
+
     def iteration(self, index: int) -> dict:
         began = time.perf_counter()
         generator = make_generator(self.device, iteration_seed(self.experiment.seed, index))
-        batch = next(self.loader).to(self.device)
+        batch = self._local(next(self.loader)).to(self.device)
         trajectory, cond, values = self.rollout(batch, generator)
         rewards = weighted_total(self.parts.rewards, values)
         reward_means = {f"reward_{key}": value.mean().item() for key, value in values.items()}
@@ -223,7 +254,8 @@ class Trainer:
                 require_finite(values[reward.key], f"reward '{reward.name}'")
             advantages = self.advantages(values)
             require_finite(advantages, "advantages")
-            stats = {**self.update(trajectory, cond, advantages, batch, generator), "skipped_update": 0}
+            stats = self.update(trajectory, cond, advantages[self._members()], batch, generator)
+            stats = {**average_floats(stats, self.world, self.device), "skipped_update": 0}
         except NonFinite as error:
             self.optimizer.zero_grad(set_to_none=True)
             if self.cfg.on_nonfinite == "stop":
@@ -240,23 +272,27 @@ class Trainer:
     def run(self) -> Path:
         """Train from ``self.start`` to ``train.iterations``; returns the output folder."""
         cfg = self.cfg
-        if self.start == 0:
+        if self.start == 0 and self.world.is_main:
             self.save_samples("samples_start.png")
         bar = tqdm(total=cfg.iterations, initial=self.start, desc="train", unit="it",
                    disable=not self.show_progress)
+        main = self.world.is_main
         for index in range(self.start, cfg.iterations):
-            if self._evaluates_at(index):
+            if main and self._evaluates_at(index):
                 self.evaluate(index)
             record = self.iteration(index)
-            self.log.append(record)
+            if main:
+                self.log.append(record)
             self.records.append(record)
             done = index + 1
-            if done == cfg.iterations or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
+            if main and (done == cfg.iterations or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)):
                 self.save(done)
             bar.update(1)
             bar.set_postfix(reward=f"{record['reward_mean']:.4f}", ratio=f"{record.get('ratio_mean', 1.0):.3f}",
                             skipped=sum(r.get("skipped_update", 0) for r in self.records))
         bar.close()
+        if not main:
+            return self.output
         if not self.eval_records or self.eval_records[-1]["iteration"] != cfg.iterations:
             self.evaluate(cfg.iterations)
         self.save_samples("samples_final.png")
@@ -299,4 +335,9 @@ class Trainer:
 
 def train(experiment: Experiment, registry: Registry, *, resume: bool = False,
           show_progress: bool = True) -> Path:
-    return Trainer(experiment, registry, resume=resume, show_progress=show_progress).run()
+    trainer = Trainer(experiment, registry, resume=resume, show_progress=show_progress)
+    try:
+        return trainer.run()
+    finally:
+        if trainer.world.distributed:
+            torch.distributed.destroy_process_group()

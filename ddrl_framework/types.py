@@ -50,11 +50,29 @@ class Gaussian:
         var_term = 0.5 * (var_p / var_q - 1 - torch.log(var_p / var_q))
         return _sum_non_batch(mean_term + var_term)
 
-    def sample(self, generator: torch.Generator | None = None) -> Tensor:
-        noise = torch.randn(
-            self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype
-        )
+    def sample(self, generator: torch.Generator | NoiseStream | None = None) -> Tensor:
+        if isinstance(generator, NoiseStream):
+            noise = generator.next(self.mean)
+        else:
+            noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device,
+                                dtype=self.mean.dtype)
         return self.mean + self.std * noise
+
+
+class NoiseStream:
+    """Standard normal noise drawn ahead, handed out step by step: a rank's slice of the noise a
+    single process would draw for the whole batch (so a run's samples do not depend on how many
+    ranks share it). ``steps``: ``[K, n, ...]``."""
+
+    def __init__(self, steps: Tensor):
+        self.steps, self.index = steps, 0
+
+    def next(self, like: Tensor) -> Tensor:
+        noise = self.steps[self.index]
+        if noise.shape != like.shape:
+            raise ValueError(f"pre-drawn noise {tuple(noise.shape)} does not fit a step of {tuple(like.shape)}")
+        self.index += 1
+        return noise.to(like.dtype)
 
 
 @attrs.frozen(kw_only=True)

@@ -14,6 +14,7 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
     ("overhead.py", ["--rounds", "1"], "ratio "),
     ("regularizer_cost.py", ["--iterations", "1", "--rounds", "1"], "forward-kl-data first"),
     ("throughput.py", ["--rounds", "1"], "of matmul"),
+    ("scaling.py", ["--iterations", "2"], "ratio"),
 ])
 def test_benchmark_prints_its_table(tiny_config, script, args, expected):
     config = tiny_config()
