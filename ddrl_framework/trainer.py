@@ -3,19 +3,17 @@ regularizer's loss (DESIGN.md sections 2 and 4). Every choice is a plugin or a c
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from pathlib import Path
 
-import attrs
 import torch
 from tqdm import tqdm
 
 from ddrl_framework.advantages import clipped_policy_loss, group_advantages
-from ddrl_framework.checkpoint import atomic_write_bytes, latest_checkpoint, load_checkpoint, save_checkpoint
+from ddrl_framework.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from ddrl_framework.components import Components, build_components, score_each, weighted_total
-from ddrl_framework.config import Experiment, PretrainConfig, TrainConfig, to_dict
+from ddrl_framework.config import Experiment
 from ddrl_framework.distributed import average_floats, average_gradients, gather, init_world, main_first
 from ddrl_framework.errors import TrainingError, UserError
 from ddrl_framework.evaluation import Evaluator, repeat_to
@@ -24,7 +22,8 @@ from ddrl_framework.nonfinite import NonFinite, require_finite
 from ddrl_framework.plots import plot_metrics, save_grid
 from ddrl_framework.protocols import StepContext
 from ddrl_framework.registry import Registry
-from ddrl_framework.runtime import config_hash, make_generator, resolve_device
+from ddrl_framework.run_dir import check_output_dir, record_config
+from ddrl_framework.runtime import make_generator, resolve_device
 from ddrl_framework.samplers import sample_in_chunks
 from ddrl_framework.types import DataBatch, NoiseStream, Trajectory, take
 
@@ -34,45 +33,13 @@ def iteration_seed(seed: int, iteration: int) -> int:
     return seed * 1_000_003 + iteration
 
 
-RESUMABLE_CHANGES = {"train.iterations", "train.device"}
-
-
-def config_changes(stored: dict, current: dict, prefix: str = "") -> list[str]:
-    """Keys whose values differ between a run's recorded config and the current one. A key the
-    record lacks counts only if its value is not the default (a field added by a newer version)."""
-    changed = []
-    for key in sorted(set(stored) | set(current)):
-        path = f"{prefix}{key}"
-        if path in RESUMABLE_CHANGES:
-            continue
-        if key not in stored:
-            if current[key] != config_default(path):
-                changed.append(path)
-        elif isinstance(stored[key], dict) and isinstance(current.get(key), dict) and key != "metrics":
-            changed += config_changes(stored[key], current[key], f"{path}.")
-        elif json.dumps(stored[key], default=list) != json.dumps(current.get(key), default=list):
-            changed.append(path)
-    return changed
-
-
-def config_default(path: str):
-    """The default of a top-level, ``train.`` or ``pretrain.`` field (a sentinel for any other)."""
-    section, _, name = path.rpartition(".")
-    cls = {"": Experiment, "train": TrainConfig, "pretrain": PretrainConfig}.get(section)
-    field = getattr(attrs.fields(cls), name, None) if cls is not None else None
-    if field is None or field.default is attrs.NOTHING:
-        return object()
-    return json.loads(json.dumps(field.default, default=list))
-
-
 class Trainer:
     def __init__(self, experiment: Experiment, registry: Registry, *, resume: bool = False,
                  show_progress: bool = True):
         self.experiment, self.cfg = experiment, experiment.train
         self.show_progress = show_progress
         self.output = Path(experiment.output_dir)
-        self.identity = self._run_identity()
-        self._check_output_dir(resume)
+        check_output_dir(self.output, experiment, resume)
         self.device = resolve_device(self.cfg.device)
         self.world = init_world(self.device.type)
         if self.world.distributed and self.device.type == "cuda":
@@ -95,36 +62,11 @@ class Trainer:
         self.start = self._restore() if resume else 0
         writes = self.world.is_main  # rank 0 alone writes logs, grids and checkpoints
         if writes:
-            self._record_config()  # only once all built and restored: a bad input leaves nothing behind
+            record_config(self.output, experiment)  # only once all built and restored: a bad input leaves nothing behind
         self.records = self.log.keep_before(self.start, write=writes)
         self.eval_records = self.eval_log.keep_before(self.start, write=writes)
 
     # --- set-up ---------------------------------------------------------------------------
-    def _run_identity(self) -> str:
-        data = to_dict(self.experiment)
-        data["train"] = {k: v for k, v in data["train"].items() if k not in ("iterations", "device")}
-        return config_hash(data)
-
-    def _check_output_dir(self, resume: bool) -> None:
-        config_file = self.output / "config.json"
-        if not config_file.is_file():
-            return
-        if not resume:
-            raise UserError(f"{self.output} already holds a run: pass --resume to continue it, or "
-                            "choose another output_dir (--set output_dir=...)")
-        stored = json.loads(config_file.read_text())
-        if stored.get("identity") != self.identity:
-            changed = config_changes(stored.get("experiment", {}), to_dict(self.experiment))
-            if changed:
-                raise UserError(f"{self.output} holds a run of a different config ({', '.join(changed)} "
-                                "changed); --resume needs the same config (only train.iterations and "
-                                "train.device may change)")
-
-    def _record_config(self) -> None:
-        self.output.mkdir(parents=True, exist_ok=True)
-        record = {"identity": self.identity, "experiment": to_dict(self.experiment)}
-        atomic_write_bytes(self.output / "config.json", json.dumps(record, indent=2, default=list).encode())
-
     def _trained_steps(self) -> list[int]:
         count = self.parts.sampler.num_steps
         steps = list(self.cfg.trained_steps) if self.cfg.trained_steps is not None else list(range(count))

@@ -76,7 +76,7 @@ def test_bad_override_syntax():
 
 
 def test_a_run_recorded_before_a_field_existed_still_resumes():
-    from ddrl_framework.trainer import config_changes
+    from ddrl_framework.run_dir import config_changes
 
     recorded = {"seed": 0, "regularizer": {"name": "reverse-kl", "beta": 0.1},
                 "train": {"iterations": 10, "groups": 8}}

@@ -1,0 +1,74 @@
+"""A run's folder: its recorded config, and the check that a resume continues the same run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import attrs
+
+from ddrl_framework.checkpoint import atomic_write_bytes
+from ddrl_framework.config import Experiment, PretrainConfig, TrainConfig, to_dict
+from ddrl_framework.errors import UserError
+from ddrl_framework.runtime import config_hash
+
+RESUMABLE_CHANGES = {"train.iterations", "train.device"}
+
+
+def config_changes(stored: dict, current: dict, prefix: str = "") -> list[str]:
+    """Keys whose values differ between a run's recorded config and the current one. A key the
+    record lacks counts only if its value is not the default (a field added by a newer version)."""
+    changed = []
+    for key in sorted(set(stored) | set(current)):
+        path = f"{prefix}{key}"
+        if path in RESUMABLE_CHANGES:
+            continue
+        if key not in stored:
+            if current[key] != config_default(path):
+                changed.append(path)
+        elif isinstance(stored[key], dict) and isinstance(current.get(key), dict) and key != "metrics":
+            changed += config_changes(stored[key], current[key], f"{path}.")
+        elif json.dumps(stored[key], default=list) != json.dumps(current.get(key), default=list):
+            changed.append(path)
+    return changed
+
+
+def config_default(path: str):
+    """The default of a top-level, ``train.`` or ``pretrain.`` field (a sentinel for any other)."""
+    section, _, name = path.rpartition(".")
+    cls = {"": Experiment, "train": TrainConfig, "pretrain": PretrainConfig}.get(section)
+    field = getattr(attrs.fields(cls), name, None) if cls is not None else None
+    if field is None or field.default is attrs.NOTHING:
+        return object()
+    return json.loads(json.dumps(field.default, default=list))
+
+
+
+def run_identity(experiment: Experiment) -> str:
+    """A hash of everything a resume must keep the same."""
+    data = to_dict(experiment)
+    data["train"] = {k: v for k, v in data["train"].items() if f"train.{k}" not in RESUMABLE_CHANGES}
+    return config_hash(data)
+
+
+def check_output_dir(output: Path, experiment: Experiment, resume: bool) -> None:
+    """A run folder is only reused by ``--resume`` of the same config."""
+    config_file = output / "config.json"
+    if not config_file.is_file():
+        return
+    if not resume:
+        raise UserError(f"{output} already holds a run: pass --resume to continue it, or "
+                        "choose another output_dir (--set output_dir=...)")
+    stored = json.loads(config_file.read_text())
+    if stored.get("identity") != run_identity(experiment):
+        changed = config_changes(stored.get("experiment", {}), to_dict(experiment))
+        if changed:
+            raise UserError(f"{output} holds a run of a different config ({', '.join(changed)} "
+                            "changed); --resume needs the same config (only train.iterations and "
+                            "train.device may change)")
+
+
+def record_config(output: Path, experiment: Experiment) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    record = {"identity": run_identity(experiment), "experiment": to_dict(experiment)}
+    atomic_write_bytes(output / "config.json", json.dumps(record, indent=2, default=list).encode())
