@@ -77,7 +77,8 @@ def report(name: str, data: dict, registry, iterations: int) -> None:
         with tempfile.TemporaryDirectory() as folder:
             data["output_dir"] = folder
             median, peak, last = train(data, registry, iterations)
-        print(f"{name}: {median:.3f} s/iteration, peak {peak:.2f} GiB, reward {last['reward_mean']:.4f}, "
+        memory = f"peak {peak:.2f} GiB" if peak == peak else "peak memory n/a on CPU"
+        print(f"{name}: {median:.3f} s/iteration, {memory}, reward {last['reward_mean']:.4f}, "
               f"ratio_first_step {last['ratio_first_step']}, {time.perf_counter() - began:.0f} s in all", flush=True)
     except Exception as error:
         print(f"{name}: FAILED {type(error).__name__}: {error}", flush=True)
