@@ -81,6 +81,9 @@ class TrainConfig:
     # a NaN / inf reward, advantage, loss or gradient: "stop" the run (nothing corrupt is saved),
     # or "skip" the rest of that iteration's update (counted as skipped_update in metrics.jsonl)
     on_nonfinite: Literal["stop", "skip"] = "stop"
+    # under torchrun: "none" = every rank holds the weights, gradients all-reduced (DDP's semantics);
+    # "fsdp2" = the policy's trainable module sharded with fully_shard (models too big for one device)
+    sharding: Literal["none", "fsdp2"] = "none"
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
 
 

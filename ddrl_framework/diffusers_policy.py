@@ -197,6 +197,10 @@ class DiffusersPolicy:
         return self.vae_encode(pixels.to(self.device) * 2 - 1).float()
 
     # --- parameters, reference, persistence ------------------------------------------
+    def trainable_module(self) -> torch.nn.Module:
+        """The module holding the trainable weights (what ``train.sharding = "fsdp2"`` shards)."""
+        return self.denoiser
+
     def trainable_parameters(self) -> Iterable[torch.nn.Parameter]:
         if self._is_reference:
             return []

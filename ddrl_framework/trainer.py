@@ -14,7 +14,7 @@ from ddrl_framework.advantages import clipped_policy_loss, group_advantages
 from ddrl_framework.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from ddrl_framework.components import Components, build_components, score_each, weighted_total
 from ddrl_framework.config import Experiment
-from ddrl_framework.distributed import average_floats, average_gradients, gather, init_world, main_first
+from ddrl_framework.distributed import average_floats, gather, init_world, main_first
 from ddrl_framework.errors import TrainingError, UserError
 from ddrl_framework.evaluation import Evaluator, repeat_to
 from ddrl_framework.metrics_log import MetricsLog
@@ -25,6 +25,7 @@ from ddrl_framework.registry import Registry
 from ddrl_framework.run_dir import check_output_dir, record_config
 from ddrl_framework.runtime import make_generator, resolve_device
 from ddrl_framework.samplers import sample_in_chunks
+from ddrl_framework.sharding import Fsdp2, Replicated, full_norm
 from ddrl_framework.types import DataBatch, NoiseStream, Trajectory, take
 
 
@@ -51,9 +52,9 @@ class Trainer:
         self.trained_steps = self._trained_steps()
         # the reference is the policy before any update: take it before a checkpoint loads
         self.reference = self.parts.policy.reference() if self.parts.needs_reference else None
+        self.shards = self._shard()
+        self.optimizer = self.shards.optimizer
         self.params = list(self.parts.policy.trainable_parameters())
-        self.optimizer = torch.optim.AdamW(self.params, lr=self.cfg.learning_rate,
-                                           weight_decay=self.cfg.weight_decay)
         self.loader = self.parts.data.loader(self.cfg.groups, experiment.seed)
         self.evaluator = Evaluator(self.parts, self.parts.metrics, self.reference, self.cfg.eval_samples,
                                    self.cfg.eval_seed, self.device, chunk=self.cfg.eval_batch_size)
@@ -76,6 +77,16 @@ class Trainer:
                             f"(the sampler has {count} steps)")
         return steps
 
+    def _shard(self):
+        """``train.sharding``: replicated weights (gradients all-reduced) or FSDP2 shards."""
+        def optimizer():
+            return torch.optim.AdamW(list(self.parts.policy.trainable_parameters()), lr=self.cfg.learning_rate,
+                                     weight_decay=self.cfg.weight_decay)
+
+        if self.cfg.sharding == "fsdp2":
+            return Fsdp2(self.parts.policy, optimizer, self.world)
+        return Replicated(self.parts.policy, optimizer(), self.world)
+
     def _restore(self) -> int:
         path = latest_checkpoint(self.output / "checkpoints")
         if path is None:
@@ -84,8 +95,7 @@ class Trainer:
         if int(state["iteration"]) > self.cfg.iterations:
             raise UserError(f"{path} is at iteration {state['iteration']}, past train.iterations = "
                             f"{self.cfg.iterations}: resume with at least that many iterations")
-        self.parts.policy.load_trainable_state_dict(weights)
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.shards.load(weights, state["optimizer"])
         self.loader.load_state_dict(state["data"])
         return int(state["iteration"])
 
@@ -157,8 +167,8 @@ class Trainer:
 
     def _optimizer_step(self) -> float:
         limit = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
-        average_gradients(self.params, self.world)
-        norm = torch.nn.utils.clip_grad_norm_(self.params, limit)
+        self.shards.reduce_gradients(self.params)
+        norm = full_norm(torch.nn.utils.clip_grad_norm_(self.params, limit))
         require_finite(norm, "the gradient norm")
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -214,30 +224,33 @@ class Trainer:
     def run(self) -> Path:
         """Train from ``self.start`` to ``train.iterations``; returns the output folder."""
         cfg = self.cfg
-        if self.start == 0 and self.world.is_main:
+        if self.start == 0 and (self.world.is_main or self.shards.collective_forward):
             self.save_samples("samples_start.png")
         bar = tqdm(total=cfg.iterations, initial=self.start, desc="train", unit="it",
                    disable=not self.show_progress)
         main = self.world.is_main
+        forwards = main or self.shards.collective_forward  # under FSDP2 every rank takes part
         for index in range(self.start, cfg.iterations):
-            if main and self._evaluates_at(index):
+            if forwards and self._evaluates_at(index):
                 self.evaluate(index)
             record = self.iteration(index)
             if main:
                 self.log.append(record)
             self.records.append(record)
             done = index + 1
-            if main and (done == cfg.iterations or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)):
+            if forwards and (done == cfg.iterations or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)):
                 self.save(done)
             bar.update(1)
             bar.set_postfix(reward=f"{record['reward_mean']:.4f}", ratio=f"{record.get('ratio_mean', 1.0):.3f}",
                             skipped=sum(r.get("skipped_update", 0) for r in self.records))
         bar.close()
-        if not main:
+        if not forwards:
             return self.output
         if not self.eval_records or self.eval_records[-1]["iteration"] != cfg.iterations:
             self.evaluate(cfg.iterations)
         self.save_samples("samples_final.png")
+        if not main:
+            return self.output
         keys = ["reward_mean", f"loss_{self.parts.regularizer.name}", "grad_norm"]
         plot_metrics(self.records, keys, self.output / "metrics.png", self.output.name)
         return self.output
@@ -251,15 +264,17 @@ class Trainer:
         began = time.perf_counter()
         record = {"iteration": iteration, **self.evaluator.evaluate(),
                   "seconds": time.perf_counter() - began}
-        self.eval_log.append(record)
+        if self.world.is_main:
+            self.eval_log.append(record)
         self.eval_records.append(record)
         return record
 
     def save(self, iteration: int) -> None:
-        state = {"iteration": iteration, "optimizer": self.optimizer.state_dict(),
-                 "data": self.loader.state_dict()}
-        save_checkpoint(self.output / "checkpoints", iteration, self.parts.policy.trainable_state_dict(),
-                        state, keep=self.cfg.keep_checkpoints)
+        """Rank 0 writes; under FSDP2 every rank first takes part in gathering the full state."""
+        weights, optimizer = self.shards.state()
+        if self.world.is_main:
+            state = {"iteration": iteration, "optimizer": optimizer, "data": self.loader.state_dict()}
+            save_checkpoint(self.output / "checkpoints", iteration, weights, state, keep=self.cfg.keep_checkpoints)
 
     @torch.no_grad()
     def save_samples(self, name: str) -> None:
@@ -272,7 +287,8 @@ class Trainer:
         noise = torch.randn((count, *policy.sample_shape), generator=generator, device=self.device)
         _, pixels = sample_in_chunks(self.parts.sampler, policy, conditions, noise, generator,
                                      self.cfg.eval_batch_size)
-        save_grid(pixels, self.output / name)
+        if self.world.is_main:
+            save_grid(pixels, self.output / name)
 
 
 def train(experiment: Experiment, registry: Registry, *, resume: bool = False,

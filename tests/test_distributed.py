@@ -58,3 +58,19 @@ def test_groups_that_do_not_split_over_the_ranks_are_a_user_error(tiny_config):
     result = _torchrun(tiny_config(), 2, "--set", "train.groups=3")
     assert result.returncode != 0
     assert "train.groups = 3 does not split over 2 ranks" in result.stderr
+
+
+def test_fsdp2_agrees_with_replicated_weights_and_resumes(tiny_config):
+    config = tiny_config()
+    runs = {
+        "replicated": _torchrun(config, 2, "--set", f"output_dir={config.parent / 'replicated'}"),
+        "fsdp2": _torchrun(config, 2, "--set", f"output_dir={config.parent / 'fsdp2'}", "--set", "train.sharding=fsdp2"),
+        "part": _torchrun(config, 2, "--set", f"output_dir={config.parent / 'part'}", "--set", "train.sharding=fsdp2",
+                          "--set", "train.iterations=2"),
+    }
+    runs["rest"] = _torchrun(config, 2, "--set", f"output_dir={config.parent / 'part'}", "--set", "train.sharding=fsdp2",
+                             "--resume")
+    assert all(r.returncode == 0 for r in runs.values()), [r.stderr[-1500:] for r in runs.values() if r.returncode]
+    for x, y in zip(_records(config.parent / "replicated"), _records(config.parent / "fsdp2")):
+        _close(x, y)
+    assert _records(config.parent / "part") == _records(config.parent / "fsdp2")

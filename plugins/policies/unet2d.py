@@ -77,6 +77,10 @@ class Unet2DPolicy:
         return pixels * 2 - 1
 
     # --- parameters, reference, persistence ------------------------------------------
+    def trainable_module(self) -> torch.nn.Module:
+        """The module holding the trainable weights (what ``train.sharding = "fsdp2"`` shards)."""
+        return self.model
+
     def trainable_parameters(self) -> Iterable[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
