@@ -18,7 +18,7 @@ from ddrl_framework.distributed import average_floats, gather, init_world, main_
 from ddrl_framework.errors import TrainingError, UserError
 from ddrl_framework.evaluation import Evaluator, repeat_to
 from ddrl_framework.metrics_log import MetricsLog
-from ddrl_framework.nonfinite import NonFinite, require_finite
+from ddrl_framework.nonfinite import NonFinite, NonFiniteGuard, require_finite
 from ddrl_framework.plots import plot_metrics, save_grid
 from ddrl_framework.protocols import StepContext
 from ddrl_framework.registry import Registry
@@ -53,6 +53,7 @@ class Trainer:
         # the reference is the policy before any update: take it before a checkpoint loads
         self.reference = self.parts.policy.reference() if self.parts.needs_reference else None
         self.shards = self._shard()
+        self.nonfinite = NonFiniteGuard(self.world, self.device)
         self.optimizer = self.shards.optimizer
         self.params = list(self.parts.policy.trainable_parameters())
         self.loader = self.parts.data.loader(self.cfg.groups, experiment.seed)
@@ -152,7 +153,7 @@ class Trainer:
                     data=batch if parts.regularizer.needs_data else None, generator=generator)
                 regularizer_losses = parts.regularizer.loss(context)
                 for key, value in {"loss_policy": loss_policy, **regularizer_losses}.items():
-                    require_finite(value, f"{key} at sampler step {k}")
+                    self.nonfinite.check(value, f"{key} at sampler step {k}")
                 loss = loss_policy + sum(regularizer_losses.values())
                 (loss / per_update).backward()
                 for key, value in {"loss_policy": loss_policy, **regularizer_losses, **stats}.items():
@@ -169,7 +170,8 @@ class Trainer:
         limit = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
         self.shards.reduce_gradients(self.params)
         norm = full_norm(torch.nn.utils.clip_grad_norm_(self.params, limit))
-        require_finite(norm, "the gradient norm")
+        self.nonfinite.check(norm, "the gradient norm")
+        self.nonfinite.agree()  # under torchrun every rank skips or stops together
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return float(norm)
@@ -201,7 +203,7 @@ class Trainer:
         rewards = weighted_total(self.parts.rewards, values)
         reward_means = {f"reward_{key}": value.mean().item() for key, value in values.items()}
         try:
-            require_finite(trajectory.log_probs[self.trained_steps], "the rollout's log-probs")
+            self.nonfinite.check(trajectory.log_probs[self.trained_steps], "the rollout's log-probs")
             for reward in self.parts.rewards:
                 require_finite(values[reward.key], f"reward '{reward.name}'")
             advantages = self.advantages(values)
@@ -210,6 +212,7 @@ class Trainer:
             stats = {**average_floats(stats, self.world, self.device), "skipped_update": 0}
         except NonFinite as error:
             self.optimizer.zero_grad(set_to_none=True)
+            self.nonfinite.pending = None
             if self.cfg.on_nonfinite == "stop":
                 raise TrainingError(
                     f"iteration {index}: {error.source} is not finite (NaN or inf); stopped before this "

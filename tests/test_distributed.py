@@ -74,3 +74,71 @@ def test_fsdp2_agrees_with_replicated_weights_and_resumes(tiny_config):
     for x, y in zip(_records(config.parent / "replicated"), _records(config.parent / "fsdp2")):
         _close(x, y)
     assert _records(config.parent / "part") == _records(config.parent / "fsdp2")
+
+
+class _NanOnRankOne:
+    """A regularizer whose loss is NaN on rank 1 at iteration 1 (a fault only one rank sees)."""
+
+    name, needs_reference, needs_data = "nan_on_rank_one", False, False
+
+    def __init__(self):
+        self.calls = 0
+
+    def loss(self, context):
+        import torch.distributed as dist
+
+        self.calls += 1  # 4 trained steps per iteration: call 5 is iteration 1, step 0
+        bad = dist.get_rank() == 1 and self.calls == 5
+        value = context.transition.mean.sum() * 0.0
+        return {"loss_nan_on_rank_one": value + (float("nan") if bad else 0.0)}
+
+
+def _skip_worker(rank, config, port, mode, queue):
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    from ddrl_framework.config import load_experiment
+    from ddrl_framework.hookspecs import hookimpl
+    from ddrl_framework.registry import Registry, make_plugin_manager
+    from ddrl_framework.trainer import train
+
+    class Plugin:
+        @hookimpl
+        def register_regularizers(self, register):
+            register("nan-on-rank-one", _NanOnRankOne)
+
+    manager = make_plugin_manager()
+    manager.register(Plugin(), name="nan-plugin")
+    experiment = load_experiment(config, ["regularizer={name='nan-on-rank-one'}", f"train.on_nonfinite={mode}",
+                                          f"output_dir={config.parent / mode}"])
+    try:
+        train(experiment, Registry(manager), show_progress=False)
+        queue.put((rank, "done"))
+    except Exception as error:  # noqa: BLE001 - reported to the test
+        queue.put((rank, f"{type(error).__name__}: {error}"))
+
+
+@pytest.mark.parametrize("mode", ["skip", "stop"])
+def test_a_fault_only_one_rank_sees_is_handled_by_every_rank(tiny_config, mode):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    config = tiny_config()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    processes = [context.Process(target=_skip_worker, args=(r, config, port, mode, queue)) for r in range(2)]
+    for p in processes:
+        p.start()
+    outcomes = dict(queue.get(timeout=300) for _ in processes)
+    for p in processes:
+        p.join(timeout=60)
+    if mode == "skip":
+        assert outcomes == {0: "done", 1: "done"}
+        records = _records(config.parent / "skip")
+        assert [r["skipped_update"] for r in records] == [0, 1, 0]
+    else:
+        assert "iteration 1" in outcomes[0] and "iteration 1: loss_nan_on_rank_one at sampler step 0" in outcomes[1]
+        assert all(o.startswith("TrainingError") for o in outcomes.values())
