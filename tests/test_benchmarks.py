@@ -15,6 +15,7 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
     ("regularizer_cost.py", ["--iterations", "1", "--rounds", "1"], "forward-kl-data first"),
     ("throughput.py", ["--rounds", "1"], "of matmul"),
     ("scaling.py", ["--iterations", "2"], "ratio"),
+    ("checkpoint_time.py", ["--rounds", "2"], "save s"),
 ])
 def test_benchmark_prints_its_table(tiny_config, script, args, expected):
     config = tiny_config()
