@@ -69,7 +69,7 @@ def tiny_pipeline(seed: int = 0) -> StableDiffusion3Pipeline:
             use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
 
     return StableDiffusion3Pipeline(
-        transformer=tiny_parts._seeded(seed, transformer), vae=tiny_parts._seeded(seed + 1, vae),
+        transformer=tiny_parts.seeded(seed, transformer), vae=tiny_parts.seeded(seed + 1, vae),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         text_encoder=tiny_parts.clip_text_model(16, seed + 2, with_projection=True),
         tokenizer=tiny_parts.clip_tokenizer(),

@@ -60,7 +60,7 @@ def tiny_pipeline(seed: int = 0, prediction_type: str = "epsilon") -> StableDiff
             layers_per_block=1, norm_num_groups=4, sample_size=32)
 
     return StableDiffusionPipeline(
-        unet=tiny_parts._seeded(seed, unet), vae=tiny_parts._seeded(seed + 1, vae),
+        unet=tiny_parts.seeded(seed, unet), vae=tiny_parts.seeded(seed + 1, vae),
         text_encoder=tiny_parts.clip_text_model(16, seed + 2), tokenizer=tiny_parts.clip_tokenizer(),
         scheduler=DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                                 prediction_type=prediction_type, clip_sample=False, steps_offset=1),

@@ -33,7 +33,8 @@ def t5_tokenizer(max_length: int = 16) -> T5Tokenizer:
     return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=max_length)
 
 
-def _seeded(seed: int, build):
+def seeded(seed: int, build):
+    """``build()`` with the global RNG seeded, leaving the caller's RNG state untouched."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build()
@@ -45,12 +46,12 @@ def clip_text_model(hidden: int, seed: int, with_projection: bool = False, proje
         num_attention_heads=2, max_position_embeddings=16, bos_token_id=512, eos_token_id=513,
         pad_token_id=513, projection_dim=projection or hidden)
     cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
-    return _seeded(seed, lambda: cls(config).eval())
+    return seeded(seed, lambda: cls(config).eval())
 
 
 def t5_encoder(d_model: int, seed: int, umt5: bool = False):
     kwargs = dict(vocab_size=40, d_model=d_model, d_kv=8, d_ff=2 * d_model, num_layers=1,
                   num_heads=2, relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1)
     if umt5:
-        return _seeded(seed, lambda: UMT5EncoderModel(UMT5Config(**kwargs)).eval())
-    return _seeded(seed, lambda: T5EncoderModel(T5Config(**kwargs)).eval())
+        return seeded(seed, lambda: UMT5EncoderModel(UMT5Config(**kwargs)).eval())
+    return seeded(seed, lambda: T5EncoderModel(T5Config(**kwargs)).eval())

@@ -69,7 +69,7 @@ def tiny_pipeline(seed: int = 0) -> WanPipeline:
                                 temperal_downsample=[False, True, True])
 
     return WanPipeline(
-        transformer=tiny_parts._seeded(seed, transformer), vae=tiny_parts._seeded(seed + 1, vae),
+        transformer=tiny_parts.seeded(seed, transformer), vae=tiny_parts.seeded(seed + 1, vae),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         text_encoder=tiny_parts.t5_encoder(32, seed + 2, umt5=True), tokenizer=tiny_parts.t5_tokenizer())
 
