@@ -26,7 +26,7 @@ def config_changes(stored: dict, current: dict, prefix: str = "") -> list[str]:
         if key not in stored:
             if current[key] != config_default(path):
                 changed.append(path)
-        elif isinstance(stored[key], dict) and isinstance(current.get(key), dict) and key != "metrics":
+        elif isinstance(stored[key], dict) and isinstance(current.get(key), dict):
             changed += config_changes(stored[key], current[key], f"{path}.")
         elif json.dumps(stored[key], default=list) != json.dumps(current.get(key), default=list):
             changed.append(path)

@@ -38,7 +38,6 @@ class Trainer:
     def __init__(self, experiment: Experiment, registry: Registry, *, resume: bool = False,
                  show_progress: bool = True):
         self.experiment, self.cfg = experiment, experiment.train
-        self.show_progress = show_progress
         self.output = Path(experiment.output_dir)
         check_output_dir(self.output, experiment, resume)
         self.device = resolve_device(self.cfg.device)

@@ -15,6 +15,8 @@ policy's scheduler config (shift included), ending at 0. With ``v`` the predicte
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
 import attrs
@@ -35,7 +37,13 @@ def register_samplers(register):
 
 def inference_sigmas(schedule: FlowSchedule, steps: int) -> Tensor:
     """``[steps + 1]`` float32 sigmas, descending to 0, exactly as the diffusers scheduler sets them."""
-    scheduler = FlowMatchEulerDiscreteScheduler.from_config(schedule.scheduler_config)
+    return _sigmas(json.dumps(schedule.scheduler_config, sort_keys=True, default=str), steps).clone()
+
+
+@functools.lru_cache(maxsize=16)
+def _sigmas(config_json: str, steps: int) -> Tensor:
+    """Built once per scheduler config and step count: every transition of every rollout reads them."""
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(json.loads(config_json))
     scheduler.set_timesteps(steps)
     return scheduler.sigmas.float()
 
