@@ -1,5 +1,6 @@
-"""Seconds to save and to load one checkpoint (safetensors weights + trainer state, written
-atomically with fsync) of a config's policy and optimizer; prints a table.
+"""Seconds to save and to load one checkpoint of a config's policy and optimizer
+(``torch.distributed.checkpoint`` safetensors shards + trainer state, written atomically with
+fsync; one process); prints a table.
 
     python benchmarks/checkpoint_time.py [--config CONFIG] [--rounds 5]
 """
@@ -13,8 +14,6 @@ import time
 from pathlib import Path
 
 from common import DEFAULT_CONFIG, make_trainer
-
-from ddrl_framework.checkpoint import load_checkpoint
 
 
 def main() -> None:
@@ -31,10 +30,10 @@ def main() -> None:
             trainer.save(i + 1)
             saves.append(time.perf_counter() - began)
             began = time.perf_counter()
-            weights, state = load_checkpoint(Path(folder) / "checkpoints" / f"iter-{i + 1:06d}")
-            trainer.shards.load(weights, state["optimizer"])
+            trainer.shards.load(Path(folder) / "checkpoints" / f"iter-{i + 1:06d}")
             loads.append(time.perf_counter() - began)
-        size = sum(p.stat().st_size for p in (Path(folder) / "checkpoints").glob(f"iter-{args.rounds:06d}/*"))
+        last = Path(folder) / "checkpoints" / f"iter-{args.rounds:06d}"
+        size = sum(p.stat().st_size for p in last.rglob("*") if p.is_file())
     params = sum(p.numel() for p in trainer.params)
     print(f"{'parameters':>10}  {'MB on disk':>10}  {'save s':>7}  {'load s':>7}")
     print(f"{params:>10,}  {size / 1e6:>10.2f}  {statistics.median(saves):>7.4f}  {statistics.median(loads):>7.4f}")

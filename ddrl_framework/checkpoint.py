@@ -1,26 +1,37 @@
-"""Checkpoints written atomically: a finished checkpoint is never half-written, and the previous
-one survives a crash during the write.
+"""Checkpoints written atomically with ``torch.distributed.checkpoint``: a finished checkpoint is
+never half-written, and the previous one survives a crash during the write.
 
-Layout: ``checkpoints/iter-000050/{policy.safetensors, trainer.pt}`` and ``checkpoints/latest``
-(the name of the newest complete one). A checkpoint folder is written under a temporary name,
-fsynced and renamed; then ``latest`` is replaced atomically; then old folders are pruned.
-Weights load through safetensors, other state through ``torch.load(weights_only=True)``.
+Layout: ``checkpoints/iter-000050/{tensors/shard-*.safetensors, trainer.pt}`` and
+``checkpoints/latest`` (the name of the newest complete one). ``tensors/`` holds the trainable
+weights and the optimizer's tensors, each rank writing its own shards (under FSDP2 its slices;
+replicated tensors once); ``trainer.pt`` the iteration, data position and optimizer settings.
+A checkpoint loads into any world size and sharding: each rank reads the slices it needs.
+Tensors load through safetensors (their headers are JSON: nothing is unpickled), the rest
+through ``torch.load(weights_only=True)``. The folder is written under a temporary name, fsynced
+and renamed; then ``latest`` is replaced atomically; then old folders are pruned.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import shutil
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+import torch.distributed.checkpoint as dcp
+from safetensors import safe_open
+from torch.distributed.checkpoint.api import CheckpointException
+from torch.distributed.checkpoint.hf_storage import HuggingFaceStorageReader, HuggingFaceStorageWriter
 
+from ddrl_framework.distributed import World, any_rank
 from ddrl_framework.errors import TrainingError, UserError
 
-POLICY_FILE = "policy.safetensors"
+TENSORS_DIR = "tensors"
 STATE_FILE = "trainer.pt"
 
 
@@ -48,42 +59,64 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def save_checkpoint(
-    directory: Path, iteration: int, policy_state: dict[str, torch.Tensor], state: dict[str, Any],
-    keep: int = 2,
+    directory: Path, iteration: int, tensors: dict[str, torch.Tensor], state: dict[str, Any],
+    world: World = World(), keep: int = 2,
 ) -> Path:
-    """Save one checkpoint under ``directory`` and point ``latest`` at it.
+    """Save one checkpoint under ``directory`` and point ``latest`` at it (call on every rank).
 
-    Written to a temporary folder, fsynced and renamed: a crash or a full disk at any point leaves
-    the previous checkpoint (and ``latest``) as they were. A failed write is a ``TrainingError``.
+    ``tensors`` (weights and optimizer state; DTensor shards under FSDP2) are written by
+    ``torch.distributed.checkpoint``, each rank its own part; ``state`` (plain values) by rank 0.
+    All of it goes to a temporary folder, fsynced and renamed: a crash or a full disk at any point
+    leaves the previous checkpoint (and ``latest``) as they were. A failed write is a
+    ``TrainingError`` on every rank.
     """
-    directory.mkdir(parents=True, exist_ok=True)
     name = f"iter-{iteration:06d}"
-    final = directory / name
-    tmp = directory / f".{name}.tmp-{os.getpid()}"
-    try:
-        _write_folder(tmp, policy_state, state)
-        if final.exists():  # left by a crash before `latest` was updated: not the latest
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-        _fsync(directory)
-        atomic_write_bytes(directory / "latest", name.encode())
-    except OSError as error:
-        shutil.rmtree(tmp, ignore_errors=True)
-        kept = latest_checkpoint(directory)
-        previous = f"the previous checkpoint {kept} is intact" if kept else "there is no earlier checkpoint"
-        raise TrainingError(f"could not write checkpoint {final} ({error}); {previous}") from None
-    _prune(directory, keep, current=name)
+    final, tmp = directory / name, directory / f".{name}.tmp"
+    steps = (lambda: world.is_main and _prepare(tmp),
+             lambda: _write_tensors(tensors, tmp / TENSORS_DIR, world),
+             lambda: world.is_main and _finish(tmp, final, state))
+    for step in steps:
+        try:
+            step()
+            error = None
+        except (OSError, CheckpointException) as raised:
+            error = raised
+        if any_rank(error is not None, world):  # every rank stops, or none
+            if world.is_main:
+                shutil.rmtree(tmp, ignore_errors=True)
+            kept = latest_checkpoint(directory)
+            previous = f"the previous checkpoint {kept} is intact" if kept else "there is no earlier checkpoint"
+            cause = _first_line(error) if error else "failed on another rank"
+            raise TrainingError(f"could not write checkpoint {final} ({cause}); {previous}")
+    if world.is_main:
+        _prune(directory, keep, current=name)
     return final
 
 
-def _write_folder(tmp: Path, policy_state: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+def _prepare(tmp: Path) -> None:
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file({k: v.detach().contiguous().cpu() for k, v in policy_state.items()}, tmp / POLICY_FILE)
+
+
+def _write_tensors(tensors: dict[str, torch.Tensor], folder: Path, world: World) -> None:
+    """Each rank writes its shards as safetensors (offsets in the header, no pickle), fsynced."""
+    writer = HuggingFaceStorageWriter(str(folder), save_distributed=True)
+    with _one_process_is_intended():
+        dcp.save(tensors, storage_writer=writer, no_dist=not world.distributed)
+
+
+def _finish(tmp: Path, final: Path, state: dict[str, Any]) -> None:
+    """Rank 0, once every rank's tensors are written: the state, fsync, rename, ``latest``."""
     _kill_point(tmp.name)
     torch.save(state, tmp / STATE_FILE)
-    for path in (tmp / POLICY_FILE, tmp / STATE_FILE, tmp):
+    for path in (*tmp.joinpath(TENSORS_DIR).iterdir(), tmp / TENSORS_DIR, tmp / STATE_FILE, tmp):
         _fsync(path)
+    if final.exists():  # left by a crash before `latest` was updated: not the latest
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    _fsync(final.parent)
+    atomic_write_bytes(final.parent / "latest", final.name.encode())
 
 
 def _kill_point(name: str) -> None:
@@ -97,7 +130,7 @@ def _kill_point(name: str) -> None:
 def _prune(directory: Path, keep: int, current: str) -> None:
     """Delete all but the ``keep`` newest checkpoints, and temporary folders of killed processes."""
     finished = sorted(p for p in directory.glob("iter-*") if p.is_dir())
-    stale = list(directory.glob(".iter-*.tmp-*"))
+    stale = list(directory.glob(".iter-*.tmp*"))
     for path in finished[: max(len(finished) - keep, 0)] + stale:
         if path.name != current:
             shutil.rmtree(path, ignore_errors=True)
@@ -114,17 +147,48 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return path
 
 
-def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Policy weights and trainer state; a damaged or unsafe file is a UserError naming it."""
-    try:
-        weights = load_file(path / POLICY_FILE)
-    except Exception as error:
-        raise UserError(f"corrupt checkpoint {path / POLICY_FILE}: {error}. Resume from another "
-                        "checkpoint or start without --resume.") from None
+def load_checkpoint(path: Path, tensors: dict[str, torch.Tensor], world: World = World()) -> dict[str, Any]:
+    """Fill ``tensors`` in place from the checkpoint (resharded to this world's layout) and return
+    the trainer state; a damaged, unsafe or mismatched checkpoint is a UserError naming the file."""
     try:
         state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
     except Exception as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"corrupt or unsafe checkpoint {path / STATE_FILE}: {first_line}. Only "
+        raise UserError(f"corrupt or unsafe checkpoint {path / STATE_FILE}: {_first_line(error)}. Only "
                         "plain tensors and containers load (weights_only=True).") from None
-    return weights, state
+    folder = path / TENSORS_DIR
+    if not folder.is_dir():
+        raise UserError(f"{path} has no {TENSORS_DIR}/ folder: it was written by an older version "
+                        "(policy.safetensors); start this run again without --resume")
+    for shard in sorted(folder.iterdir()):
+        _check_header(shard)
+    try:
+        with _one_process_is_intended():
+            dcp.load(tensors, storage_reader=HuggingFaceStorageReader(str(folder)), no_dist=not world.distributed)
+    except (Exception, CheckpointException) as error:  # CheckpointException is a BaseException
+        raise UserError(f"checkpoint {folder} does not match this run: {_first_line(error)}. Was it "
+                        "made with other policy options (e.g. LoRA)?") from None
+    return state
+
+
+def _check_header(shard: Path) -> None:
+    try:
+        with safe_open(str(shard), framework="pt") as handle:
+            handle.keys()
+    except Exception as error:
+        raise UserError(f"corrupt checkpoint {shard}: {_first_line(error)}. Resume from another "
+                        "checkpoint or start without --resume.") from None
+
+
+@contextlib.contextmanager
+def _one_process_is_intended() -> Iterator[None]:
+    """Silence DCP's warning that it runs in a single process (it says so even with no_dist)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
+def _first_line(error: BaseException) -> str:
+    if isinstance(error, CheckpointException):  # the first rank's own error, not DCP's summary
+        error = next(iter(error.failures.values()))[0]
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

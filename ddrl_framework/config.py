@@ -81,9 +81,9 @@ class TrainConfig:
     # a NaN / inf reward, advantage, loss or gradient: "stop" the run (nothing corrupt is saved),
     # or "skip" the rest of that iteration's update (counted as skipped_update in metrics.jsonl)
     on_nonfinite: Literal["stop", "skip"] = "stop"
-    # under torchrun: "none" = every rank holds the weights, gradients all-reduced (DDP's semantics);
+    # under torchrun: "ddp" = every rank holds the weights, gradients all-reduced by DDP;
     # "fsdp2" = the policy's trainable module sharded with fully_shard (models too big for one device)
-    sharding: Literal["none", "fsdp2"] = "none"
+    sharding: Literal["ddp", "fsdp2"] = "ddp"
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
 
 

@@ -12,6 +12,7 @@ rank 0 alone writes logs, evaluations, grids and checkpoints.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 from collections.abc import Iterator
 
@@ -20,6 +21,12 @@ import torch
 import torch.distributed as dist
 
 from ddrl_framework.errors import UserError
+
+
+# How long a rank waits in a collective. Under "ddp" rank 0 evaluates alone while the others wait
+# in the next collective, and a large model's evaluation can outlast torch's default (10 minutes
+# for NCCL).
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=60)
 
 
 @attrs.frozen
@@ -60,7 +67,7 @@ def init_world(device_type: str) -> World:
     if world.distributed and not dist.is_initialized():
         if device_type == "cuda":
             torch.cuda.set_device(world.local_rank)
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT)
     return world
 
 
@@ -97,6 +104,16 @@ def average_floats(values: dict[str, float], world: World, device: torch.device)
     stacked = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(stacked)
     return {k: float(v) / world.size for k, v in zip(keys, stacked.tolist())}
+
+
+def any_rank(flag: bool, world: World) -> bool:
+    """Whether ``flag`` is true on any rank (every rank must call it at the same point)."""
+    if not world.distributed:
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return value.item() > 0
 
 
 @contextlib.contextmanager

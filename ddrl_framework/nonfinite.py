@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
-from ddrl_framework.distributed import World
+from ddrl_framework.distributed import World, any_rank
 
 
 class NonFinite(Exception):
@@ -30,8 +29,8 @@ class NonFiniteGuard:
     makes all ranks raise together, so that none is left waiting in a collective.
     """
 
-    def __init__(self, world: World, device: torch.device):
-        self.world, self.device = world, device
+    def __init__(self, world: World):
+        self.world = world
         self.pending: str | None = None
 
     def check(self, value: Tensor, source: str) -> None:
@@ -43,8 +42,6 @@ class NonFiniteGuard:
     def agree(self) -> None:
         if not self.world.distributed:
             return
-        flag = torch.tensor([0.0 if self.pending is None else 1.0], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         source, self.pending = self.pending, None
-        if flag.item() > 0:
+        if any_rank(source is not None, self.world):
             raise NonFinite(source or "a value on another rank")

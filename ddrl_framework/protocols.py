@@ -22,6 +22,9 @@ class Policy(Protocol):
 
     ``sample_shape``: the shape of one latent, e.g. ``(1, 8, 8)``.
     ``schedule``: the forward-process description a sampler reads (e.g. :class:`NoiseSchedule`).
+
+    Optional: ``trainable_module() -> nn.Module``, the module holding the trainable weights,
+    which DDP wraps, FSDP2 shards and checkpoints are keyed by (``train.sharding``).
     """
 
     sample_shape: tuple[int, ...]

@@ -12,7 +12,7 @@ from ddrl_framework.config import Experiment, PretrainConfig, TrainConfig, to_di
 from ddrl_framework.errors import UserError
 from ddrl_framework.runtime import config_hash
 
-RESUMABLE_CHANGES = {"train.iterations", "train.device"}
+RESUMABLE_CHANGES = ("train.iterations", "train.device", "train.sharding")  # the results stay the same
 
 
 def config_changes(stored: dict, current: dict, prefix: str = "") -> list[str]:
@@ -64,8 +64,8 @@ def check_output_dir(output: Path, experiment: Experiment, resume: bool) -> None
         changed = config_changes(stored.get("experiment", {}), to_dict(experiment))
         if changed:
             raise UserError(f"{output} holds a run of a different config ({', '.join(changed)} "
-                            "changed); --resume needs the same config (only train.iterations and "
-                            "train.device may change)")
+                            f"changed); --resume needs the same config (only {', '.join(RESUMABLE_CHANGES)} "
+                            "may change)")
 
 
 def record_config(output: Path, experiment: Experiment) -> None:

@@ -1,69 +1,143 @@
-"""How the trainable weights live across ranks (``train.sharding``).
+"""How the trainable weights live across ranks (``train.sharding``), and how they are checkpointed.
 
-``"none"``: every rank holds all weights; gradients are averaged by one all-reduce before each
-optimizer step (DistributedDataParallel's semantics). ``"fsdp2"``: the policy's trainable module
-is sharded with ``torch.distributed.fsdp.fully_shard`` (each child with parameters, then the
-root), for models whose weights, gradients and optimizer state do not fit one device; every
-forward then involves every rank, so evaluations and grids run on all ranks, and checkpoints are
-gathered into full state dicts (rank 0 writes them in the usual safetensors format).
+``"ddp"`` (default): every rank holds all weights. The policy's trainable module is wrapped in
+place by torch's composable DistributedDataParallel (``replicate``), which all-reduces gradient
+buckets while the backward of the last step before each optimizer step runs (the backwards
+before it, within one ``train.steps_per_update`` window, do not communicate). A policy without
+``trainable_module()`` gets the same average from one flat all-reduce before the optimizer step.
+
+``"fsdp2"``: the trainable module is sharded with ``torch.distributed.fsdp.fully_shard`` (each
+child with parameters, then the root), for models whose weights, gradients and optimizer state
+do not fit one device; every forward then involves every rank, so evaluations and grids run on
+all ranks.
+
+Checkpoints hold ``get_state_dict`` of the trainable module and the optimizer: plain tensors
+under ``"ddp"``, each rank's DTensor shards under ``"fsdp2"`` (see ``checkpoint``).
 """
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
+from ddrl_framework.checkpoint import load_checkpoint, save_checkpoint
 from ddrl_framework.distributed import World, average_gradients
 from ddrl_framework.errors import UserError
 
+SAVE_OPTIONS = StateDictOptions(ignore_frozen_params=True)
+LOAD_OPTIONS = StateDictOptions(ignore_frozen_params=True, strict=False)  # frozen weights stay as built
 
-class Replicated:
+
+# a forward that rank 0 runs alone (evaluations, grids) must not broadcast buffers
+_NO_BUFFER_SYNC_IN_FORWARD = ({"forward_sync_buffers": False}
+                              if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                              else {"broadcast_buffers": False})  # older torch
+
+
+class Layout:
+    """One process, or replicated weights averaged by one flat all-reduce (no trainable_module)."""
+
     collective_forward = False  # rank 0 may run a forward alone
 
-    def __init__(self, policy: Any, optimizer: torch.optim.Optimizer, world: World):
-        self.policy, self.optimizer, self.world = policy, optimizer, world
+    def __init__(self, policy: Any, optimizer_factory, world: World):
+        self.world = world
+        self.module = trainable_module(policy)
+        self.distribute()
+        self.optimizer: torch.optim.Optimizer = optimizer_factory()  # after fully_shard: DTensor params
+
+    def distribute(self) -> None:
+        pass
+
+    def sync_gradients_in_next_backward(self, sync: bool) -> None:
+        pass
 
     def reduce_gradients(self, params: list[torch.nn.Parameter]) -> None:
         average_gradients(params, self.world)
 
-    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        return self.policy.trainable_state_dict(), self.optimizer.state_dict()
+    def save(self, directory: Path, iteration: int, state: dict[str, Any], keep: int) -> Path:
+        """Write a checkpoint of the weights, the optimizer and ``state`` (call on every rank)."""
+        model, optimizer = get_state_dict(self.module, self.optimizer, options=SAVE_OPTIONS)
+        state = {**state, "param_groups": optimizer["param_groups"]}
+        return save_checkpoint(directory, iteration, _tensors(model, optimizer), state, self.world, keep)
 
-    def load(self, weights: dict[str, torch.Tensor], optimizer_state: dict[str, Any]) -> None:
-        self.policy.load_trainable_state_dict(weights)
-        self.optimizer.load_state_dict(optimizer_state)
+    def load(self, path: Path) -> dict[str, Any]:
+        """Load a checkpoint written with any world size or sharding; returns its ``state``."""
+        model, optimizer = get_state_dict(self.module, self.optimizer, options=SAVE_OPTIONS)  # the layout here
+        state = load_checkpoint(path, _tensors(model, optimizer), self.world)  # fills them in place
+        optimizer["param_groups"] = state.pop("param_groups")
+        set_state_dict(self.module, self.optimizer, model_state_dict=model, optim_state_dict=optimizer,
+                       options=LOAD_OPTIONS)
+        return state
 
 
-class Fsdp2(Replicated):
+class Ddp(Layout):
+    def distribute(self) -> None:
+        if not isinstance(self.module, _Parameters):
+            from torch.distributed._composable.replicate import replicate
+
+            device = next(self.module.parameters()).device
+            replicate(self.module, device_id=device, **_NO_BUFFER_SYNC_IN_FORWARD)
+            replicate.state(self.module).lazy_init()  # now, on every rank: construction is collective
+
+    def sync_gradients_in_next_backward(self, sync: bool) -> None:
+        if not isinstance(self.module, _Parameters):
+            self.module.set_requires_gradient_sync(sync)
+
+    def reduce_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        if isinstance(self.module, _Parameters):
+            average_gradients(params, self.world)
+
+
+class Fsdp2(Layout):
     collective_forward = True
-    OPTIONS = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
-    def __init__(self, policy: Any, optimizer_factory, world: World):
+    def distribute(self) -> None:
         from torch.distributed.fsdp import fully_shard
 
-        if not hasattr(policy, "trainable_module"):
+        if isinstance(self.module, _Parameters):
             raise UserError("train.sharding = \"fsdp2\" needs a policy with trainable_module() (the "
-                            "nn.Module to shard); this policy has none: use sharding = \"none\"")
-        self.module = policy.trainable_module()
+                            "nn.Module to shard); this policy has none: use sharding = \"ddp\"")
         for unit in _units(self.module):
             fully_shard(unit)
         fully_shard(self.module)
-        self.trainable = {n for n, p in self.module.named_parameters() if p.requires_grad}
-        super().__init__(policy, optimizer_factory(), world)
 
     def reduce_gradients(self, params: list[torch.nn.Parameter]) -> None:
         pass  # fully_shard reduce-scatters (and averages) the gradients in the backward
 
-    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Full state dicts, gathered from every rank (call on all ranks)."""
-        weights, optimizer = get_state_dict(self.module, self.optimizer, options=self.OPTIONS)
-        return {k: v for k, v in weights.items() if k in self.trainable}, optimizer
 
-    def load(self, weights: dict[str, torch.Tensor], optimizer_state: dict[str, Any]) -> None:
-        set_state_dict(self.module, self.optimizer, model_state_dict=weights, optim_state_dict=optimizer_state,
-                       options=StateDictOptions(full_state_dict=True, strict=False))
+def layout(sharding: str, policy: Any, optimizer_factory, world: World) -> Layout:
+    """The ``train.sharding`` layout for this world (a world of one needs none)."""
+    if not world.distributed:
+        return Layout(policy, optimizer_factory, world)
+    return {"ddp": Ddp, "fsdp2": Fsdp2}[sharding](policy, optimizer_factory, world)
+
+
+class _Parameters(torch.nn.Module):
+    """A policy's trainable parameters as one module, for a policy without ``trainable_module()``."""
+
+    def __init__(self, params):
+        super().__init__()
+        self.params = torch.nn.ParameterList(params)
+
+
+def trainable_module(policy: Any) -> torch.nn.Module:
+    if hasattr(policy, "trainable_module"):
+        return policy.trainable_module()
+    return _Parameters(policy.trainable_parameters())
+
+
+def _tensors(model: dict[str, Any], optimizer: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The tensors of both state dicts under flat keys (``model/<fqn>``, ``optimizer/<fqn>/<name>``),
+    sharing storage with them, so that loading into these fills the state dicts."""
+    tensors = {f"model/{key}": value for key, value in model.items()}
+    for fqn, values in optimizer["state"].items():
+        tensors.update({f"optimizer/{fqn}/{name}": value for name, value in values.items()})
+    return tensors
 
 
 def _units(module: torch.nn.Module) -> list[torch.nn.Module]:

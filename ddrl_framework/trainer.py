@@ -3,6 +3,7 @@ regularizer's loss (DESIGN.md sections 2 and 4). Every choice is a plugin or a c
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from ddrl_framework.advantages import clipped_policy_loss, group_advantages
-from ddrl_framework.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from ddrl_framework.checkpoint import latest_checkpoint
 from ddrl_framework.components import Components, build_components, score_each, weighted_total
 from ddrl_framework.config import Experiment
 from ddrl_framework.distributed import average_floats, gather, init_world, main_first
@@ -25,7 +26,7 @@ from ddrl_framework.registry import Registry
 from ddrl_framework.run_dir import check_output_dir, record_config
 from ddrl_framework.runtime import make_generator, resolve_device
 from ddrl_framework.samplers import sample_in_chunks
-from ddrl_framework.sharding import Fsdp2, Replicated, full_norm
+from ddrl_framework.sharding import full_norm, layout
 from ddrl_framework.types import DataBatch, NoiseStream, Trajectory, take
 
 
@@ -52,7 +53,7 @@ class Trainer:
         # the reference is the policy before any update: take it before a checkpoint loads
         self.reference = self.parts.policy.reference() if self.parts.needs_reference else None
         self.shards = self._shard()
-        self.nonfinite = NonFiniteGuard(self.world, self.device)
+        self.nonfinite = NonFiniteGuard(self.world)
         self.optimizer = self.shards.optimizer
         self.params = list(self.parts.policy.trainable_parameters())
         self.loader = self.parts.data.loader(self.cfg.groups, experiment.seed)
@@ -78,24 +79,21 @@ class Trainer:
         return steps
 
     def _shard(self):
-        """``train.sharding``: replicated weights (gradients all-reduced) or FSDP2 shards."""
+        """``train.sharding``: replicated weights (DDP) or FSDP2 shards; one process needs neither."""
         def optimizer():
             return torch.optim.AdamW(list(self.parts.policy.trainable_parameters()), lr=self.cfg.learning_rate,
                                      weight_decay=self.cfg.weight_decay)
 
-        if self.cfg.sharding == "fsdp2":
-            return Fsdp2(self.parts.policy, optimizer, self.world)
-        return Replicated(self.parts.policy, optimizer(), self.world)
+        return layout(self.cfg.sharding, self.parts.policy, optimizer, self.world)
 
     def _restore(self) -> int:
         path = latest_checkpoint(self.output / "checkpoints")
         if path is None:
             return 0
-        weights, state = load_checkpoint(path)
+        state = self.shards.load(path)
         if int(state["iteration"]) > self.cfg.iterations:
             raise UserError(f"{path} is at iteration {state['iteration']}, past train.iterations = "
                             f"{self.cfg.iterations}: resume with at least that many iterations")
-        self.shards.load(weights, state["optimizer"])
         self.loader.load_state_dict(state["data"])
         return int(state["iteration"])
 
@@ -138,6 +136,8 @@ class Trainer:
         sums, counts = defaultdict(float), defaultdict(int)
         for epoch in range(cfg.inner_epochs):
             for i, k in enumerate(self.trained_steps):
+                steps_optimizer = (i + 1) % per_update == 0 or i == len(self.trained_steps) - 1
+                self.shards.sync_gradients_in_next_backward(steps_optimizer)
                 step = parts.sampler.transition(parts.policy, trajectory.latents[k], k, cond)
                 loss_policy, stats = clipped_policy_loss(
                     step.log_prob(trajectory.latents[k + 1]), trajectory.log_probs[k],
@@ -160,7 +160,7 @@ class Trainer:
                     counts[key] += 1
                 if epoch == 0 and i == 0:
                     sums["ratio_first_step"] = float(stats["ratio_mean"])
-                if (i + 1) % per_update == 0 or i == len(self.trained_steps) - 1:
+                if steps_optimizer:
                     sums["grad_norm"] += self._optimizer_step()
                     counts["grad_norm"] += 1
         return {k: v / counts.get(k, 1) for k, v in sums.items()}
@@ -240,7 +240,7 @@ class Trainer:
                 self.log.append(record)
             self.records.append(record)
             done = index + 1
-            if forwards and (done == cfg.iterations or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)):
+            if done == cfg.iterations or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
                 self.save(done)
             bar.update(1)
             bar.set_postfix(reward=f"{record['reward_mean']:.4f}", ratio=f"{record.get('ratio_mean', 1.0):.3f}",
@@ -272,11 +272,9 @@ class Trainer:
         return record
 
     def save(self, iteration: int) -> None:
-        """Rank 0 writes; under FSDP2 every rank first takes part in gathering the full state."""
-        weights, optimizer = self.shards.state()
-        if self.world.is_main:
-            state = {"iteration": iteration, "optimizer": optimizer, "data": self.loader.state_dict()}
-            save_checkpoint(self.output / "checkpoints", iteration, weights, state, keep=self.cfg.keep_checkpoints)
+        """A checkpoint (every rank writes its part); the data position is the same on every rank."""
+        state = {"iteration": iteration, "data": self.loader.state_dict()}
+        self.shards.save(self.output / "checkpoints", iteration, state, self.cfg.keep_checkpoints)
 
     @torch.no_grad()
     def save_samples(self, name: str) -> None:
@@ -296,8 +294,14 @@ class Trainer:
 def train(experiment: Experiment, registry: Registry, *, resume: bool = False,
           show_progress: bool = True) -> Path:
     trainer = Trainer(experiment, registry, resume=resume, show_progress=show_progress)
+    world = trainer.world
     try:
-        return trainer.run()
+        output = trainer.run()
+        if world.distributed:
+            torch.distributed.barrier()  # no rank leaves while another still writes
+        return output
     finally:
-        if trainer.world.distributed:
+        if world.distributed:
+            del trainer  # DDP's reducer and FSDP2's state hold the process group in reference
+            gc.collect()  # cycles: free them now, not during interpreter shutdown
             torch.distributed.destroy_process_group()

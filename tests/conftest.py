@@ -42,10 +42,14 @@ device = "cpu"
 """
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
-    """Pretrained references go to a per-session cache, never the user's."""
-    monkeypatch.setenv("DDRL_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.fixture(autouse=True, scope="session")
+def isolated_cache(tmp_path_factory):
+    """Pretrained references go to a per-session cache, never the user's (session-scoped, so that
+    module-scoped fixtures use it too)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("DDRL_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    yield
+    patch.undo()
 
 
 @pytest.fixture

@@ -95,11 +95,12 @@ def test_an_existing_run_is_never_overwritten(tiny_config, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("damaged", ["policy.safetensors", "trainer.pt"])
+@pytest.mark.parametrize("damaged", ["tensors/shard-00001-model-00001-of-00001.safetensors", "trainer.pt"])
 def test_a_corrupt_checkpoint_exits_2_and_keeps_every_file(tiny_config, damaged):
     config = tiny_config("none", "")
     assert main(["train", str(config), "--quiet", "--set", "train.iterations=2"]) == 0
     run = config.parent / "run"
+    assert (run / "checkpoints" / "iter-000002" / damaged).is_file()
     (run / "checkpoints" / "iter-000002" / damaged).write_bytes(b"not a checkpoint")
     files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     result = subprocess.run([sys.executable, "-m", "ddrl_framework", "train", str(config), "--resume",

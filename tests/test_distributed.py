@@ -18,6 +18,13 @@ def _torchrun(config, ranks, *extra):
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
 
 
+def _succeeded(*runs):
+    """Every run exited 0; otherwise the lines of a failed one that say why (before torchrun's summary)."""
+    for run in runs:
+        lines = [line for line in run.stderr.splitlines() if "Warning" not in line and line.strip()]
+        assert run.returncode == 0, "\n".join(lines[:60])
+
+
 def _records(folder, name="metrics.jsonl"):
     return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
             for line in (folder / name).read_text().splitlines()]
@@ -36,7 +43,7 @@ def test_two_ranks_give_the_metrics_of_one(tiny_config):
     config = tiny_config()
     one = _torchrun(config, 1, "--set", f"output_dir={config.parent / 'one'}")
     two = _torchrun(config, 2, "--set", f"output_dir={config.parent / 'two'}")
-    assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
+    _succeeded(one, two)
     for name in ("metrics.jsonl", "eval.jsonl"):
         a, b = _records(config.parent / "one", name), _records(config.parent / "two", name)
         assert len(a) == len(b) > 0
@@ -50,7 +57,7 @@ def test_a_two_rank_run_resumes_exactly(tiny_config):
     straight = _torchrun(config, 2, "--set", f"output_dir={config.parent / 'straight'}")
     first = _torchrun(config, 2, "--set", f"output_dir={config.parent / 'resumed'}", "--set", "train.iterations=2")
     second = _torchrun(config, 2, "--set", f"output_dir={config.parent / 'resumed'}", "--resume")
-    assert straight.returncode == first.returncode == second.returncode == 0, second.stderr[-2000:]
+    _succeeded(straight, first, second)
     assert _records(config.parent / "resumed") == _records(config.parent / "straight")
 
 
@@ -70,10 +77,90 @@ def test_fsdp2_agrees_with_replicated_weights_and_resumes(tiny_config):
     }
     runs["rest"] = _torchrun(config, 2, "--set", f"output_dir={config.parent / 'part'}", "--set", "train.sharding=fsdp2",
                              "--resume")
-    assert all(r.returncode == 0 for r in runs.values()), [r.stderr[-1500:] for r in runs.values() if r.returncode]
+    _succeeded(*runs.values())
     for x, y in zip(_records(config.parent / "replicated"), _records(config.parent / "fsdp2")):
         _close(x, y)
     assert _records(config.parent / "part") == _records(config.parent / "fsdp2")
+
+
+def test_a_checkpoint_resumes_on_another_world_size_and_sharding(tiny_config):
+    """Written by 2 FSDP2 ranks (each its shards), continued by 1 process; written by 1 process,
+    continued by 2 DDP ranks: both give the metrics of the straight 1-process run."""
+    config = tiny_config()
+    out = {name: config.parent / name for name in ("straight", "from_two", "from_one")}
+    runs = [
+        _torchrun(config, 1, "--set", f"output_dir={out['straight']}"),
+        _torchrun(config, 2, "--set", f"output_dir={out['from_two']}", "--set", "train.sharding=fsdp2",
+                  "--set", "train.iterations=2"),
+        _torchrun(config, 1, "--set", f"output_dir={out['from_two']}", "--resume"),
+        _torchrun(config, 1, "--set", f"output_dir={out['from_one']}", "--set", "train.iterations=2"),
+        _torchrun(config, 2, "--set", f"output_dir={out['from_one']}", "--resume"),
+    ]
+    _succeeded(*runs)
+    folder = out["from_two"] / "checkpoints" / "iter-000002"
+    assert len(list((folder / "tensors").iterdir())) == 2  # one file per rank
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert all(f.endswith(".safetensors") for f in files if f != "trainer.pt")  # no pickled metadata
+    straight = _records(out["straight"])
+    for name in ("from_two", "from_one"):
+        resumed = _records(out[name])
+        assert len(resumed) == len(straight) == 3
+        for x, y in zip(straight, resumed):
+            _close(x, y)
+
+
+def _ddp_worker(rank, port, queue):
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    import torch
+    import torch.distributed as dist
+
+    from ddrl_framework.distributed import init_world
+    from ddrl_framework.sharding import layout
+
+    world = init_world("cpu")
+    torch.manual_seed(rank)  # different initial weights: DDP makes them rank 0's
+
+    class Policy:
+        net = torch.nn.Linear(3, 1)
+
+        def trainable_module(self):
+            return self.net
+
+    policy = Policy()
+    shards = layout("ddp", policy, lambda: torch.optim.SGD(policy.net.parameters(), lr=0.1), world)
+    x = torch.full((1, 3), float(rank + 1))
+    shards.sync_gradients_in_next_backward(False)
+    policy.net(x).sum().backward()
+    local = policy.net.weight.grad.clone()  # not communicated
+    shards.sync_gradients_in_next_backward(True)
+    policy.net(x).sum().backward()
+    queue.put((rank, type(policy.net).__name__, policy.net.weight.tolist(), local.tolist(),
+               policy.net.weight.grad.tolist()))
+    dist.destroy_process_group()
+
+
+def test_ddp_wraps_the_trainable_module_and_syncs_only_the_last_backward_of_a_window():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    processes = [context.Process(target=_ddp_worker, args=(r, port, queue)) for r in range(2)]
+    for p in processes:
+        p.start()
+    results = dict((r[0], r[1:]) for r in (queue.get(timeout=120) for _ in processes))
+    for p in processes:
+        p.join(timeout=60)
+    (name0, weight0, local0, synced0), (name1, weight1, local1, synced1) = results[0], results[1]
+    assert name0 == name1 == "DDPLinear"
+    assert weight0 == weight1  # rank 0's weights, broadcast at construction
+    assert local0 == [[1.0] * 3] and local1 == [[2.0] * 3]  # the first backward did not communicate
+    assert synced0 == synced1 == [[3.0] * 3]  # the second averaged the sums: (1 + 1 + 2 + 2) / 2
 
 
 class _NanOnRankOne:

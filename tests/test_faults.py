@@ -58,7 +58,7 @@ def test_a_nan_reward_stops_the_run_naming_iteration_and_source(tiny_config):
         trainer.run()
     assert [r["iteration"] for r in _records(output)] == [0]
     assert checkpoint.latest_checkpoint(output / "checkpoints").name == "iter-000001"
-    checkpoint.load_checkpoint(output / "checkpoints" / "iter-000001")  # intact
+    trainer.shards.load(output / "checkpoints" / "iter-000001")  # intact
 
 
 def test_skip_leaves_the_weights_unchanged_and_counts_the_skip(tiny_config):
@@ -67,11 +67,16 @@ def test_skip_leaves_the_weights_unchanged_and_counts_the_skip(tiny_config):
     records = _records(output)
     assert [r["skipped_update"] for r in records] == [0, 1, 0]
     assert records[1]["nonfinite_source"] == "reward 'faulty'" and records[1]["reward_mean"] is None
-    before = load_file(output / "checkpoints" / "iter-000001" / checkpoint.POLICY_FILE)
-    after = load_file(output / "checkpoints" / "iter-000002" / checkpoint.POLICY_FILE)
+    before, after, final = (_weights(output / "checkpoints" / f"iter-00000{i}") for i in (1, 2, 3))
+    assert before.keys() == after.keys() and len(before) > 0
     assert all(torch.equal(before[k], after[k]) for k in before)
-    final = load_file(output / "checkpoints" / "iter-000003" / checkpoint.POLICY_FILE)
     assert not all(torch.equal(after[k], final[k]) for k in after)
+
+
+def _weights(folder):
+    """The policy's weights in a checkpoint (one process: one shard file)."""
+    (shard,) = (folder / checkpoint.TENSORS_DIR).iterdir()
+    return {k: v for k, v in load_file(shard).items() if k.startswith("model/")}
 
 
 def test_a_reward_model_that_raises_is_named(tiny_config):
@@ -91,17 +96,19 @@ def test_an_exploding_loss_stops_the_cli_with_exit_3(tiny_config, capsys):
 
 def test_a_full_disk_keeps_the_previous_checkpoint(tiny_config, monkeypatch):
     trainer, output = _trainer(tiny_config, bad_call=-1)
-    real_save = checkpoint.save_file
+    from torch.distributed.checkpoint.hf_storage import HuggingFaceStorageWriter
 
-    def full_disk(tensors, path):
-        if "iter-000002" in str(path):
+    real_write = HuggingFaceStorageWriter.write_data
+
+    def full_disk(writer, plan, planner):  # inside torch.distributed.checkpoint's save
+        if "iter-000002" in str(writer.path):
             raise OSError(28, "No space left on device")
-        real_save(tensors, path)
+        return real_write(writer, plan, planner)
 
-    monkeypatch.setattr(checkpoint, "save_file", full_disk)
+    monkeypatch.setattr(HuggingFaceStorageWriter, "write_data", full_disk)
     with pytest.raises(TrainingError, match=r"iter-000002 \(\[Errno 28\].*previous checkpoint .*iter-000001 is intact"):
         trainer.run()
     folder = output / "checkpoints"
     assert checkpoint.latest_checkpoint(folder).name == "iter-000001"
     assert sorted(p.name for p in folder.iterdir()) == ["iter-000001", "latest"]
-    checkpoint.load_checkpoint(folder / "iter-000001")
+    trainer.shards.load(folder / "iter-000001")
