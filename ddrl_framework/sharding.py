@@ -76,21 +76,20 @@ class Layout:
 
 
 class Ddp(Layout):
-    def distribute(self) -> None:
-        if not isinstance(self.module, _Parameters):
-            from torch.distributed._composable.replicate import replicate
+    """Wrapped in place, so the policy keeps calling its own module (same object, same keys)."""
 
-            device = next(self.module.parameters()).device
-            replicate(self.module, device_id=device, **_NO_BUFFER_SYNC_IN_FORWARD)
-            replicate.state(self.module).lazy_init()  # now, on every rank: construction is collective
+    def distribute(self) -> None:
+        from torch.distributed._composable.replicate import replicate
+
+        device = next(self.module.parameters()).device
+        replicate(self.module, device_id=device, **_NO_BUFFER_SYNC_IN_FORWARD)
+        replicate.state(self.module).lazy_init()  # now, on every rank: construction is collective
 
     def sync_gradients_in_next_backward(self, sync: bool) -> None:
-        if not isinstance(self.module, _Parameters):
-            self.module.set_requires_gradient_sync(sync)
+        self.module.set_requires_gradient_sync(sync)
 
     def reduce_gradients(self, params: list[torch.nn.Parameter]) -> None:
-        if isinstance(self.module, _Parameters):
-            average_gradients(params, self.world)
+        pass  # DDP averaged them in the backward
 
 
 class Fsdp2(Layout):
@@ -111,8 +110,9 @@ class Fsdp2(Layout):
 
 
 def layout(sharding: str, policy: Any, optimizer_factory, world: World) -> Layout:
-    """The ``train.sharding`` layout for this world (a world of one needs none)."""
-    if not world.distributed:
+    """The ``train.sharding`` layout for this world (a world of one needs none; a policy without
+    ``trainable_module()`` gets the flat all-reduce instead of DDP)."""
+    if not world.distributed or (sharding == "ddp" and not hasattr(policy, "trainable_module")):
         return Layout(policy, optimizer_factory, world)
     return {"ddp": Ddp, "fsdp2": Fsdp2}[sharding](policy, optimizer_factory, world)
 

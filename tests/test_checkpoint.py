@@ -25,7 +25,8 @@ def test_a_policy_without_trainable_module_round_trips_weights_and_optimizer(tmp
     shards = _trained(policy)
     path = shards.save(tmp_path, 2, {"iteration": 2, "data": {"position": 5}}, keep=2)
     files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
-    assert files == ["tensors/shard-00001-model-00001-of-00001.safetensors", "trainer.pt"]  # nothing pickled but the state
+    # nothing pickled but the plain-valued state
+    assert files == ["tensors/shard-00001-model-00001-of-00001.safetensors", "trainer.pt"]
 
     fresh = FakePolicy(seed=1)  # other weights until loaded
     assert not torch.equal(next(iter(fresh.trainable_parameters())), next(iter(policy.trainable_parameters())))

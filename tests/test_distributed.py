@@ -135,12 +135,24 @@ def _ddp_worker(rank, port, queue):
     local = policy.net.weight.grad.clone()  # not communicated
     shards.sync_gradients_in_next_backward(True)
     policy.net(x).sum().backward()
+
+    class Bare:  # no trainable_module(): one flat all-reduce before the optimizer step
+        weight = torch.nn.Parameter(torch.zeros(2))
+
+        def trainable_parameters(self):
+            return [self.weight]
+
+    bare = Bare()
+    flat = layout("ddp", bare, lambda: torch.optim.SGD([bare.weight], lr=0.1), world)
+    (bare.weight * (rank + 1)).sum().backward()
+    flat.reduce_gradients([bare.weight])
     queue.put((rank, type(policy.net).__name__, policy.net.weight.tolist(), local.tolist(),
-               policy.net.weight.grad.tolist()))
+               policy.net.weight.grad.tolist(), type(flat).__name__, bare.weight.grad.tolist()))
     dist.destroy_process_group()
 
 
 def test_ddp_wraps_the_trainable_module_and_syncs_only_the_last_backward_of_a_window():
+    """Also: a policy without trainable_module() gets the flat all-reduce."""
     import socket
 
     import torch.multiprocessing as mp
@@ -156,11 +168,13 @@ def test_ddp_wraps_the_trainable_module_and_syncs_only_the_last_backward_of_a_wi
     results = dict((r[0], r[1:]) for r in (queue.get(timeout=120) for _ in processes))
     for p in processes:
         p.join(timeout=60)
-    (name0, weight0, local0, synced0), (name1, weight1, local1, synced1) = results[0], results[1]
+    name0, weight0, local0, synced0, flat0, bare0 = results[0]
+    name1, weight1, local1, synced1, _, bare1 = results[1]
     assert name0 == name1 == "DDPLinear"
     assert weight0 == weight1  # rank 0's weights, broadcast at construction
     assert local0 == [[1.0] * 3] and local1 == [[2.0] * 3]  # the first backward did not communicate
     assert synced0 == synced1 == [[3.0] * 3]  # the second averaged the sums: (1 + 1 + 2 + 2) / 2
+    assert flat0 == "Layout" and bare0 == bare1 == [1.5, 1.5]  # the mean of 1 and 2
 
 
 class _NanOnRankOne:
