@@ -5,8 +5,9 @@ no-op for a world of one, so single-process code paths are unchanged.
 The global batch (``groups x group_size`` rollouts) is split by groups: rank ``r`` of ``W`` takes
 groups ``r G/W .. (r+1) G/W - 1``, reads only their data, and rolls them out with its slice of
 the noise that a single process would draw; rewards are gathered so that every rank computes the
-advantages of the whole batch; gradients are averaged across ranks before each optimizer step;
-rank 0 alone writes logs, evaluations, grids and checkpoints.
+advantages of the whole batch; gradients are averaged across ranks before each optimizer step
+(``sharding``); rank 0 alone writes logs, evaluations and grids; every rank writes its part of
+each checkpoint (``checkpoint``).
 """
 
 from __future__ import annotations
