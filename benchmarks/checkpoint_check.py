@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from ddrl_framework.config import read_toml, structure_experiment  # noqa: E402
 from ddrl_framework.distributed import World  # noqa: E402
 from ddrl_framework.registry import load_registry  # noqa: E402
-from ddrl_framework.sharding import Ddp, Fsdp2, Layout  # noqa: E402
+from ddrl_framework.sharding import Ddp, Fsdp2, Layout, full_tensor  # noqa: E402
 from ddrl_framework.trainer import Trainer  # noqa: E402
 
 
@@ -79,8 +79,7 @@ def _train(kind, device: str, steps: int):
 
 
 def _full(net) -> dict[str, torch.Tensor]:
-    return {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().cpu()
-            for k, v in net.state_dict().items()}
+    return {k: full_tensor(v).detach().cpu() for k, v in net.state_dict().items()}
 
 
 def check_layouts(device: str, scratch: Path) -> None:

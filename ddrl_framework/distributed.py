@@ -97,12 +97,12 @@ def average_gradients(params: list[torch.nn.Parameter], world: World) -> None:
         offset += g.numel()
 
 
-def average_floats(values: dict[str, float], world: World, device: torch.device) -> dict[str, float]:
+def average_floats(values: dict[str, float], world: World) -> dict[str, float]:
     """The mean over ranks of each value (every rank must pass the same keys)."""
     if not world.distributed or not values:
         return values
     keys = sorted(values)
-    stacked = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    stacked = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=_collective_device())
     dist.all_reduce(stacked)
     return {k: float(v) / world.size for k, v in zip(keys, stacked.tolist())}
 
@@ -111,10 +111,14 @@ def any_rank(flag: bool, world: World) -> bool:
     """Whether ``flag`` is true on any rank (every rank must call it at the same point)."""
     if not world.distributed:
         return flag
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    value = torch.tensor([1.0 if flag else 0.0], device=_collective_device())
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return value.item() > 0
+
+
+def _collective_device() -> torch.device | None:
+    """Where a small tensor for a collective lives: this rank's GPU under NCCL, else the CPU."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
 
 
 @contextlib.contextmanager

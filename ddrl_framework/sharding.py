@@ -149,6 +149,6 @@ def _units(module: torch.nn.Module) -> list[torch.nn.Module]:
     return units
 
 
-def full_norm(norm: torch.Tensor) -> torch.Tensor:
-    """A gradient norm as a plain tensor (``clip_grad_norm_`` returns a DTensor under FSDP2)."""
-    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+def full_tensor(value: torch.Tensor) -> torch.Tensor:
+    """A plain tensor: a DTensor (FSDP2's shards, or ``clip_grad_norm_``'s norm) gathered whole."""
+    return value.full_tensor() if hasattr(value, "full_tensor") else value

@@ -26,7 +26,7 @@ from ddrl_framework.registry import Registry
 from ddrl_framework.run_dir import check_output_dir, record_config
 from ddrl_framework.runtime import make_generator, resolve_device
 from ddrl_framework.samplers import sample_in_chunks
-from ddrl_framework.sharding import full_norm, layout
+from ddrl_framework.sharding import full_tensor, layout
 from ddrl_framework.types import DataBatch, NoiseStream, Trajectory, take
 
 
@@ -168,7 +168,7 @@ class Trainer:
     def _optimizer_step(self) -> float:
         limit = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
         self.shards.reduce_gradients(self.params)
-        norm = full_norm(torch.nn.utils.clip_grad_norm_(self.params, limit))
+        norm = full_tensor(torch.nn.utils.clip_grad_norm_(self.params, limit))
         self.nonfinite.check(norm, "the gradient norm")
         self.nonfinite.agree()  # under torchrun every rank skips or stops together
         self.optimizer.step()
@@ -208,7 +208,7 @@ class Trainer:
             advantages = self.advantages(values)
             require_finite(advantages, "advantages")
             stats = self.update(trajectory, cond, advantages[self._members()], batch, generator)
-            stats = {**average_floats(stats, self.world, self.device), "skipped_update": 0}
+            stats = {**average_floats(stats, self.world), "skipped_update": 0}
         except NonFinite as error:
             self.optimizer.zero_grad(set_to_none=True)
             self.nonfinite.pending = None

@@ -126,9 +126,33 @@ def test_a_diffusers_backbone_with_lora_trains_and_resumes_on_two_ranks(tmp_path
     assert _records(tmp_path / "b") == _records(tmp_path / "a")
 
 
-def _ddp_worker(rank, port, queue):
+def _two_ranks(worker, *args, timeout=300):
+    """``worker(rank, *args)`` in 2 spawned processes joined as a gloo world; ``{rank: result}``."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    processes = [context.Process(target=_as_rank, args=(rank, port, queue, worker, args)) for rank in range(2)]
+    for p in processes:
+        p.start()
+    results = dict(queue.get(timeout=timeout) for _ in processes)
+    for p in processes:
+        p.join(timeout=60)
+    return results
+
+
+def _as_rank(rank, port, queue, worker, args):
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    queue.put((rank, worker(rank, *args)))
+
+
+def _ddp_worker(rank):
     import torch
     import torch.distributed as dist
 
@@ -163,28 +187,14 @@ def _ddp_worker(rank, port, queue):
     flat = layout("ddp", bare, lambda: torch.optim.SGD([bare.weight], lr=0.1), world)
     (bare.weight * (rank + 1)).sum().backward()
     flat.reduce_gradients([bare.weight])
-    queue.put((rank, type(policy.net).__name__, policy.net.weight.tolist(), local.tolist(),
-               policy.net.weight.grad.tolist(), type(flat).__name__, bare.weight.grad.tolist()))
     dist.destroy_process_group()
+    return (type(policy.net).__name__, policy.net.weight.tolist(), local.tolist(), policy.net.weight.grad.tolist(),
+            type(flat).__name__, bare.weight.grad.tolist())
 
 
 def test_ddp_wraps_the_trainable_module_and_syncs_only_the_last_backward_of_a_window():
     """Also: a policy without trainable_module() gets the flat all-reduce."""
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    processes = [context.Process(target=_ddp_worker, args=(r, port, queue)) for r in range(2)]
-    for p in processes:
-        p.start()
-    results = dict((r[0], r[1:]) for r in (queue.get(timeout=120) for _ in processes))
-    for p in processes:
-        p.join(timeout=60)
+    results = _two_ranks(_ddp_worker, timeout=120)
     name0, weight0, local0, synced0, flat0, bare0 = results[0]
     name1, weight1, local1, synced1, _, bare1 = results[1]
     assert name0 == name1 == "DDPLinear"
@@ -211,9 +221,7 @@ class _NanOnRankOne:
         return {"loss_nan_on_rank_one": value + (float("nan") if bad else 0.0)}
 
 
-def _skip_worker(rank, config, port, mode, queue):
-    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+def _skip_worker(rank, config, mode):
     from ddrl_framework.config import load_experiment
     from ddrl_framework.hookspecs import hookimpl
     from ddrl_framework.registry import Registry, make_plugin_manager
@@ -230,29 +238,15 @@ def _skip_worker(rank, config, port, mode, queue):
                                           f"output_dir={config.parent / mode}"])
     try:
         train(experiment, Registry(manager), show_progress=False)
-        queue.put((rank, "done"))
+        return "done"
     except Exception as error:  # noqa: BLE001 - reported to the test
-        queue.put((rank, f"{type(error).__name__}: {error}"))
+        return f"{type(error).__name__}: {error}"
 
 
 @pytest.mark.parametrize("mode", ["skip", "stop"])
 def test_a_fault_only_one_rank_sees_is_handled_by_every_rank(tiny_config, mode):
-    import socket
-
-    import torch.multiprocessing as mp
-
     config = tiny_config()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    processes = [context.Process(target=_skip_worker, args=(r, config, port, mode, queue)) for r in range(2)]
-    for p in processes:
-        p.start()
-    outcomes = dict(queue.get(timeout=300) for _ in processes)
-    for p in processes:
-        p.join(timeout=60)
+    outcomes = _two_ranks(_skip_worker, config, mode)
     if mode == "skip":
         assert outcomes == {0: "done", 1: "done"}
         records = _records(config.parent / "skip")
