@@ -21,11 +21,12 @@ import torch.distributed as dist
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ddrl_framework.config import read_toml, structure_experiment  # noqa: E402
-from ddrl_framework.distributed import World  # noqa: E402
+from ddrl_framework.distributed.sharding import Ddp, Fsdp2, Layout, full_tensor  # noqa: E402
+from ddrl_framework.distributed.world import World  # noqa: E402
 from ddrl_framework.registry import load_registry  # noqa: E402
-from ddrl_framework.sharding import Ddp, Fsdp2, Layout, full_tensor  # noqa: E402
-from ddrl_framework.trainer import Trainer  # noqa: E402
+from ddrl_framework.running.checkpoint import load_training_state, save_training_state  # noqa: E402
+from ddrl_framework.running.config import read_toml, structure_experiment  # noqa: E402
+from ddrl_framework.running.trainer import Trainer  # noqa: E402
 
 
 def lora_run(device: str, folder: Path, iterations: int, resume: bool = False) -> list[dict]:
@@ -93,11 +94,11 @@ def check_layouts(device: str, scratch: Path) -> None:
         for writer, reader in ((Ddp, Fsdp2), (Fsdp2, Ddp)):
             policy, shards = _train(writer, device, 3)
             began = time.perf_counter()
-            path = shards.save(scratch / writer.__name__, 3, {"iteration": 3}, keep=1)
+            path = save_training_state(shards, scratch / writer.__name__, 3, {"iteration": 3}, keep=1)
             saved = time.perf_counter() - began
             fresh, loader = _train(reader, device, 0)
             began = time.perf_counter()
-            state = loader.load(path)
+            state = load_training_state(loader, path)
             loaded = time.perf_counter() - began
             same = all(torch.equal(a, b) for a, b in zip(_full(policy.net).values(), _full(fresh.net).values()))
             steps = {float(s["step"]) for s in loader.optimizer.state_dict()["state"].values()}
@@ -123,11 +124,11 @@ def check_large(device: str, scratch: Path) -> None:
         p.grad = torch.zeros_like(p)
     shards.optimizer.step()  # AdamW state exists
     began = time.perf_counter()
-    path = shards.save(scratch / "large", 1, {"iteration": 1}, keep=1)
+    path = save_training_state(shards, scratch / "large", 1, {"iteration": 1}, keep=1)
     saved = time.perf_counter() - began
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     began = time.perf_counter()
-    shards.load(path)
+    load_training_state(shards, path)
     loaded = time.perf_counter() - began
     params = sum(p.numel() for p in net.parameters())
     print(f"SD 1.5 UNet {params / 1e6:.0f}M parameters + AdamW on {device}: {size / 1e9:.2f} GB, "

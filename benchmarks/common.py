@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ddrl_framework.config import read_toml, structure_experiment
 from ddrl_framework.registry import load_registry
-from ddrl_framework.trainer import Trainer
+from ddrl_framework.running.config import read_toml, structure_experiment
+from ddrl_framework.running.trainer import Trainer
 
 DEFAULT_CONFIG = "configs/digits-brightness-ddrl.toml"
 
@@ -22,7 +22,7 @@ def make_trainer(config: str, folder: str, regularizer: dict[str, Any], train: d
     data["regularizer"] = regularizer
     data["metrics"] = []
     data["output_dir"] = folder
-    data.setdefault("pretrain", {})["steps"] = 0
+    data.setdefault("pretrain", {})["optimizer_steps"] = 0
     data.setdefault("train", {}).update(grid_samples=0, eval_every=0, device="cpu", **(train or {}))
     return Trainer(structure_experiment(data, config), load_registry(), show_progress=False)
 

@@ -25,11 +25,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ddrl_framework.components import build_components  # noqa: E402
-from ddrl_framework.config import read_toml, structure_experiment  # noqa: E402
-from ddrl_framework.doctor import make_probe, run_checks  # noqa: E402
 from ddrl_framework.registry import load_registry  # noqa: E402
-from ddrl_framework.trainer import Trainer  # noqa: E402
+from ddrl_framework.running.components import build_components  # noqa: E402
+from ddrl_framework.running.config import read_toml, structure_experiment  # noqa: E402
+from ddrl_framework.running.doctor import make_probe, run_checks  # noqa: E402
+from ddrl_framework.running.pretrain import pretrain_if_needed  # noqa: E402
+from ddrl_framework.running.trainer import Trainer  # noqa: E402
 
 DEVICE = "cuda"  # --device cpu: a smoke run of the script itself
 PROMPTS = ["a red cube on a table", "a blue sphere in the sky", "a green cone", "a cat on a sofa"]
@@ -49,6 +50,7 @@ def experiment_data(config: str | None, folder: str, **sections) -> dict:
 
 def doctor(data: dict, registry) -> str:
     experiment = structure_experiment(data, "gpu_check")
+    pretrain_if_needed(experiment, registry, show_progress=False)
     parts = build_components(experiment, registry, torch.device(DEVICE), show_progress=False)
     results = run_checks(make_probe(parts, 4, 0, torch.device(DEVICE)))
     failed = [f"{r.name}: {r.value}" for r in results if r.status == "FAIL"]
@@ -87,18 +89,23 @@ def report(name: str, data: dict, registry, iterations: int) -> None:
 
 def sd15_shaped_pipeline(folder: Path) -> str:
     """The SD 1.5 architecture at random weights, saved as a pipeline folder."""
-    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDPMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
 
-    from ddrl_plugins.policies import tiny_parts
+    from ddrl_framework.kit import tiny_text
 
     torch.manual_seed(0)
-    text = tiny_parts.clip_text_model(768, 1)  # 2 layers of CLIP-L's width
+    text = tiny_text.clip_text_model(768, 1)  # 2 layers of CLIP-L's width
     pipeline = StableDiffusionPipeline(
         unet=UNet2DConditionModel(sample_size=64, cross_attention_dim=768),
         vae=AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
                           down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
                           sample_size=512),
-        text_encoder=text, tokenizer=tiny_parts.clip_tokenizer(16),
+        text_encoder=text, tokenizer=tiny_text.clip_tokenizer(16),
         scheduler=DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                                 clip_sample=False, steps_offset=1),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
@@ -108,10 +115,15 @@ def sd15_shaped_pipeline(folder: Path) -> str:
 
 def wan13b_shaped_pipeline(folder: Path) -> str:
     """The Wan2.1-T2V-1.3B transformer and VAE at random weights, a 2-layer UMT5 of the real width."""
-    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+    from diffusers import (
+        AutoencoderKLWan,
+        FlowMatchEulerDiscreteScheduler,
+        WanPipeline,
+        WanTransformer3DModel,
+    )
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from ddrl_plugins.policies import tiny_parts
+    from ddrl_framework.kit import tiny_text
 
     torch.manual_seed(0)
     pipeline = WanPipeline(
@@ -120,7 +132,7 @@ def wan13b_shaped_pipeline(folder: Path) -> str:
         vae=AutoencoderKLWan(), scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         text_encoder=UMT5EncoderModel(UMT5Config(vocab_size=40, d_model=4096, d_kv=64, d_ff=10240,
                                                  num_layers=2, num_heads=64)),
-        tokenizer=tiny_parts.t5_tokenizer(32))
+        tokenizer=tiny_text.t5_tokenizer(32))
     pipeline.save_pretrained(folder)
     return str(folder)
 
@@ -136,7 +148,7 @@ def mid_size(registry, iterations: int, scratch: Path) -> None:
                          ("full bf16 autocast", {"mixed_precision": "bf16", "gradient_checkpointing": True})]:
         data = experiment_data(None, "", seed=0, policy={"name": "stable-diffusion", "pretrained": sd,
                                "resolution": 512, "guidance_scale": 4.5, **extra},
-                               sampler={"name": "ddim-sde", "steps": 10, "eta": 1.0},
+                               sampler={"name": "ddim-sde", "denoising_steps": 10, "eta": 1.0},
                                regularizer={"name": "forward-kl-data", "beta": 1.0}, **base)
         report(f"sd15-shaped 512px {label}, 8 samples x 10 steps, CFG 4.5", data, registry, iterations)
     began = time.perf_counter()
@@ -145,8 +157,8 @@ def mid_size(registry, iterations: int, scratch: Path) -> None:
     data = experiment_data(None, "", seed=0, policy={
         "name": "wan", "pretrained": wan, "frames": 9, "height": 240, "width": 416, "guidance_scale": 5.0,
         "lora_rank": 16, "mixed_precision": "bf16", "gradient_checkpointing": True},
-        sampler={"name": "flow-sde", "steps": 10}, regularizer={"name": "reverse-kl", "beta": 0.01},
-        **{**base, "train": {"groups": 1, "group_size": 4, "trained_steps": [0, 3, 6, 9]}})
+        sampler={"name": "flow-sde", "denoising_steps": 10}, regularizer={"name": "reverse-kl", "beta": 0.01},
+        **{**base, "train": {"groups": 1, "group_size": 4, "trained_denoising_steps": [0, 3, 6, 9]}})
     report("wan-1.3B-shaped 9x240x416 LoRA r16 bf16, 4 samples x 10 steps (4 trained), CFG 5",
            data, registry, iterations)
 
@@ -170,7 +182,7 @@ def main() -> None:
         for regularizer in ("none", "reverse-kl", "forward-kl-data"):
             data = experiment_data(config, "", regularizer={"name": regularizer})
             report(f"{config} {regularizer}", data, registry, args.iterations)
-    data = experiment_data("digits-brightness-ddrl.toml", "", pretrain={"steps": 0})
+    data = experiment_data("digits-brightness-ddrl.toml", "", pretrain={"optimizer_steps": 0})
     if not args.skip_tiny:
         report("digits (0.65M UNet, 64 samples x 10 steps) forward-kl-data", data, registry, args.iterations)
     if not args.skip_mid:

@@ -15,7 +15,6 @@ import math
 import tempfile
 
 import torch
-
 from common import DEFAULT_CONFIG, interleaved_medians, make_trainer
 
 
@@ -66,7 +65,7 @@ def main() -> None:
         cfg, policy = trainer.cfg, trainer.parts.policy
         model = copy.deepcopy(policy.model)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
-        alphas = policy.schedule.alphas_cumprod
+        alphas = policy.forward_process.alphas_cumprod
         steps = trainer.parts.sampler.num_steps
         counter = {"framework": 0, "hand-written": 0}
 

@@ -26,7 +26,7 @@ def samples_per_second(config: str, ranks: int, iterations: int, folder: Path) -
     output = folder / f"ranks{ranks}"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
                "-m", "ddrl_framework", "train", config, "--quiet", "--set", f"output_dir={output}",
-               "--set", f"train.iterations={iterations}", "--set", "pretrain.steps=0",
+               "--set", f"train.iterations={iterations}", "--set", "pretrain.optimizer_steps=0",
                "--set", "train.eval_every=0", "--set", "train.eval_samples=8", "--set", "train.grid_samples=0",
                "--set", "train.checkpoint_every=0", "--set", "train.device=cpu", "--set", "metrics=[]"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DDRL_NUM_THREADS": "1"}

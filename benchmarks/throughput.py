@@ -15,9 +15,8 @@ import tempfile
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
 from common import DEFAULT_CONFIG, interleaved_medians, make_trainer
+from torch.utils.flop_counter import FlopCounterMode
 
 
 def matmul_rate(size: int = 1024, repeats: int = 20) -> float:

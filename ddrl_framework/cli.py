@@ -50,10 +50,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from ddrl_framework.config import load_experiment
-    from ddrl_framework.distributed import current_world
+    from ddrl_framework.distributed.world import current_world
     from ddrl_framework.registry import load_registry
-    from ddrl_framework.trainer import train
+    from ddrl_framework.running.config import load_experiment
+    from ddrl_framework.running.trainer import train
 
     experiment = load_experiment(args.config, args.overrides)
     output = train(experiment, load_registry(), resume=args.resume, show_progress=not args.quiet)
@@ -62,16 +62,16 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _pretrain(args: argparse.Namespace) -> None:
-    from ddrl_framework.config import load_experiment
-    from ddrl_framework.pretrain import ensure_pretrained
     from ddrl_framework.registry import load_registry
+    from ddrl_framework.running.config import load_experiment
+    from ddrl_framework.running.pretrain import ensure_pretrained
 
     experiment = load_experiment(args.config, args.overrides)
     print(ensure_pretrained(experiment, load_registry(), show_progress=not args.quiet))
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from ddrl_framework.compare import run_compare, set_threads_from_env
+    from ddrl_framework.comparison.compare import run_compare, set_threads_from_env
     from ddrl_framework.registry import load_registry
 
     set_threads_from_env()
@@ -81,21 +81,24 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from ddrl_framework.report import write_report
+    from ddrl_framework.comparison.report import write_report
 
     print(f"report: {write_report(args.run_dir)}")
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from ddrl_framework.components import build_components
-    from ddrl_framework.compare import load_base_experiment
-    from ddrl_framework.doctor import format_table, make_probe, run_checks
+    from ddrl_framework.comparison.compare import load_base_experiment
     from ddrl_framework.registry import load_registry
-    from ddrl_framework.runtime import resolve_device
+    from ddrl_framework.running.components import build_components
+    from ddrl_framework.running.device import resolve_device
+    from ddrl_framework.running.doctor import format_table, make_probe, run_checks
+    from ddrl_framework.running.pretrain import pretrain_if_needed
 
     experiment = load_base_experiment(args.config, args.overrides)
     device = resolve_device(experiment.train.device)
-    parts = build_components(experiment, load_registry(), device, show_progress=not args.quiet)
+    registry = load_registry()
+    pretrain_if_needed(experiment, registry, show_progress=not args.quiet)
+    parts = build_components(experiment, registry, device, show_progress=not args.quiet)
     results = run_checks(make_probe(parts, args.samples, experiment.seed, device))
     print(format_table(results))
     failed = [r.name for r in results if r.status == "FAIL"]

@@ -1,6 +1,6 @@
 """Strict structuring of config values, shared by the experiment config and plugin options.
 
-Values are checked, never coerced: ``steps = "10"`` is an error, not 10. Errors name the key path.
+Values are checked, never coerced: ``denoising_steps = "10"`` is an error, not 10. Errors name the key path.
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ def describe_error(error: Exception, where: str) -> str:
 
 
 def did_you_mean(name: str, known: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
+    """A suggestion: the closest known name, or one that ends with ``_<name>`` (a renamed option)."""
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=1) or [k for k in known if k.endswith(f"_{name}")][:1]
     return f" Did you mean '{close[0]}'?" if close else ""
 
 

@@ -5,15 +5,20 @@ Shapes: ``B`` batch, ``C, H, W`` channels and pixels (``C, T, H, W`` for video),
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-import attrs
 import torch
 from torch import Tensor
 
-from ddrl_framework.types import DataBatch, Gaussian, Trajectory
+from ddrl_framework.types import (
+    DataBatch,
+    EvalContext,
+    Gaussian,
+    StepContext,
+    Trajectory,
+)
 
 
 @runtime_checkable
@@ -21,14 +26,15 @@ class Policy(Protocol):
     """A backbone adapter: the denoiser and its forward (noising) process.
 
     ``sample_shape``: the shape of one latent, e.g. ``(1, 8, 8)``.
-    ``schedule``: the forward-process description a sampler reads (e.g. :class:`NoiseSchedule`).
+    ``forward_process``: the noising process a sampler reads (``ddrl_framework.kit.forward_process``:
+    ``DdpmProcess``, ``FlowMatchingProcess``, or a plugin's own).
 
     Optional: ``trainable_module() -> nn.Module``, the module holding the trainable weights,
     which DDP wraps, FSDP2 shards and checkpoints are keyed by (``train.sharding``).
     """
 
     sample_shape: tuple[int, ...]
-    schedule: Any
+    forward_process: Any
 
     def encode_conditions(self, batch: DataBatch) -> Any:
         """Conditions for ``predict`` from a batch of ``B`` prompts or labels (None: unconditional)."""
@@ -91,6 +97,10 @@ class Sampler(Protocol):
     def transition(self, policy: Policy, x_k: Tensor, k: int, cond: Any) -> Gaussian:
         """The Gaussian ``p(x_{k+1} | x_k)`` of step ``k`` (differentiable in the policy)."""
 
+    def check_trainable(self, policy: Policy, steps: Sequence[int]) -> None:
+        """Raise ``ValueError`` if any of ``steps`` is deterministic (std 0: no density to train),
+        naming the option that would make it stochastic. Called before any rollout."""
+
 
 @runtime_checkable
 class RewardModel(Protocol):
@@ -101,63 +111,26 @@ class RewardModel(Protocol):
     ) -> Tensor: ...
 
 
-@attrs.frozen(kw_only=True)
-class StepContext:
-    """What a regularizer sees at trained step ``step`` of one iteration.
-
-    ``transition`` is the policy's (with gradients) at ``trajectory.latents[step]``;
-    ``reference_transition`` the frozen reference's (None unless ``needs_reference``);
-    ``data`` the iteration's data batch, one member per group (None unless ``needs_data``).
-    """
-
-    policy: Policy
-    step: int
-    is_first_trained_step: bool
-    trajectory: Trajectory
-    group_size: int
-    transition: Gaussian
-    reference_transition: Gaussian | None
-    data: DataBatch | None
-    generator: torch.Generator | None
-
-
 @runtime_checkable
 class Regularizer(Protocol):
     """A loss added to the policy loss at each trained step.
 
-    ``name``: the metric key is ``loss_<name>``. ``needs_reference`` / ``needs_data`` tell the
-    trainer what to compute for it.
+    ``name``: the metric key is ``loss_<name>``. What the trainer computes for it:
+    ``needs_reference``: the frozen reference policy (``context.reference``);
+    ``needs_reference_transition``: the reference's transition at each trained step
+    (``context.reference_transition``); ``needs_data``: the data batch (``context.data``).
+
+    Optional: ``update_loss(context: UpdateContext) -> dict[str, Tensor]``, a loss added once per
+    optimizer step (e.g. a penalty on the weights), beside the per-step ``loss``.
     """
 
     name: str
     needs_reference: bool
+    needs_reference_transition: bool
     needs_data: bool
 
     def loss(self, context: StepContext) -> dict[str, Tensor]:
         """Named scalar losses, ``{"loss_<name>": tensor}``; the trainer adds them all."""
-
-
-@attrs.frozen(kw_only=True)
-class EvalContext:
-    """What a metric sees: ``N`` evaluation samples from fixed noise, and what they came from.
-
-    ``samples``: pixels in [0, 1] ``[N, ...]``; ``rewards``: the weighted reward ``[N]``;
-    ``score(pixels, prompts)``: the same weighted reward for any pixels (e.g. held-out data);
-    ``held_out``: the data source's held-out split; ``reference``: the frozen reference policy
-    (None unless a metric ``needs_reference``). When data rather than a policy's samples are
-    evaluated (the reference values of a target), ``trajectory`` and ``cond`` are None.
-    """
-
-    policy: Policy
-    reference: Policy | None
-    sampler: Sampler
-    trajectory: Trajectory | None
-    cond: Any
-    samples: Tensor
-    prompts: tuple[str, ...]
-    rewards: Tensor
-    score: Callable[[Tensor, Sequence[str]], Tensor]
-    held_out: DataBatch
 
 
 @runtime_checkable

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:  # the protocols refer to these value types in turn
+    from ddrl_framework.protocols import Policy, Sampler
 
 
 def _sum_non_batch(x: Tensor) -> Tensor:
@@ -135,83 +140,6 @@ class DataBatch:
         )
 
 
-def _per_sample(values: Tensor, like: Tensor) -> Tensor:
-    """``[B]`` values shaped to broadcast against ``like`` ``[B, ...]``."""
-    return values.to(like.device, like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
-
-
-@attrs.frozen(kw_only=True)
-class NoiseSchedule:
-    """A DDPM-type forward process ``x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps``.
-
-    ``alphas_cumprod``: ``[T]`` float64-safe values ``a_t``; ``prediction_type``: ``"epsilon"``,
-    ``"v_prediction"`` or ``"sample"`` (what the network outputs). Timesteps are integers in
-    ``0..T-1``.
-    """
-
-    alphas_cumprod: Tensor
-    prediction_type: str = "epsilon"
-
-    @property
-    def num_train_timesteps(self) -> int:
-        return int(self.alphas_cumprod.shape[0])
-
-    def _alpha(self, t: Tensor, like: Tensor) -> Tensor:
-        return _per_sample(self.alphas_cumprod.to(like.device)[t.long()], like)
-
-    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        a = self._alpha(t, x0)
-        return a.sqrt() * x0 + (1 - a).sqrt() * noise
-
-    def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        if self.prediction_type == "epsilon":
-            return noise
-        if self.prediction_type == "v_prediction":
-            a = self._alpha(t, x0)
-            return a.sqrt() * noise - (1 - a).sqrt() * x0
-        return x0
-
-    def random_timesteps(self, n: int, generator: torch.Generator | None, device) -> Tensor:
-        """``n`` timesteps drawn uniformly, as DDPM pre-training draws them."""
-        return torch.randint(0, self.num_train_timesteps, (n,), generator=generator, device=device)
-
-
-@attrs.frozen(kw_only=True)
-class FlowSchedule:
-    """A rectified-flow forward process ``x_t = (1 - sigma) x0 + sigma eps``; the network predicts
-    the velocity ``eps - x0``.
-
-    ``sigmas``: ``[T]`` the training sigmas, descending from 1, with the shift applied, exactly as
-    diffusers' ``FlowMatchEulerDiscreteScheduler`` holds them after construction;
-    ``scheduler_config``: that scheduler's config, from which samplers derive their sigmas.
-    Timesteps are ``sigma * T`` (floats), as the scheduler passes them to the network.
-    """
-
-    sigmas: Tensor
-    scheduler_config: dict = attrs.field(factory=dict)
-    prediction_type = "flow"
-
-    @property
-    def num_train_timesteps(self) -> int:
-        return int(self.sigmas.shape[0])
-
-    def sigma(self, t: Tensor, like: Tensor) -> Tensor:
-        return _per_sample(t.float() / self.num_train_timesteps, like)
-
-    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        sigma = self.sigma(t, x0)
-        return (1 - sigma) * x0 + sigma * noise
-
-    def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        return noise - x0
-
-    def random_timesteps(self, n: int, generator: torch.Generator | None, device) -> Tensor:
-        """``n`` timesteps at uniformly drawn training sigmas (the shifted distribution that SD3's
-        training scripts use with weighting "none")."""
-        index = torch.randint(0, self.num_train_timesteps, (n,), generator=generator, device=device)
-        return self.sigmas.to(device)[index].float() * self.num_train_timesteps
-
-
 def take(batch: DataBatch, stop: int, start: int = 0) -> DataBatch:
     """Members ``start`` to ``stop`` of ``batch`` (the first ``stop`` by default)."""
     return DataBatch(
@@ -219,3 +147,65 @@ def take(batch: DataBatch, stop: int, start: int = 0) -> DataBatch:
         labels=None if batch.labels is None else batch.labels[start:stop],
         x0=None if batch.x0 is None else batch.x0[start:stop],
     )
+
+
+@attrs.frozen(kw_only=True)
+class StepContext:
+    """What a regularizer's ``loss`` sees at trained step ``step`` of one iteration.
+
+    ``transition`` is the policy's (with gradients) at ``trajectory.latents[step]``;
+    ``reference`` the frozen reference policy (None unless ``needs_reference``);
+    ``reference_transition`` its transition at the same state (None unless
+    ``needs_reference_transition``); ``data`` the iteration's data batch, one member per group
+    (None unless ``needs_data``).
+    """
+
+    policy: Policy
+    step: int
+    is_first_trained_step: bool
+    trajectory: Trajectory
+    group_size: int
+    transition: Gaussian
+    reference: Policy | None = None
+    reference_transition: Gaussian | None = None
+    data: DataBatch | None = None
+    generator: torch.Generator | None = None
+
+
+@attrs.frozen(kw_only=True)
+class UpdateContext:
+    """What a regularizer's optional ``update_loss`` sees, once per optimizer step: the policy,
+    the frozen reference (None unless ``needs_reference``), the iteration's rollout and data
+    (None unless ``needs_data``)."""
+
+    policy: Policy
+    reference: Policy | None
+    trajectory: Trajectory
+    group_size: int
+    data: DataBatch | None
+    generator: torch.Generator | None
+
+
+@attrs.frozen(kw_only=True)
+class EvalContext:
+    """What a metric sees: ``N`` evaluation samples from fixed noise, and what they came from.
+
+    ``samples``: pixels in [0, 1] ``[N, ...]``; ``rewards``: the weighted reward ``[N]``;
+    ``score(pixels, prompts)``: the same weighted reward for any pixels (e.g. held-out data);
+    ``held_out``: the data source's held-out split; ``reference``: the frozen reference policy
+    (None unless a metric ``needs_reference``). When data rather than a policy's samples are
+    evaluated (the reference values of a target), ``trajectory`` and ``cond`` are None.
+    """
+
+    policy: Policy
+    reference: Policy | None
+    sampler: Sampler
+    trajectory: Trajectory | None
+    cond: Any
+    samples: Tensor
+    prompts: tuple[str, ...]
+    rewards: Tensor
+    score: Callable[[Tensor, Sequence[str]], Tensor]
+    held_out: DataBatch
+
+

@@ -15,7 +15,7 @@ norm_num_groups = 4
 
 [sampler]
 name = "ddim-sde"
-steps = 4
+denoising_steps = 4
 eta = 1.0
 
 [[rewards]]
@@ -29,7 +29,7 @@ name = "{regularizer}"
 name = "sklearn-digits"
 
 [pretrain]
-steps = 30
+optimizer_steps = 30
 batch_size = 32
 
 [train]

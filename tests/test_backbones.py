@@ -60,7 +60,7 @@ class TestWan(_Backbone):
 
 class TestFlowSdeOnSd3(SamplerContract):
     def make_sampler(self):
-        return build("sampler", "flow-sde", steps=4, noise_level=0.7)
+        return build("sampler", "flow-sde", denoising_steps=4, noise_level=0.7)
 
     def make_policy(self):
         return build("policy", "sd3")
@@ -70,7 +70,7 @@ class TestFlowSdeOnWanGuided(SamplerContract):
     batch_size = 2
 
     def make_sampler(self):
-        return build("sampler", "flow-sde", steps=3, noise_level=1.0)
+        return build("sampler", "flow-sde", denoising_steps=3, noise_level=1.0)
 
     def make_policy(self):
         return build("policy", "wan", guidance_scale=5.0)
@@ -78,7 +78,7 @@ class TestFlowSdeOnWanGuided(SamplerContract):
 
 class TestDdimSdeOnStableDiffusion(SamplerContract):
     def make_sampler(self):
-        return build("sampler", "ddim-sde", steps=3, eta=1.0)
+        return build("sampler", "ddim-sde", denoising_steps=3, eta=1.0)
 
     def make_policy(self):
         return build("policy", "stable-diffusion", guidance_scale=3.0)
@@ -92,7 +92,7 @@ class TestForwardKLDataOnSd3(RegularizerContract):
         return build("policy", "sd3")
 
     def make_sampler(self):
-        return build("sampler", "flow-sde", steps=3)
+        return build("sampler", "flow-sde", denoising_steps=3)
 
 
 class TestReverseKLOnLoraWan(RegularizerContract):
@@ -103,11 +103,11 @@ class TestReverseKLOnLoraWan(RegularizerContract):
         return build("policy", "wan", lora_rank=2)
 
     def make_sampler(self):
-        return build("sampler", "flow-sde", steps=3)
+        return build("sampler", "flow-sde", denoising_steps=3)
 
 
 def _euler_scheduler(policy, steps):
-    scheduler = FlowMatchEulerDiscreteScheduler.from_config(policy.schedule.scheduler_config)
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(policy.forward_process.scheduler_config)
     scheduler.set_timesteps(steps)
     return scheduler
 
@@ -115,9 +115,9 @@ def _euler_scheduler(policy, steps):
 @pytest.mark.parametrize("name", ["sd3", "wan"])
 def test_zero_noise_flow_sde_equals_the_flow_match_euler_step(name):
     policy = build("policy", name)
-    sampler = build("sampler", "flow-sde", steps=5, noise_level=0.0)
+    sampler = build("sampler", "flow-sde", denoising_steps=5, noise_level=0.0)
     scheduler = _euler_scheduler(policy, 5)
-    assert torch.allclose(sampler.timesteps(policy.schedule), scheduler.timesteps)
+    assert torch.allclose(sampler.timesteps(policy), scheduler.timesteps)
     cond = policy.encode_conditions(fake_batch(2, pixel_shape(policy)))
     x = torch.randn((2, *policy.sample_shape), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -140,7 +140,7 @@ def _flow_grpo_step(v, x, sigma, sigma_next, sigma_max, a):
 
 def test_stochastic_flow_sde_step_equals_flow_grpo_and_its_density():
     policy = build("policy", "sd3")
-    sampler = build("sampler", "flow-sde", steps=4, noise_level=0.7)
+    sampler = build("sampler", "flow-sde", denoising_steps=4, noise_level=0.7)
     sigmas = _euler_scheduler(policy, 4).sigmas
     cond = policy.encode_conditions(fake_batch(2, pixel_shape(policy)))
     x = torch.randn((2, *policy.sample_shape), generator=torch.Generator().manual_seed(0))
@@ -163,7 +163,7 @@ def test_flow_loss_regresses_the_velocity_at_the_schedules_sigma():
     x_t = policy.add_noise(x0, noise, t)
     assert torch.allclose(x_t[0], 0.75 * x0[0] + 0.25 * noise[0], atol=1e-6)
     assert torch.equal(policy.training_target(x0, noise, t), noise - x0)
-    drawn = policy.schedule.random_timesteps(10_000, torch.Generator().manual_seed(0), "cpu") / 1000
+    drawn = policy.forward_process.random_timesteps(10_000, torch.Generator().manual_seed(0), "cpu") / 1000
     shifted_median = 3 * 0.5 / (1 + 2 * 0.5)  # the shift-3 image of a uniform sigma's median
     assert abs(drawn.median().item() - shifted_median) < 0.02
 
@@ -228,7 +228,7 @@ def test_checkpoint_of_other_lora_options_is_refused():
 
 def test_bf16_autocast_keeps_log_probs_float32():
     policy = build("policy", "sd3", mixed_precision="bf16")
-    context = make_step_context(policy, build("sampler", "flow-sde", steps=2), groups=1, group_size=2)
+    context = make_step_context(policy, build("sampler", "flow-sde", denoising_steps=2), groups=1, group_size=2)
     assert context.trajectory.log_probs.dtype == torch.float32
     assert torch.isfinite(context.trajectory.log_probs).all()
 

@@ -4,9 +4,10 @@ the errors for a folder of the old layout or of another policy."""
 import pytest
 import torch
 
-from ddrl_framework.distributed import World
+from ddrl_framework.distributed.sharding import Layout
+from ddrl_framework.distributed.world import World
 from ddrl_framework.errors import UserError
-from ddrl_framework.sharding import Layout
+from ddrl_framework.running.checkpoint import load_training_state, save_training_state
 from ddrl_framework.testing.fakes import FakePolicy
 
 
@@ -23,7 +24,7 @@ def test_a_policy_without_trainable_module_round_trips_weights_and_optimizer(tmp
     policy = FakePolicy()
     assert not hasattr(policy, "trainable_module")
     shards = _trained(policy)
-    path = shards.save(tmp_path, 2, {"iteration": 2, "data": {"position": 5}}, keep=2)
+    path = save_training_state(shards, tmp_path, 2, {"iteration": 2, "data": {"position": 5}}, keep=2)
     files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
     # nothing pickled but the plain-valued state
     assert files == ["tensors/shard-00001-model-00001-of-00001.safetensors", "trainer.pt"]
@@ -31,7 +32,7 @@ def test_a_policy_without_trainable_module_round_trips_weights_and_optimizer(tmp
     fresh = FakePolicy(seed=1)  # other weights until loaded
     assert not torch.equal(next(iter(fresh.trainable_parameters())), next(iter(policy.trainable_parameters())))
     loaded = _trained(fresh, steps=0)
-    state = loaded.load(path)
+    state = load_training_state(loaded, path)
     assert state == {"iteration": 2, "data": {"position": 5}}
     for a, b in zip(policy.trainable_parameters(), fresh.trainable_parameters()):
         assert torch.equal(a, b)
@@ -42,14 +43,14 @@ def test_a_policy_without_trainable_module_round_trips_weights_and_optimizer(tmp
 
 
 def test_a_checkpoint_of_another_policy_is_a_user_error(tmp_path):
-    path = _trained(FakePolicy()).save(tmp_path, 1, {"iteration": 1}, keep=1)
+    path = save_training_state(_trained(FakePolicy()), tmp_path, 1, {"iteration": 1}, keep=1)
     other = FakePolicy(channels=2)  # other shapes
     with pytest.raises(UserError, match=r"does not match this run"):
-        _trained(other, steps=0).load(path)
+        load_training_state(_trained(other, steps=0), path)
 
 
 def test_a_checkpoint_of_the_old_layout_is_named(tmp_path):
-    path = _trained(FakePolicy()).save(tmp_path, 1, {"iteration": 1}, keep=1)
+    path = save_training_state(_trained(FakePolicy()), tmp_path, 1, {"iteration": 1}, keep=1)
     (path / "tensors").rename(path / "policy.safetensors")
     with pytest.raises(UserError, match=r"no tensors/ folder: it was written by an older version"):
-        _trained(FakePolicy(), steps=0).load(path)
+        load_training_state(_trained(FakePolicy(), steps=0), path)

@@ -69,8 +69,8 @@ def test_the_pretrained_reference_is_cached(tiny_config, monkeypatch):
     (["train", "{config}", "--set", "train.groupz=3"], "extra fields found (groupz) at key train"),
     (["train", "{config}", "--set", "train.groups=two"], "at key train.groups"),
     (["train", "{config}", "--set", "sampler.eta=0.0"], "set eta > 0"),
-    (["train", "{config}", "--set", "train.trained_steps=[9]"], "train.trained_steps [9]"),
-    (["pretrain", "{config}", "--set", "pretrain.steps=0"], "[pretrain] steps must be > 0"),
+    (["train", "{config}", "--set", "train.trained_denoising_steps=[9]"], "train.trained_denoising_steps [9]"),
+    (["pretrain", "{config}", "--set", "pretrain.optimizer_steps=0"], "[pretrain] optimizer_steps must be > 0"),
 ])
 def test_user_errors_exit_2_with_a_message(tiny_config, capsys, args, message):
     config = tiny_config()
@@ -106,7 +106,7 @@ def test_a_corrupt_checkpoint_exits_2_and_keeps_every_file(tiny_config, damaged)
     result = subprocess.run([sys.executable, "-m", "ddrl_framework", "train", str(config), "--resume",
                              "--quiet"], capture_output=True, text=True)
     assert result.returncode == 2
-    assert f"corrupt" in result.stderr and damaged in result.stderr
+    assert "corrupt" in result.stderr and damaged in result.stderr
     assert "Traceback" not in result.stderr
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files
 

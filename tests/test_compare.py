@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from ddrl_framework.cli import main
-from ddrl_framework.compare import load_compare
+from ddrl_framework.comparison.compare import load_compare
 from ddrl_framework.errors import UserError
 
 COMPARISON = """

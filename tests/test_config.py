@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from ddrl_framework.config import load_experiment, parse_override
 from ddrl_framework.errors import UserError
+from ddrl_framework.running.config import load_experiment, parse_override
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -40,11 +40,11 @@ def test_sections_split_into_name_and_plugin_options(tmp_path):
 def test_overrides_set_nested_and_listed_values(tmp_path):
     experiment = load_experiment(write(tmp_path, MINIMAL), [
         "train.iterations=7", "regularizer.name=reverse-kl", "regularizer.beta=0.5",
-        "rewards.0.weight=0.25", "train.trained_steps=[0, 2]", "output_dir=elsewhere"])
+        "rewards.0.weight=0.25", "train.trained_denoising_steps=[0, 2]", "output_dir=elsewhere"])
     assert experiment.train.iterations == 7
     assert experiment.regularizer.options == {"beta": 0.5}
     assert experiment.rewards[0].weight == 0.25
-    assert experiment.train.trained_steps == (0, 2)
+    assert experiment.train.trained_denoising_steps == (0, 2)
     assert experiment.output_dir == "elsewhere"
 
 
@@ -76,7 +76,7 @@ def test_bad_override_syntax():
 
 
 def test_a_run_recorded_before_a_field_existed_still_resumes():
-    from ddrl_framework.run_dir import config_changes
+    from ddrl_framework.running.run_dir import config_changes
 
     recorded = {"seed": 0, "regularizer": {"name": "reverse-kl", "beta": 0.1},
                 "train": {"iterations": 10, "groups": 8}}
@@ -91,10 +91,10 @@ def test_a_run_recorded_before_a_field_existed_still_resumes():
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.name)
 def test_every_shipped_config_and_its_plugin_options_are_valid(path):
     """Without building anything (the real-run configs name weights that are not here)."""
-    from ddrl_framework.compare import load_compare
-    from ddrl_framework.config import read_toml
+    from ddrl_framework.comparison.compare import load_compare
     from ddrl_framework.options import structure_options
     from ddrl_framework.registry import load_registry
+    from ddrl_framework.running.config import read_toml
 
     registry = load_registry()
     if "compare" in read_toml(path):

@@ -52,12 +52,12 @@ class TestFakePolicy(PolicyContract):
 
 class TestDdimSde(SamplerContract):
     def make_sampler(self):
-        return build("sampler", "ddim-sde", steps=5, eta=1.0)
+        return build("sampler", "ddim-sde", denoising_steps=5, eta=1.0)
 
 
 class TestDdimSdeOnUnet(SamplerContract):
     def make_sampler(self):
-        return build("sampler", "ddim-sde", steps=3, eta=0.7, clip_sample=False)
+        return build("sampler", "ddim-sde", denoising_steps=3, eta=0.7, clip_sample=False)
 
     def make_policy(self):
         return build("policy", "unet2d", **TINY_UNET)

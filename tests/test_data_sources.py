@@ -153,7 +153,7 @@ class TestReferenceSamples(DataSourceContract):
 
         source = build("reference-samples", prompts=["a", "b", "c"], samples_per_prompt=4, held_out_count=2)
         policy = build_unet2d_policy(block_out_channels=(8, 16), norm_num_groups=4)
-        source.prepare(policy, DdimSdeSampler(steps=2), "tiny-unet", show_progress=False)
+        source.prepare(policy, DdimSdeSampler(denoising_steps=2), "tiny-unet", show_progress=False)
         return source
 
 
@@ -162,7 +162,7 @@ def test_reference_samples_are_the_policys_samples_generated_once(monkeypatch):
     from ddrl_plugins.samplers.ddim_sde import DdimSdeSampler
 
     policy = build_unet2d_policy(block_out_channels=(8, 16), norm_num_groups=4)
-    sampler = DdimSdeSampler(steps=2)
+    sampler = DdimSdeSampler(denoising_steps=2)
     source = build("reference-samples", prompts=["a", "b"], samples_per_prompt=3, held_out_count=1, seed=5)
     source.prepare(policy, sampler, "identity-1", show_progress=False)
     data = source.held_out()

@@ -156,8 +156,8 @@ def _ddp_worker(rank):
     import torch
     import torch.distributed as dist
 
-    from ddrl_framework.distributed import init_world
-    from ddrl_framework.sharding import layout
+    from ddrl_framework.distributed.sharding import layout
+    from ddrl_framework.distributed.world import init_world
 
     world = init_world("cpu")
     torch.manual_seed(rank)  # different initial weights: DDP makes them rank 0's
@@ -207,7 +207,7 @@ def test_ddp_wraps_the_trainable_module_and_syncs_only_the_last_backward_of_a_wi
 class _NanOnRankOne:
     """A regularizer whose loss is NaN on rank 1 at iteration 1 (a fault only one rank sees)."""
 
-    name, needs_reference, needs_data = "nan_on_rank_one", False, False
+    name, needs_reference, needs_reference_transition, needs_data = "nan_on_rank_one", False, False, False
 
     def __init__(self):
         self.calls = 0
@@ -222,10 +222,10 @@ class _NanOnRankOne:
 
 
 def _skip_worker(rank, config, mode):
-    from ddrl_framework.config import load_experiment
     from ddrl_framework.hookspecs import hookimpl
     from ddrl_framework.registry import Registry, make_plugin_manager
-    from ddrl_framework.trainer import train
+    from ddrl_framework.running.config import load_experiment
+    from ddrl_framework.running.trainer import train
 
     class Plugin:
         @hookimpl

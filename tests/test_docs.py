@@ -8,7 +8,7 @@ import attrs
 import pytest
 
 from ddrl_framework import hookspecs
-from ddrl_framework.config import Experiment, PretrainConfig, TrainConfig
+from ddrl_framework.running.config import Experiment, PretrainConfig, TrainConfig
 
 ROOT = Path(__file__).parents[1]
 HOOKS = [name for name, f in vars(hookspecs).items()

@@ -5,10 +5,16 @@ import pytest
 import torch
 
 from ddrl_framework.cli import main
-from ddrl_framework.components import build_components
-from ddrl_framework.config import load_experiment
-from ddrl_framework.doctor import check_ratio, check_scheduler_match, make_probe, run_checks
 from ddrl_framework.registry import load_registry
+from ddrl_framework.running.components import build_components
+from ddrl_framework.running.config import load_experiment
+from ddrl_framework.running.doctor import (
+    check_ratio,
+    check_scheduler_match,
+    make_probe,
+    run_checks,
+)
+from ddrl_framework.running.pretrain import pretrain_if_needed
 from tests.test_backbones import CONFIGS
 
 
@@ -62,8 +68,9 @@ class _OffByOneDeterministic(_OffByOne):
 
 
 def _probe(tiny_config):
-    experiment = load_experiment(tiny_config())
-    parts = build_components(experiment, load_registry(), torch.device("cpu"), show_progress=False)
+    experiment, registry = load_experiment(tiny_config()), load_registry()
+    pretrain_if_needed(experiment, registry, show_progress=False)
+    parts = build_components(experiment, registry, torch.device("cpu"), show_progress=False)
     return make_probe(parts, 4, 0, torch.device("cpu"))
 
 

@@ -7,13 +7,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ddrl_framework import checkpoint
 from ddrl_framework.cli import main
-from ddrl_framework.config import load_experiment
 from ddrl_framework.errors import TrainingError
 from ddrl_framework.hookspecs import hookimpl
 from ddrl_framework.registry import Registry, make_plugin_manager
-from ddrl_framework.trainer import Trainer
+from ddrl_framework.running import checkpoint
+from ddrl_framework.running.checkpoint import load_training_state
+from ddrl_framework.running.config import load_experiment
+from ddrl_framework.running.trainer import Trainer
 
 
 class _Faulty:
@@ -58,7 +59,7 @@ def test_a_nan_reward_stops_the_run_naming_iteration_and_source(tiny_config):
         trainer.run()
     assert [r["iteration"] for r in _records(output)] == [0]
     assert checkpoint.latest_checkpoint(output / "checkpoints").name == "iter-000001"
-    trainer.shards.load(output / "checkpoints" / "iter-000001")  # intact
+    load_training_state(trainer.shards, output / "checkpoints" / "iter-000001")  # intact
 
 
 def test_skip_leaves_the_weights_unchanged_and_counts_the_skip(tiny_config):
@@ -111,4 +112,4 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tiny_config, monkeypatch):
     folder = output / "checkpoints"
     assert checkpoint.latest_checkpoint(folder).name == "iter-000001"
     assert sorted(p.name for p in folder.iterdir()) == ["iter-000001", "latest"]
-    trainer.shards.load(folder / "iter-000001")
+    load_training_state(trainer.shards, folder / "iter-000001")

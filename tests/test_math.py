@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from ddrl_framework.advantages import clipped_policy_loss, group_advantages
+from ddrl_framework.kit.policy_gradient import clipped_policy_loss, group_advantages
 from ddrl_framework.registry import load_registry
 from ddrl_framework.testing import make_step_context
 from ddrl_framework.types import Gaussian
@@ -60,7 +60,7 @@ def test_equal_std_kl_is_the_scaled_squared_mean_distance():
 def test_reverse_kl_term_equals_beta_times_a_monte_carlo_kl():
     policy = build("policy", "unet2d", **TINY_UNET)
     reference = build("policy", "unet2d", seed=1, **TINY_UNET).reference()
-    sampler = build("sampler", "ddim-sde", steps=4)
+    sampler = build("sampler", "ddim-sde", denoising_steps=4)
     context = make_step_context(policy, sampler, step=2, reference=reference)
     beta = 0.3
     term = build("regularizer", "reverse-kl", beta=beta).loss(context)["loss_reverse_kl"]
@@ -86,9 +86,9 @@ def _diffusers_ddim(spacing, clip, prediction_type="epsilon"):
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_zero_noise_step_equals_diffusers_ddim_scheduler_step(spacing, clip, prediction_type):
     policy = build("policy", "unet2d", prediction_type=prediction_type, **TINY_UNET)
-    sampler = build("sampler", "ddim-sde", steps=6, eta=0.0, timestep_spacing=spacing, clip_sample=clip)
+    sampler = build("sampler", "ddim-sde", denoising_steps=6, eta=0.0, timestep_spacing=spacing, clip_sample=clip)
     scheduler = _diffusers_ddim(spacing, clip, prediction_type)
-    assert torch.equal(sampler.timesteps(policy.schedule), scheduler.timesteps)
+    assert torch.equal(sampler.coefficients(policy).timesteps, scheduler.timesteps)
     x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         for k, t in enumerate(scheduler.timesteps):
@@ -101,7 +101,7 @@ def test_zero_noise_step_equals_diffusers_ddim_scheduler_step(spacing, clip, pre
 
 def test_stochastic_step_equals_diffusers_step_with_the_same_noise():
     policy = build("policy", "unet2d", **TINY_UNET)
-    sampler = build("sampler", "ddim-sde", steps=6, eta=0.8)
+    sampler = build("sampler", "ddim-sde", denoising_steps=6, eta=0.8)
     scheduler = _diffusers_ddim("trailing", True)
     x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -117,7 +117,7 @@ def test_stochastic_step_equals_diffusers_step_with_the_same_noise():
 def test_data_term_equals_the_pretraining_loss_on_the_same_inputs(noise_mode):
     """beta * L_diffusion, with L computed independently from diffusers' DDPMScheduler.add_noise."""
     policy = build("policy", "unet2d", **TINY_UNET)
-    sampler = build("sampler", "ddim-sde", steps=4)
+    sampler = build("sampler", "ddim-sde", denoising_steps=4)
     context = make_step_context(policy, sampler, groups=3, group_size=2, step=1)
     beta = 0.05
     regularizer = build("regularizer", "forward-kl-data", beta=beta, noise=noise_mode)
@@ -139,7 +139,7 @@ def test_data_term_equals_the_pretraining_loss_on_the_same_inputs(noise_mode):
 
 
 def test_data_term_only_on_the_first_trained_step_when_asked():
-    policy, sampler = build("policy", "unet2d", **TINY_UNET), build("sampler", "ddim-sde", steps=4)
+    policy, sampler = build("policy", "unet2d", **TINY_UNET), build("sampler", "ddim-sde", denoising_steps=4)
     context = make_step_context(policy, sampler, step=2)
     regularizer = build("regularizer", "forward-kl-data", every_step=False)
     assert regularizer.loss(context)["loss_forward_kl_data"] > 0
@@ -195,10 +195,10 @@ def test_exp_tilt_is_the_papers_transform_with_a_per_group_log_mean_exp():
 
 
 def test_per_reward_advantages_are_aggregated_by_weight(tiny_config):
-    from ddrl_framework.advantages import group_advantages
-    from ddrl_framework.config import load_experiment
+    from ddrl_framework.kit.policy_gradient import group_advantages
     from ddrl_framework.registry import load_registry
-    from ddrl_framework.trainer import Trainer
+    from ddrl_framework.running.config import load_experiment
+    from ddrl_framework.running.trainer import Trainer
 
     config = tiny_config()
     text = config.read_text().replace('[[rewards]]\nname = "brightness"',

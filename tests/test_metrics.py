@@ -8,7 +8,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from ddrl_framework.frechet import (
+from ddrl_framework.evaluation.frechet import (
     exp_tilt_weights,
     forward_kl_weights,
     frechet_distance,
@@ -87,7 +87,7 @@ class TestDrift(MetricContract):
 def test_drift_is_zero_against_itself_and_positive_against_another_model():
     from ddrl_plugins.samplers.ddim_sde import DdimSdeSampler
 
-    policy, sampler = FakePolicy(), DdimSdeSampler(steps=4)
+    policy, sampler = FakePolicy(), DdimSdeSampler(denoising_steps=4)
     assert build("drift")(make_eval_context(policy, sampler))["drift_kl"] == 0.0
     other = make_eval_context(policy, sampler, reference=FakePolicy(seed=3))
     assert build("drift")(other)["drift_kl"] > 0
@@ -96,7 +96,7 @@ def test_drift_is_zero_against_itself_and_positive_against_another_model():
 def test_weighting_towards_brighter_held_out_images_changes_the_fd():
     from ddrl_plugins.samplers.ddim_sde import DdimSdeSampler
 
-    context = make_eval_context(FakePolicy(), DdimSdeSampler(steps=4), count=32)
+    context = make_eval_context(FakePolicy(), DdimSdeSampler(denoising_steps=4), count=32)
     plain = build("frechet-distance")(context)["fd"]
     tilted = build("frechet-distance", weighting="exp-tilt", temperature=0.01)(context)["fd"]
     assert plain != pytest.approx(tilted)

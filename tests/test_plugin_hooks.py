@@ -4,7 +4,6 @@ import re
 import types
 from pathlib import Path
 
-import pytest
 import torch
 
 from ddrl_framework.registry import Registry, make_plugin_manager
@@ -55,12 +54,12 @@ class TestRegisterPoliciesExample(PolicyContract):
 
 
 def test_register_samplers():
-    assert build_example("register_samplers", "sampler", "ddpm", steps=3).eta == 1.0
+    assert build_example("register_samplers", "sampler", "ddpm", denoising_steps=3).eta == 1.0
 
 
 class TestRegisterSamplersExample(SamplerContract):
     def make_sampler(self):
-        return build_example("register_samplers", "sampler", "ddpm", steps=4)
+        return build_example("register_samplers", "sampler", "ddpm", denoising_steps=4)
 
 
 def test_register_reward_models():
@@ -101,7 +100,7 @@ def test_register_metrics():
     from ddrl_framework.testing.fakes import FakePolicy
     from ddrl_plugins.samplers.ddim_sde import DdimSdeSampler
 
-    context = make_eval_context(FakePolicy(), DdimSdeSampler(steps=3))
+    context = make_eval_context(FakePolicy(), DdimSdeSampler(denoising_steps=3))
     value = metric(context)["saturated_fraction"]
     pixels = context.samples
     assert value == ((pixels < 0.1) | (pixels > 0.9)).float().mean().item()

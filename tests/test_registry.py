@@ -91,8 +91,8 @@ def test_unknown_option_names_the_key_and_suggests():
 
 
 def test_wrong_option_type_names_the_key_path():
-    with pytest.raises(UserError, match=r"\[sampler\]\.steps"):
-        load_registry().build("sampler", "ddim-sde", {"steps": "ten"}, "[sampler]")
+    with pytest.raises(UserError, match=r"\[sampler\]\.denoising_steps"):
+        load_registry().build("sampler", "ddim-sde", {"denoising_steps": "ten"}, "[sampler]")
 
 
 def test_rejected_option_value_is_a_user_error():

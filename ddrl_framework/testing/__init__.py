@@ -19,11 +19,17 @@ from ddrl_framework.testing.contracts import (
     RewardModelContract,
     SamplerContract,
 )
-from ddrl_framework.testing.fakes import FakePolicy, fake_batch, make_eval_context, make_step_context
+from ddrl_framework.testing.fakes import (
+    FakePolicy,
+    fake_batch,
+    make_eval_context,
+    make_step_context,
+)
 
 __all__ = [
     "DataSourceContract",
     "FakePolicy",
+    "FakeSampler",
     "MetricContract",
     "PolicyContract",
     "RegularizerContract",

@@ -10,9 +10,22 @@ import math
 import pytest
 import torch
 
-from ddrl_framework.protocols import DataSource, Metric, Policy, Regularizer, RewardModel, Sampler
-from ddrl_framework.testing.fakes import (FakePolicy, fake_batch, make_eval_context, make_step_context,
-                                          pixel_shape)
+from ddrl_framework.protocols import (
+    DataSource,
+    Metric,
+    Policy,
+    Regularizer,
+    RewardModel,
+    Sampler,
+)
+from ddrl_framework.testing.fakes import (
+    FakePolicy,
+    FakeSampler,
+    fake_batch,
+    make_eval_context,
+    make_step_context,
+    pixel_shape,
+)
 from ddrl_framework.types import DataBatch
 
 
@@ -224,9 +237,7 @@ class _FakeBackbone:
         return FakePolicy()
 
     def make_sampler(self) -> Sampler:
-        from ddrl_plugins.samplers.ddim_sde import DdimSdeSampler
-
-        return DdimSdeSampler(steps=4)
+        return FakeSampler()
 
 
 class RegularizerContract(_FakeBackbone):

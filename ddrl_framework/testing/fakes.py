@@ -6,12 +6,14 @@ import copy
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import attrs
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ddrl_framework.protocols import EvalContext, Policy, Sampler, StepContext
-from ddrl_framework.types import DataBatch, NoiseSchedule
+from ddrl_framework.kit.chain import rollout_chain
+from ddrl_framework.kit.forward_process import DdpmProcess
+from ddrl_framework.protocols import Policy, Sampler
+from ddrl_framework.types import DataBatch, EvalContext, Gaussian, StepContext, Trajectory
 
 
 def _cosine_alphas_cumprod(steps: int) -> Tensor:
@@ -38,7 +40,7 @@ class FakePolicy:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.model = _TinyDenoiser(channels)
-        self.schedule = NoiseSchedule(alphas_cumprod=_cosine_alphas_cumprod(1000))
+        self.forward_process = DdpmProcess(alphas_cumprod=_cosine_alphas_cumprod(1000))
         self.sample_shape = (channels, size, size)
         self._reference: FakePolicy | None = None
         if frozen:
@@ -51,19 +53,13 @@ class FakePolicy:
         return self.model(x_t, t.expand(x_t.shape[0]))
 
     def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        a = self.schedule.alphas_cumprod.to(x0.device)[t].reshape(-1, *[1] * (x0.ndim - 1))
-        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+        return self.forward_process.add_noise(x0, noise, t)
 
     def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        return noise
+        return self.forward_process.training_target(x0, noise, t)
 
     def diffusion_loss(self, x0, cond, *, noise=None, t=None, generator=None) -> Tensor:
-        if noise is None:
-            noise = torch.randn(x0.shape, generator=generator, device=x0.device)
-        if t is None:
-            t = torch.randint(0, 1000, (x0.shape[0],), generator=generator, device=x0.device)
-        t = t.expand(x0.shape[0])
-        return F.mse_loss(self.predict(self.add_noise(x0, noise, t), t, cond), noise)
+        return self.forward_process.diffusion_loss(self.predict, x0, cond, noise=noise, t=t, generator=generator)
 
     def decode(self, latents: Tensor) -> Tensor:
         return ((latents + 1) / 2).clamp(0, 1)
@@ -93,6 +89,40 @@ class FakePolicy:
     def to(self, device) -> FakePolicy:
         self.model.to(device)
         return self
+
+
+@attrs.frozen(kw_only=True)
+class FakeSampler:
+    """DDPM's ancestral sampler as DDIM at eta = 1 over ``num_steps`` evenly spaced timesteps, for
+    an epsilon-predicting policy with a :class:`DdpmProcess` (the contracts' stand-in; every
+    step is stochastic)::
+
+        var = (1 - a_prev) / (1 - a_t) (1 - a_t / a_prev),   x0 = (x - sqrt(1 - a_t) eps) / sqrt(a_t)
+        x_{k+1} ~ N(sqrt(a_prev) x0 + sqrt(1 - a_prev - var) eps, var I)
+    """
+
+    num_steps: int = 4
+
+    def _timesteps(self, total: int) -> Tensor:
+        return total - 1 - torch.arange(self.num_steps) * (total // self.num_steps)
+
+    def transition(self, policy: Policy, x_k: Tensor, k: int, cond) -> Gaussian:
+        a = policy.forward_process.alphas_cumprod.to(x_k.device)
+        t = int(self._timesteps(len(a))[k])
+        a_t, a_prev = a[t], a[max(t - len(a) // self.num_steps, 0)]
+        variance = (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)
+        eps = policy.predict(x_k, torch.full((x_k.shape[0],), t, device=x_k.device), cond)
+        x0 = (x_k - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+        mean = a_prev.sqrt() * x0 + (1 - a_prev - variance).sqrt() * eps
+        return Gaussian(mean=mean, std=variance.sqrt())
+
+    def check_trainable(self, policy: Policy, steps) -> None:
+        """Every step is stochastic."""
+
+    @torch.no_grad()
+    def rollout(self, policy: Policy, cond, noise: Tensor, generator=None) -> Trajectory:
+        timesteps = self._timesteps(len(policy.forward_process.alphas_cumprod))
+        return rollout_chain(self, policy, cond, noise, generator, timesteps)
 
 
 def fake_batch(n: int, sample_shape: tuple[int, ...] = (1, 8, 8), seed: int = 0) -> DataBatch:

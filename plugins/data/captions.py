@@ -16,12 +16,18 @@ from pathlib import Path
 import attrs
 import torch
 
-from ddrl_framework.data_nodes import BatchLoader
 from ddrl_framework.errors import UserError
 from ddrl_framework.hookspecs import hookimpl
+from ddrl_framework.kit.data_nodes import BatchLoader
+from ddrl_framework.kit.files import (
+    IMAGE_SUFFIXES,
+    existing_file,
+    load_image,
+    load_video,
+    read_jsonl,
+    text_of,
+)
 from ddrl_framework.types import DataBatch
-from ddrl_plugins.data.files import (IMAGE_SUFFIXES, existing_file, load_image, load_video, read_jsonl,
-                                     text_of)
 
 
 @hookimpl

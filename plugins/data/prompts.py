@@ -6,22 +6,15 @@ from __future__ import annotations
 
 import attrs
 
-from ddrl_framework.data_nodes import BatchLoader
-from ddrl_framework.errors import UserError
 from ddrl_framework.hookspecs import hookimpl
+from ddrl_framework.kit.data_nodes import BatchLoader
+from ddrl_framework.kit.files import existing_file, load_prompt_list, read_prompts
 from ddrl_framework.types import DataBatch
-from ddrl_plugins.data.files import existing_file, read_prompts
 
 
 @hookimpl
 def register_data_sources(register):
     register("prompts", PromptList)
-
-
-def load_prompt_list(file: str | None, prompts: tuple[str, ...]) -> list[str]:
-    if (file is None) == (not prompts):
-        raise UserError("[data] give either file = \"prompts.txt\" or prompts = [\"...\"], not both or neither")
-    return read_prompts(existing_file(file, "file")) if file is not None else list(prompts)
 
 
 @attrs.frozen(kw_only=True)

@@ -17,12 +17,12 @@ import torch
 from safetensors.torch import save
 from tqdm import tqdm
 
-from ddrl_framework.checkpoint import atomic_write_bytes
-from ddrl_framework.data_nodes import BatchLoader
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.runtime import cache_root, config_hash
+from ddrl_framework.kit.cache import cache_root, config_hash
+from ddrl_framework.kit.data_nodes import BatchLoader
+from ddrl_framework.kit.files import load_prompt_list
+from ddrl_framework.kit.io import atomic_write_bytes
 from ddrl_framework.types import DataBatch, take
-from ddrl_plugins.data.prompts import load_prompt_list
 
 
 @hookimpl

@@ -11,28 +11,17 @@ from collections.abc import Sequence
 
 import attrs
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ddrl_framework.data_nodes import BatchLoader
 from ddrl_framework.hookspecs import hookimpl
+from ddrl_framework.kit.data_nodes import BatchLoader
 from ddrl_framework.types import DataBatch
+from ddrl_plugins.shared.digits import DigitsSplit, split_digits
 
 
 @hookimpl
 def register_data_sources(register):
     register("sklearn-digits", SklearnDigits)
-
-
-def load_digit_images(size: int) -> tuple[Tensor, Tensor]:
-    """All digits as ``[1797, 1, size, size]`` in [0, 1] and their labels ``[1797]``."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    if size != 8:
-        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-    return images.clamp(0, 1), torch.tensor(digits.target, dtype=torch.long)
 
 
 def _batch(images: Tensor, labels: Tensor) -> DataBatch:
@@ -45,29 +34,23 @@ class SklearnDigits:
     held_out_fraction: float = attrs.field(default=0.2, validator=attrs.validators.and_(
         attrs.validators.gt(0.0), attrs.validators.lt(1.0)))
     split_seed: int = 0  # the fixed train / held-out split
-    _images: Tensor = attrs.field(init=False, repr=False)
-    _labels: Tensor = attrs.field(init=False, repr=False)
-    _train: Tensor = attrs.field(init=False, repr=False)
-    _held_out: Tensor = attrs.field(init=False, repr=False)
+    _split: DigitsSplit = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        images, labels = load_digit_images(self.size)
-        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
-        n_held = int(round(self.held_out_fraction * len(labels)))
-        for name, value in (("_images", images), ("_labels", labels),
-                            ("_held_out", order[:n_held]), ("_train", order[n_held:])):
-            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_split", split_digits(self.size, self.held_out_fraction, self.split_seed))
 
     @property
     def num_train(self) -> int:
-        return len(self._train)
+        return len(self._split.train)
 
     def _collate(self, positions: Sequence[int]) -> DataBatch:
-        index = self._train[torch.as_tensor(positions)]
-        return _batch(self._images[index], self._labels[index])
+        split = self._split
+        index = split.train[torch.as_tensor(positions)]
+        return _batch(split.images[index], split.labels[index])
 
     def loader(self, batch_size: int, seed: int) -> BatchLoader:
         return BatchLoader(self.num_train, batch_size, seed, self._collate)
 
     def held_out(self) -> DataBatch:
-        return _batch(self._images[self._held_out], self._labels[self._held_out])
+        split = self._split
+        return _batch(split.images[split.held_out], split.labels[split.held_out])

@@ -18,10 +18,14 @@ from typing import Literal
 import attrs
 import torch
 
-from ddrl_framework.frechet import frechet_distance, target_weights, weighted_moments
+from ddrl_framework.evaluation.frechet import (
+    frechet_distance,
+    target_weights,
+    weighted_moments,
+)
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.protocols import EvalContext
-from ddrl_plugins.metrics.digits_classifier import digits_classifier
+from ddrl_framework.types import EvalContext
+from ddrl_plugins.shared.digits_classifier import digits_classifier
 
 
 @hookimpl

@@ -9,25 +9,28 @@ without it a tiny random configuration is built (CPU-sized, for tests and ``conf
 
 from __future__ import annotations
 
-from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel,
-                       StableDiffusion3Pipeline)
+from diffusers import (
+    AutoencoderKL,
+    FlowMatchEulerDiscreteScheduler,
+    SD3Transformer2DModel,
+    StableDiffusion3Pipeline,
+)
 from torch import Tensor
 
-from ddrl_framework.diffusers_policy import DiffusersPolicy, TrainingOptions, load_pipeline
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.types import FlowSchedule
-from ddrl_plugins.policies import tiny_parts
+from ddrl_framework.kit import tiny_text
+from ddrl_framework.kit.diffusers_policy import (
+    DiffusersPolicy,
+    TrainingOptions,
+    flow_matching_process,
+    load_pipeline,
+)
+from ddrl_framework.kit.seeding import seeded
 
 
 @hookimpl
 def register_policies(register):
     register("sd3", build_sd3_policy)
-
-
-def flow_schedule(scheduler: FlowMatchEulerDiscreteScheduler) -> FlowSchedule:
-    """The schedule of a freshly built scheduler (its training sigmas, shift applied)."""
-    fresh = FlowMatchEulerDiscreteScheduler.from_config(scheduler.config)
-    return FlowSchedule(sigmas=fresh.sigmas.float().cpu(), scheduler_config=dict(fresh.config))
 
 
 class Sd3Policy(DiffusersPolicy):
@@ -69,13 +72,13 @@ def tiny_pipeline(seed: int = 0) -> StableDiffusion3Pipeline:
             use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
 
     return StableDiffusion3Pipeline(
-        transformer=tiny_parts.seeded(seed, transformer), vae=tiny_parts.seeded(seed + 1, vae),
+        transformer=seeded(seed, transformer), vae=seeded(seed + 1, vae),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        text_encoder=tiny_parts.clip_text_model(16, seed + 2, with_projection=True),
-        tokenizer=tiny_parts.clip_tokenizer(),
-        text_encoder_2=tiny_parts.clip_text_model(16, seed + 3, with_projection=True),
-        tokenizer_2=tiny_parts.clip_tokenizer(),
-        text_encoder_3=tiny_parts.t5_encoder(32, seed + 4), tokenizer_3=tiny_parts.t5_tokenizer())
+        text_encoder=tiny_text.clip_text_model(16, seed + 2, with_projection=True),
+        tokenizer=tiny_text.clip_tokenizer(),
+        text_encoder_2=tiny_text.clip_text_model(16, seed + 3, with_projection=True),
+        tokenizer_2=tiny_text.clip_tokenizer(),
+        text_encoder_3=tiny_text.t5_encoder(32, seed + 4), tokenizer_3=tiny_text.t5_tokenizer())
 
 
 def build_sd3_policy(
@@ -95,7 +98,7 @@ def build_sd3_policy(
     side = (resolution or pipeline.transformer.config.sample_size * factor) // factor
     shape = (pipeline.transformer.config.in_channels, side, side)
     pixels = (3, side * factor, side * factor)
-    policy = Sd3Policy(pipeline, flow_schedule(pipeline.scheduler), shape, pixels, options)
+    policy = Sd3Policy(pipeline, flow_matching_process(pipeline.scheduler), shape, pixels, options)
     policy.max_sequence_length = max_sequence_length
     return policy
 

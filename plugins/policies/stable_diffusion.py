@@ -11,14 +11,23 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
-from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    DDPMScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
 from torch import Tensor
 
-from ddrl_framework.diffusers_policy import DiffusersPolicy, TrainingOptions, load_pipeline
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.types import NoiseSchedule
-from ddrl_plugins.policies import tiny_parts
+from ddrl_framework.kit import tiny_text
+from ddrl_framework.kit.diffusers_policy import (
+    DiffusersPolicy,
+    TrainingOptions,
+    load_pipeline,
+)
+from ddrl_framework.kit.forward_process import DdpmProcess
+from ddrl_framework.kit.seeding import seeded
 
 
 @hookimpl
@@ -60,8 +69,8 @@ def tiny_pipeline(seed: int = 0, prediction_type: str = "epsilon") -> StableDiff
             layers_per_block=1, norm_num_groups=4, sample_size=32)
 
     return StableDiffusionPipeline(
-        unet=tiny_parts.seeded(seed, unet), vae=tiny_parts.seeded(seed + 1, vae),
-        text_encoder=tiny_parts.clip_text_model(16, seed + 2), tokenizer=tiny_parts.clip_tokenizer(),
+        unet=seeded(seed, unet), vae=seeded(seed + 1, vae),
+        text_encoder=tiny_text.clip_text_model(16, seed + 2), tokenizer=tiny_text.clip_tokenizer(),
         scheduler=DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                                 prediction_type=prediction_type, clip_sample=False, steps_offset=1),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
@@ -82,12 +91,12 @@ def build_stable_diffusion_policy(
         pipeline = load_pipeline(StableDiffusionPipeline, pretrained, safety_checker=None,
                                  requires_safety_checker=False)
     ddpm = DDPMScheduler.from_config(pipeline.scheduler.config)
-    schedule = NoiseSchedule(alphas_cumprod=ddpm.alphas_cumprod.float(),
+    process = DdpmProcess(alphas_cumprod=ddpm.alphas_cumprod.float(),
                              prediction_type=prediction_type or ddpm.config.prediction_type)
     factor = 2 ** (len(pipeline.vae.config.block_out_channels) - 1)
     side = (resolution or pipeline.unet.config.sample_size * factor) // factor
     shape = (pipeline.unet.config.in_channels, side, side)
-    return StableDiffusionPolicy(pipeline, schedule, shape, (3, side * factor, side * factor), options)
+    return StableDiffusionPolicy(pipeline, process, shape, (3, side * factor, side * factor), options)
 
 
 build_stable_diffusion_policy.option_class = TrainingOptions

@@ -16,8 +16,8 @@ from diffusers import DDPMScheduler, UNet2DModel
 from torch import Tensor
 
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.losses import simple_diffusion_loss
-from ddrl_framework.types import DataBatch, NoiseSchedule
+from ddrl_framework.kit.forward_process import DdpmProcess
+from ddrl_framework.types import DataBatch
 
 
 @hookimpl
@@ -31,7 +31,7 @@ class Unet2DPolicy:
     def __init__(self, model: UNet2DModel, scheduler: DDPMScheduler, frozen: bool = False):
         self.model = model
         self.scheduler = scheduler
-        self.schedule = NoiseSchedule(
+        self.forward_process = DdpmProcess(
             alphas_cumprod=scheduler.alphas_cumprod.float(),
             prediction_type=scheduler.config.prediction_type,
         )
@@ -60,14 +60,14 @@ class Unet2DPolicy:
 
     # --- the forward process ----------------------------------------------------------
     def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        return self.schedule.add_noise(x0, noise, t)
+        return self.forward_process.add_noise(x0, noise, t)
 
     def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        return self.schedule.training_target(x0, noise, t)
+        return self.forward_process.training_target(x0, noise, t)
 
     def diffusion_loss(self, x0, cond, *, noise=None, t=None, generator=None) -> Tensor:
         """Mean squared error to ``training_target`` at uniformly drawn timesteps ("simple" loss)."""
-        return simple_diffusion_loss(self, x0, cond, noise=noise, t=t, generator=generator)
+        return self.forward_process.diffusion_loss(self.predict, x0, cond, noise=noise, t=t, generator=generator)
 
     # --- pixels -----------------------------------------------------------------------
     def decode(self, latents: Tensor) -> Tensor:

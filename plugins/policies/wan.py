@@ -11,13 +11,23 @@ folder scheduler's ``flow_shift`` / ``shift``.
 from __future__ import annotations
 
 import torch
-from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+from diffusers import (
+    AutoencoderKLWan,
+    FlowMatchEulerDiscreteScheduler,
+    WanPipeline,
+    WanTransformer3DModel,
+)
 from torch import Tensor
 
-from ddrl_framework.diffusers_policy import DiffusersPolicy, TrainingOptions, load_pipeline
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_plugins.policies import tiny_parts
-from ddrl_plugins.policies.sd3 import flow_schedule
+from ddrl_framework.kit import tiny_text
+from ddrl_framework.kit.diffusers_policy import (
+    DiffusersPolicy,
+    TrainingOptions,
+    flow_matching_process,
+    load_pipeline,
+)
+from ddrl_framework.kit.seeding import seeded
 
 
 @hookimpl
@@ -69,9 +79,9 @@ def tiny_pipeline(seed: int = 0) -> WanPipeline:
                                 temperal_downsample=[False, True, True])
 
     return WanPipeline(
-        transformer=tiny_parts.seeded(seed, transformer), vae=tiny_parts.seeded(seed + 1, vae),
+        transformer=seeded(seed, transformer), vae=seeded(seed + 1, vae),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        text_encoder=tiny_parts.t5_encoder(32, seed + 2, umt5=True), tokenizer=tiny_parts.t5_tokenizer())
+        text_encoder=tiny_text.t5_encoder(32, seed + 2, umt5=True), tokenizer=tiny_text.t5_tokenizer())
 
 
 def _flow_scheduler(pipeline: WanPipeline, shift: float | None) -> FlowMatchEulerDiscreteScheduler:
@@ -98,8 +108,8 @@ def build_wan_policy(
     spatial = pipeline.vae_scale_factor_spatial
     latent_frames = (frames - 1) // pipeline.vae_scale_factor_temporal + 1
     shape = (pipeline.transformer.config.in_channels, latent_frames, height // spatial, width // spatial)
-    schedule = flow_schedule(_flow_scheduler(pipeline, shift))
-    policy = WanPolicy(pipeline, schedule, shape, (3, frames, height, width), options)
+    process = flow_matching_process(_flow_scheduler(pipeline, shift))
+    policy = WanPolicy(pipeline, process, shape, (3, frames, height, width), options)
     policy.max_sequence_length = max_sequence_length
     return policy
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.protocols import StepContext
+from ddrl_framework.types import StepContext
 
 
 @hookimpl
@@ -35,6 +35,7 @@ class ForwardKLData:
     every_step: bool = True
     name = "forward_kl_data"
     needs_reference = False
+    needs_reference_transition = False
     needs_data = True
 
     def loss(self, context: StepContext) -> dict[str, Tensor]:

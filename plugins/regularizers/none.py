@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.protocols import StepContext
+from ddrl_framework.types import StepContext
 
 
 @hookimpl
@@ -19,6 +19,7 @@ def register_regularizers(register):
 class NoRegularizer:
     name = "none"
     needs_reference = False
+    needs_reference_transition = False
     needs_data = False
 
     def loss(self, context: StepContext) -> dict[str, Tensor]:

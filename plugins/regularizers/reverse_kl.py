@@ -11,7 +11,7 @@ import attrs
 from torch import Tensor
 
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.protocols import StepContext
+from ddrl_framework.types import StepContext
 
 
 @hookimpl
@@ -23,7 +23,8 @@ def register_regularizers(register):
 class ReverseKL:
     beta: float = attrs.field(default=0.01, validator=attrs.validators.ge(0.0))
     name = "reverse_kl"
-    needs_reference = True
+    needs_reference = False
+    needs_reference_transition = True
     needs_data = False
 
     def loss(self, context: StepContext) -> dict[str, Tensor]:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ddrl_framework.hookspecs import hookimpl
+from ddrl_plugins.shared.digits import split_digits
 
 
 @hookimpl
@@ -27,12 +28,9 @@ def _fit(regularization: float) -> tuple[Tensor, Tensor]:
     """Weights ``[10, 64]`` and biases ``[10]`` of a multinomial logistic regression."""
     from sklearn.linear_model import LogisticRegression
 
-    from ddrl_plugins.data.sklearn_digits import SklearnDigits
-
-    source = SklearnDigits()
-    index = source._train
-    pixels = source._images[index].flatten(1).numpy()
-    model = LogisticRegression(C=regularization, max_iter=2000).fit(pixels, source._labels[index].numpy())
+    split = split_digits()
+    pixels = split.images[split.train].flatten(1).numpy()
+    model = LogisticRegression(C=regularization, max_iter=2000).fit(pixels, split.labels[split.train].numpy())
     return torch.tensor(model.coef_, dtype=torch.float32), torch.tensor(model.intercept_, dtype=torch.float32)
 
 

@@ -10,24 +10,26 @@ policy's scheduler config (shift included), ending at 0. With ``v`` the predicte
     std  = g sqrt(-dt)
     x_{k+1} ~ N(mean, std^2 I)
 
-``noise_level = 0`` is the scheduler's deterministic Euler step ``x + v dt``.
+``noise_level = 0`` is the scheduler's deterministic Euler step ``x + v dt``. The per-step
+``(sigma, dt, g)`` are computed once per scheduler config, step count and noise level.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler
 from torch import Tensor
 
 from ddrl_framework.hookspecs import hookimpl
+from ddrl_framework.kit.chain import require_process, rollout_chain
+from ddrl_framework.kit.forward_process import FlowMatchingProcess
 from ddrl_framework.protocols import Policy
-from ddrl_framework.samplers import require_schedule, rollout_chain
-from ddrl_framework.types import FlowSchedule, Gaussian, Trajectory
+from ddrl_framework.types import Gaussian, Trajectory
 
 
 @hookimpl
@@ -35,55 +37,54 @@ def register_samplers(register):
     register("flow-sde", FlowSdeSampler)
 
 
-def inference_sigmas(schedule: FlowSchedule, steps: int) -> Tensor:
-    """``[steps + 1]`` float32 sigmas, descending to 0, exactly as the diffusers scheduler sets them."""
-    return _sigmas(json.dumps(schedule.scheduler_config, sort_keys=True, default=str), steps).clone()
+@attrs.frozen(kw_only=True)
+class FlowStep:
+    sigma: float
+    dt: float  # sigmas[k + 1] - sigma, negative
+    g: float  # the diffusion coefficient; 0: a deterministic Euler step
 
-
-@functools.lru_cache(maxsize=16)
-def _sigmas(config_json: str, steps: int) -> Tensor:
-    """Built once per scheduler config and step count: every transition of every rollout reads them."""
-    scheduler = FlowMatchEulerDiscreteScheduler.from_config(json.loads(config_json))
-    scheduler.set_timesteps(steps)
-    return scheduler.sigmas.float()
-
-
-def _flow_schedule(policy: Policy) -> FlowSchedule:
-    return require_schedule(policy, FlowSchedule, "flow-sde", instead="ddim-sde")
+    @property
+    def std(self) -> float:
+        return self.g * (-self.dt) ** 0.5
 
 
 @attrs.frozen(kw_only=True)
 class FlowSdeSampler:
-    steps: int = attrs.field(default=10, validator=attrs.validators.ge(1))  # sampler steps K
+    denoising_steps: int = attrs.field(default=10, validator=attrs.validators.ge(1))  # K
     # Flow-GRPO's "a": 0 is the deterministic Euler ODE step (no density, cannot be trained)
     noise_level: float = attrs.field(default=0.7, validator=attrs.validators.ge(0.0))
 
     @property
     def num_steps(self) -> int:
-        return self.steps
+        return self.denoising_steps
 
-    def timesteps(self, schedule: FlowSchedule) -> Tensor:
+    def _process(self, policy: Policy) -> FlowMatchingProcess:
+        return require_process(policy, FlowMatchingProcess, "flow-sde", instead="ddim-sde")
+
+    def steps(self, policy: Policy) -> tuple[FlowStep, ...]:
+        return _flow_steps(self._process(policy), self.denoising_steps, self.noise_level)
+
+    def timesteps(self, policy: Policy) -> Tensor:
         """``[K]`` network timesteps ``sigma * T``, as the scheduler passes them."""
-        return inference_sigmas(schedule, self.steps)[:-1] * schedule.num_train_timesteps
-
-    def step_sigmas(self, schedule: FlowSchedule, k: int) -> tuple[float, float, float]:
-        """``(sigma, sigma_next, g)`` of step ``k``."""
-        sigmas = inference_sigmas(schedule, self.steps)
-        sigma, sigma_next = float(sigmas[k]), float(sigmas[k + 1])
-        one_minus = 1 - (float(sigmas[1]) if sigma == 1 else sigma)
-        g = self.noise_level * (sigma / one_minus) ** 0.5 if one_minus > 0 else 0.0
-        return sigma, sigma_next, g
+        total = self._process(policy).num_train_timesteps
+        return inference_sigmas(self._process(policy), self.denoising_steps)[:-1] * total
 
     def transition(self, policy: Policy, x_k: Tensor, k: int, cond: Any) -> Gaussian:
-        schedule = _flow_schedule(policy)
-        sigma, sigma_next, g = self.step_sigmas(schedule, k)
-        t = torch.full((x_k.shape[0],), sigma * schedule.num_train_timesteps, device=x_k.device)
+        step, total = self.steps(policy)[k], self._process(policy).num_train_timesteps
+        sigma, dt, g = step.sigma, step.dt, step.g
+        t = torch.full((x_k.shape[0],), sigma * total, device=x_k.device)
         v = policy.predict(x_k, t, cond).float()
-        x, dt = x_k.float(), sigma_next - sigma
+        x = x_k.float()
         drift = (g * g / (2 * sigma)) * (x + (1 - sigma) * v) if g > 0 else torch.zeros_like(x)
         mean = x + drift * dt + v * dt
-        std = torch.tensor(g * (-dt) ** 0.5, device=x_k.device, dtype=torch.float32)
-        return Gaussian(mean=mean, std=std)
+        return Gaussian(mean=mean, std=torch.tensor(step.std, device=x_k.device, dtype=torch.float32))
+
+    def check_trainable(self, policy: Policy, steps: Sequence[int]) -> None:
+        """A ``ValueError`` naming ``noise_level`` if any of ``steps`` has std 0."""
+        flat = [k for k in steps if self.steps(policy)[k].std == 0]
+        if flat:
+            raise ValueError(f"flow-sde: sampler step(s) {flat} are deterministic (std 0) at noise_level = "
+                             f"{self.noise_level}: set noise_level > 0")
 
     def deterministic(self) -> FlowSdeSampler:
         """This sampler at zero noise (the ODE), for checks against :meth:`scheduler_step`."""
@@ -92,9 +93,10 @@ class FlowSdeSampler:
     @torch.no_grad()
     def scheduler_step(self, policy: Policy, x_k: Tensor, k: int, cond: Any) -> Tensor:
         """Step ``k`` of diffusers' ``FlowMatchEulerDiscreteScheduler`` (what zero noise must equal)."""
-        schedule = _flow_schedule(policy)
-        scheduler = FlowMatchEulerDiscreteScheduler.from_config(schedule.scheduler_config)
-        scheduler.set_timesteps(self.steps)
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        scheduler = FlowMatchEulerDiscreteScheduler.from_config(self._process(policy).scheduler_config)
+        scheduler.set_timesteps(self.denoising_steps)
         scheduler.set_begin_index(k)
         t = scheduler.timesteps[k]
         output = policy.predict(x_k, t.to(x_k.device).expand(x_k.shape[0]), cond)
@@ -102,4 +104,31 @@ class FlowSdeSampler:
 
     @torch.no_grad()
     def rollout(self, policy: Policy, cond: Any, noise: Tensor, generator=None) -> Trajectory:
-        return rollout_chain(self, policy, cond, noise, generator, self.timesteps(_flow_schedule(policy)))
+        return rollout_chain(self, policy, cond, noise, generator, self.timesteps(policy))
+
+
+def inference_sigmas(process: FlowMatchingProcess, steps: int) -> Tensor:
+    """``[steps + 1]`` float32 sigmas, descending to 0, exactly as the diffusers scheduler sets them."""
+    return _sigmas(json.dumps(process.scheduler_config, sort_keys=True, default=str), steps).clone()
+
+
+@functools.lru_cache(maxsize=16)
+def _sigmas(config_json: str, steps: int) -> Tensor:
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(json.loads(config_json))
+    scheduler.set_timesteps(steps)
+    return scheduler.sigmas.float()
+
+
+@functools.lru_cache(maxsize=16)
+def _flow_steps(process: FlowMatchingProcess, steps: int, noise_level: float) -> tuple[FlowStep, ...]:
+    """Computed once per forward process (hashed by identity), step count and noise level."""
+    sigmas = [float(s) for s in inference_sigmas(process, steps)]
+    out = []
+    for k in range(steps):
+        sigma, sigma_next = sigmas[k], sigmas[k + 1]
+        one_minus = 1 - (sigmas[1] if sigma == 1 else sigma)
+        g = noise_level * (sigma / one_minus) ** 0.5 if one_minus > 0 else 0.0
+        out.append(FlowStep(sigma=sigma, dt=sigma_next - sigma, g=g))
+    return tuple(out)

@@ -32,13 +32,23 @@ import attrs
 import torch
 from tqdm import tqdm
 
-from ddrl_framework.checkpoint import atomic_write_bytes, latest_checkpoint
-from ddrl_framework.config import Experiment, apply_override, parse_override, read_toml, structure
 from ddrl_framework.errors import UserError
-from ddrl_framework.frechet import target_weights
-from ddrl_framework.pretrain import ensure_pretrained
+from ddrl_framework.evaluation.frechet import target_weights
+from ddrl_framework.kit.io import atomic_write_bytes
 from ddrl_framework.registry import Registry
-from ddrl_framework.trainer import Trainer
+from ddrl_framework.running.checkpoint import latest_checkpoint
+from ddrl_framework.running.components import build_components, make_evaluator
+from ddrl_framework.running.config import (
+    Experiment,
+    apply_override,
+    parse_override,
+    read_toml,
+    structure,
+    structure_experiment,
+)
+from ddrl_framework.running.device import resolve_device
+from ddrl_framework.running.pretrain import pretrain_if_needed
+from ddrl_framework.running.trainer import Trainer
 
 
 @attrs.frozen(kw_only=True)
@@ -99,7 +109,7 @@ def load_compare(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Exper
     for text in overrides:
         apply_override(data, *parse_override(text))
     compare = structure(data.pop("compare", {}), CompareConfig, str(path), "compare.")
-    base = structure(data, Experiment, str(path))
+    base = structure_experiment(data, str(path))
     runs = [_run(data, arm, beta, seed, str(path))
             for arm in compare.arms for beta in (arm.betas or (None,)) for seed in compare.seeds]
     names = [r.name for r in runs]
@@ -114,7 +124,7 @@ def load_base_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Exp
     data.pop("compare", None)
     for text in overrides:
         apply_override(data, *parse_override(text))
-    return structure(data, Experiment, str(path))
+    return structure_experiment(data, str(path))
 
 
 def _run(base: dict[str, Any], arm: Arm, beta: float | None, seed: int, source: str) -> RunSpec:
@@ -125,7 +135,7 @@ def _run(base: dict[str, Any], arm: Arm, beta: float | None, seed: int, source: 
     name = arm.name + ("" if beta is None else f"-beta{beta:g}") + f"-seed{seed}"
     data["seed"] = seed
     data["output_dir"] = str(Path(base["output_dir"]) / "runs" / name)
-    experiment = structure(data, Experiment, f"{source} (arm '{arm.name}', run {name})")
+    experiment = structure_experiment(data, f"{source} (arm '{arm.name}', run {name})")
     return RunSpec(name=name, arm=arm.name, beta=beta, seed=seed, experiment=experiment)
 
 
@@ -169,11 +179,10 @@ def _execute_in_processes(config: str, overrides: Sequence[str], runs: list[RunS
 def measure_references(base: Experiment, compare: CompareConfig, registry: Registry) -> dict[str, Any]:
     """The evaluation spread (the reference evaluated on fresh noise, ``evaluation_repeats``
     times) and the metrics each target reweighting of the held-out data would score."""
-    folder = Path(base.output_dir) / "reference"
-    experiment = attrs.evolve(base, output_dir=str(folder),
-                              train=attrs.evolve(base.train, iterations=0))
-    trainer = Trainer(experiment, registry, resume=True, show_progress=False)
-    evaluator = trainer.evaluator
+    device = resolve_device(base.train.device)
+    parts = build_components(base, registry, device, show_progress=False)
+    reference = parts.policy.reference() if parts.needs_reference else None
+    evaluator = make_evaluator(parts, reference, base.train, device)
     repeats = [evaluator.evaluate(noise_seed=10_000 + i) for i in range(compare.evaluation_repeats)]
     rewards = evaluator.score_pixels(evaluator.held_out.x0, evaluator.held_out.prompts)
     targets = {}
@@ -187,7 +196,7 @@ def measure_references(base: Experiment, compare: CompareConfig, registry: Regis
 def run_compare(config: str, overrides: Sequence[str], registry: Registry, *,
                 only: str | None = None, show_progress: bool = True) -> Path:
     """Run every unfinished run, then measure the references and write the report."""
-    from ddrl_framework.report import write_report
+    from ddrl_framework.comparison.report import write_report
 
     base, compare, runs = load_compare(config, overrides)
     if only is not None:
@@ -201,8 +210,7 @@ def run_compare(config: str, overrides: Sequence[str], registry: Registry, *,
     manifest = {"config": str(config), "overrides": list(overrides),
                 "compare": attrs.asdict(compare), "runs": [r.manifest() for r in runs]}
     atomic_write_bytes(output / "compare.json", json.dumps(manifest, indent=2, default=list).encode())
-    if base.pretrain.steps > 0 and base.policy.options.get("pretrained") is None:
-        ensure_pretrained(base, registry, show_progress)  # once, before any run needs it
+    pretrain_if_needed(base, registry, show_progress)  # once, before any run needs it
     todo = [r for r in runs if not is_finished(r)]
     if show_progress and len(todo) < len(runs):
         print(f"{len(runs) - len(todo)} of {len(runs)} runs already finished; running the other {len(todo)}")

@@ -8,10 +8,20 @@ import json
 import tempfile
 from pathlib import Path
 
-import torch
-from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer,
-                          T5Tokenizer, UMT5Config, UMT5EncoderModel, T5Config, T5EncoderModel)
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+    T5Config,
+    T5EncoderModel,
+    T5Tokenizer,
+    UMT5Config,
+    UMT5EncoderModel,
+)
 from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+from ddrl_framework.kit.seeding import seeded
 
 
 def clip_tokenizer(max_length: int = 16) -> CLIPTokenizer:
@@ -31,13 +41,6 @@ def t5_tokenizer(max_length: int = 16) -> T5Tokenizer:
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -1.0)]
     pieces += [(c, -2.0) for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
     return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=max_length)
-
-
-def seeded(seed: int, build):
-    """``build()`` with the global RNG seeded, leaving the caller's RNG state untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
 
 
 def clip_text_model(hidden: int, seed: int, with_projection: bool = False, projection: int = 0):

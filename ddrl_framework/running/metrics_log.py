@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ddrl_framework.checkpoint import atomic_write_bytes
+from ddrl_framework.kit.io import atomic_write_bytes
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from ddrl_framework.checkpoint import atomic_write_bytes
-from ddrl_framework.runtime import cache_root
+from ddrl_framework.kit.cache import cache_root
+from ddrl_framework.kit.io import atomic_write_bytes
+from ddrl_plugins.shared.digits import split_digits
 
 VERSION = 1
 
@@ -40,11 +41,8 @@ class DigitsCNN(nn.Module):
 
 
 def _train(epochs: int = 15, seed: int = 0) -> DigitsCNN:
-    from ddrl_plugins.data.sklearn_digits import SklearnDigits
-
-    source = SklearnDigits()
-    index = source._train
-    images, labels = source._images[index], source._labels[index]
+    split = split_digits()
+    images, labels = split.images[split.train], split.labels[split.train]
     with torch.random.fork_rng(devices=[]), torch.enable_grad():  # callers may be in no_grad
         torch.manual_seed(seed)
         model = DigitsCNN()

@@ -7,10 +7,15 @@ from pathlib import Path
 
 import attrs
 
-from ddrl_framework.checkpoint import atomic_write_bytes
-from ddrl_framework.config import Experiment, PretrainConfig, TrainConfig, to_dict
 from ddrl_framework.errors import UserError
-from ddrl_framework.runtime import config_hash
+from ddrl_framework.kit.cache import config_hash
+from ddrl_framework.kit.io import atomic_write_bytes
+from ddrl_framework.running.config import (
+    Experiment,
+    PretrainConfig,
+    TrainConfig,
+    to_dict,
+)
 
 RESUMABLE_CHANGES = ("train.iterations", "train.device", "train.sharding")  # the results stay the same
 

@@ -27,7 +27,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from ddrl_framework.losses import simple_diffusion_loss
+from ddrl_framework.kit.forward_process import FlowMatchingProcess
 from ddrl_framework.types import DataBatch
 
 DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
@@ -72,10 +72,10 @@ class DiffusersPolicy:
     denoiser_input: str = "hidden_states"  # the name of the denoiser's latent argument
     lossless_codec = False  # a VAE round trip is not the identity
 
-    def __init__(self, pipeline: Any, schedule: Any, sample_shape: tuple[int, ...],
+    def __init__(self, pipeline: Any, forward_process: Any, sample_shape: tuple[int, ...],
                  pixel_shape: tuple[int, ...], options: TrainingOptions):
         self.pipeline = pipeline
-        self.schedule = schedule
+        self.forward_process = forward_process  # DdpmProcess or FlowMatchingProcess
         self.sample_shape = tuple(sample_shape)  # one latent
         self.pixel_shape = tuple(pixel_shape)  # what ``decode`` returns for one latent
         self.options = options
@@ -178,14 +178,15 @@ class DiffusersPolicy:
 
     # --- the forward process ------------------------------------------------------------
     def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        return self.schedule.add_noise(x0, noise, t)
+        return self.forward_process.add_noise(x0, noise, t)
 
     def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        return self.schedule.training_target(x0, noise, t)
+        return self.forward_process.training_target(x0, noise, t)
 
     def diffusion_loss(self, x0, cond, *, noise=None, t=None, generator=None) -> Tensor:
         """The pre-training loss on the unguided conditional output."""
-        return simple_diffusion_loss(self, x0, cond.unguided(), noise=noise, t=t, generator=generator)
+        return self.forward_process.diffusion_loss(self.predict, x0, cond.unguided(), noise=noise, t=t,
+                                                   generator=generator)
 
     # --- pixels -------------------------------------------------------------------------
     @torch.no_grad()
@@ -265,3 +266,12 @@ def load_pipeline(pipeline_class: type, source: str, **kwargs: Any) -> Any:
         return pipeline_class.from_pretrained(source, **kwargs)
     except (OSError, ValueError, EnvironmentError) as error:
         raise ValueError(f"cannot load a {pipeline_class.__name__} from '{source}': {error}") from None
+
+
+def flow_matching_process(scheduler: Any) -> FlowMatchingProcess:
+    """The forward process of a freshly built ``FlowMatchEulerDiscreteScheduler`` (its training
+    sigmas, shift applied)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    fresh = FlowMatchEulerDiscreteScheduler.from_config(scheduler.config)
+    return FlowMatchingProcess(sigmas=fresh.sigmas.float().cpu(), scheduler_config=dict(fresh.config))

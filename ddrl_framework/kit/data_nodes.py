@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torchdata.nodes import BaseNode, Batcher, Loader, Mapper
 
-from ddrl_framework.distributed import current_world
+from ddrl_framework.distributed.world import current_world
 from ddrl_framework.types import DataBatch
 
 

@@ -11,23 +11,34 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ddrl_framework.advantages import clipped_policy_loss, group_advantages
-from ddrl_framework.checkpoint import latest_checkpoint
-from ddrl_framework.components import Components, build_components, score_each, weighted_total
-from ddrl_framework.config import Experiment
-from ddrl_framework.distributed import average_floats, gather, init_world, main_first
+from ddrl_framework.distributed.sharding import full_tensor, layout
+from ddrl_framework.distributed.world import (
+    average_floats,
+    gather,
+    init_world,
+    main_first,
+)
 from ddrl_framework.errors import TrainingError, UserError
-from ddrl_framework.evaluation import Evaluator, repeat_to
-from ddrl_framework.metrics_log import MetricsLog
-from ddrl_framework.nonfinite import NonFinite, NonFiniteGuard, require_finite
-from ddrl_framework.plots import plot_metrics, save_grid
-from ddrl_framework.protocols import StepContext
+from ddrl_framework.evaluation.evaluator import repeat_to
+from ddrl_framework.evaluation.plots import plot_metrics, save_grid
+from ddrl_framework.evaluation.scoring import score_each, weighted_total
+from ddrl_framework.kit.chain import sample_in_chunks
+from ddrl_framework.kit.policy_gradient import clipped_policy_loss, group_advantages
+from ddrl_framework.kit.seeding import make_generator
 from ddrl_framework.registry import Registry
-from ddrl_framework.run_dir import check_output_dir, record_config
-from ddrl_framework.runtime import make_generator, resolve_device
-from ddrl_framework.samplers import sample_in_chunks
-from ddrl_framework.sharding import full_tensor, layout
-from ddrl_framework.types import DataBatch, NoiseStream, Trajectory, take
+from ddrl_framework.running.checkpoint import (
+    latest_checkpoint,
+    load_training_state,
+    save_training_state,
+)
+from ddrl_framework.running.components import Components, build_components, make_evaluator
+from ddrl_framework.running.config import Experiment
+from ddrl_framework.running.device import resolve_device
+from ddrl_framework.running.metrics_log import MetricsLog
+from ddrl_framework.running.nonfinite import NonFinite, NonFiniteGuard, require_finite
+from ddrl_framework.running.pretrain import pretrain_if_needed
+from ddrl_framework.running.run_dir import check_output_dir, record_config
+from ddrl_framework.types import DataBatch, NoiseStream, StepContext, Trajectory, take
 
 
 def iteration_seed(seed: int, iteration: int) -> int:
@@ -48,8 +59,9 @@ class Trainer:
         self.groups = self.world.shard(self.cfg.groups)  # this rank's groups of each batch
         self.show_progress = show_progress and self.world.is_main
         with main_first(self.world):  # rank 0 pretrains into the shared cache first
-            self.parts: Components = build_components(experiment, registry, self.device, self.show_progress)
-        self.trained_steps = self._trained_steps()
+            pretrain_if_needed(experiment, registry, self.show_progress)
+        self.parts: Components = build_components(experiment, registry, self.device, self.show_progress)
+        self.trained_denoising_steps = self._trained_steps()
         # the reference is the policy before any update: take it before a checkpoint loads
         self.reference = self.parts.policy.reference() if self.parts.needs_reference else None
         self.shards = self._shard()
@@ -57,8 +69,7 @@ class Trainer:
         self.optimizer = self.shards.optimizer
         self.params = list(self.parts.policy.trainable_parameters())
         self.loader = self.parts.data.loader(self.cfg.groups, experiment.seed)
-        self.evaluator = Evaluator(self.parts, self.parts.metrics, self.reference, self.cfg.eval_samples,
-                                   self.cfg.eval_seed, self.device, chunk=self.cfg.eval_batch_size)
+        self.evaluator = make_evaluator(self.parts, self.reference, self.cfg, self.device)
         self.log = MetricsLog(self.output / "metrics.jsonl")
         self.eval_log = MetricsLog(self.output / "eval.jsonl")
         self.start = self._restore() if resume else 0
@@ -71,11 +82,15 @@ class Trainer:
     # --- set-up ---------------------------------------------------------------------------
     def _trained_steps(self) -> list[int]:
         count = self.parts.sampler.num_steps
-        steps = list(self.cfg.trained_steps) if self.cfg.trained_steps is not None else list(range(count))
+        steps = list(self.cfg.trained_denoising_steps) if self.cfg.trained_denoising_steps is not None else list(range(count))
         bad = [k for k in steps if not 0 <= k < count]
         if bad or not steps:
-            raise UserError(f"train.trained_steps {steps}: each must be in 0..{count - 1} "
+            raise UserError(f"train.trained_denoising_steps {steps}: each must be in 0..{count - 1} "
                             f"(the sampler has {count} steps)")
+        try:
+            self.parts.sampler.check_trainable(self.parts.policy, steps)
+        except ValueError as error:
+            raise UserError(f"[sampler]: {error}") from None
         return steps
 
     def _shard(self):
@@ -90,7 +105,7 @@ class Trainer:
         path = latest_checkpoint(self.output / "checkpoints")
         if path is None:
             return 0
-        state = self.shards.load(path)
+        state = load_training_state(self.shards, path)
         if int(state["iteration"]) > self.cfg.iterations:
             raise UserError(f"{path} is at iteration {state['iteration']}, past train.iterations = "
                             f"{self.cfg.iterations}: resume with at least that many iterations")
@@ -120,9 +135,6 @@ class Trainer:
         cond = policy.encode_conditions(members)
         noise, step_noise = self._noise(generator)
         trajectory = self.parts.sampler.rollout(policy, cond, noise, step_noise)
-        if (trajectory.stds[self.trained_steps] == 0).any():
-            raise UserError("[sampler]: a trained step is deterministic (std = 0, e.g. eta = 0); "
-                            "RL needs Gaussian steps: set eta > 0")
         with torch.no_grad():
             pixels = policy.decode(trajectory.final)
         metadata = {"labels": members.labels}
@@ -130,25 +142,27 @@ class Trainer:
         return trajectory, cond, {k: gather(v, self.world) for k, v in values.items()}  # every rank's
 
     def update(self, trajectory: Trajectory, cond, advantages, batch: DataBatch, generator):
-        """Inner epochs over the trained steps; gradients accumulate over ``steps_per_update``."""
+        """Inner epochs over the trained steps; gradients accumulate over ``denoising_steps_per_update``."""
         parts, cfg = self.parts, self.cfg
-        per_update = cfg.steps_per_update or len(self.trained_steps)
+        per_update = cfg.denoising_steps_per_update or len(self.trained_denoising_steps)
         sums, counts = defaultdict(float), defaultdict(int)
         for epoch in range(cfg.inner_epochs):
-            for i, k in enumerate(self.trained_steps):
-                steps_optimizer = (i + 1) % per_update == 0 or i == len(self.trained_steps) - 1
+            for i, k in enumerate(self.trained_denoising_steps):
+                steps_optimizer = (i + 1) % per_update == 0 or i == len(self.trained_denoising_steps) - 1
                 self.shards.sync_gradients_in_next_backward(steps_optimizer)
                 step = parts.sampler.transition(parts.policy, trajectory.latents[k], k, cond)
                 loss_policy, stats = clipped_policy_loss(
                     step.log_prob(trajectory.latents[k + 1]), trajectory.log_probs[k],
                     advantages, cfg.clip_range)
                 reference = None
-                if self.reference is not None:
+                if parts.regularizer.needs_reference_transition:
                     with torch.no_grad():
                         reference = parts.sampler.transition(self.reference, trajectory.latents[k], k, cond)
                 context = StepContext(
                     policy=parts.policy, step=k, is_first_trained_step=(i == 0), trajectory=trajectory,
-                    group_size=cfg.group_size, transition=step, reference_transition=reference,
+                    group_size=cfg.group_size, transition=step,
+                    reference=self.reference if parts.regularizer.needs_reference else None,
+                    reference_transition=reference,
                     data=batch if parts.regularizer.needs_data else None, generator=generator)
                 regularizer_losses = parts.regularizer.loss(context)
                 for key, value in {"loss_policy": loss_policy, **regularizer_losses}.items():
@@ -202,7 +216,7 @@ class Trainer:
         rewards = weighted_total(self.parts.rewards, values)
         reward_means = {f"reward_{key}": value.mean().item() for key, value in values.items()}
         try:
-            self.nonfinite.check(trajectory.log_probs[self.trained_steps], "the rollout's log-probs")
+            self.nonfinite.check(trajectory.log_probs[self.trained_denoising_steps], "the rollout's log-probs")
             for reward in self.parts.rewards:
                 require_finite(values[reward.key], f"reward '{reward.name}'")
             advantages = self.advantages(values)
@@ -274,7 +288,7 @@ class Trainer:
     def save(self, iteration: int) -> None:
         """A checkpoint (every rank writes its part); the data position is the same on every rank."""
         state = {"iteration": iteration, "data": self.loader.state_dict()}
-        self.shards.save(self.output / "checkpoints", iteration, state, self.cfg.keep_checkpoints)
+        save_training_state(self.shards, self.output / "checkpoints", iteration, state, self.cfg.keep_checkpoints)
 
     @torch.no_grad()
     def save_samples(self, name: str) -> None:

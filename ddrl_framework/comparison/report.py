@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from ddrl_framework.checkpoint import atomic_write_bytes
 from ddrl_framework.errors import UserError
-from ddrl_framework.metrics_log import read_metrics
-from ddrl_framework.plots import save_figure
+from ddrl_framework.evaluation.plots import save_figure
+from ddrl_framework.kit.io import atomic_write_bytes
+from ddrl_framework.running.metrics_log import read_metrics
 
 FIDELITY = "fd"
 

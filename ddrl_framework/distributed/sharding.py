@@ -3,7 +3,7 @@
 ``"ddp"`` (default): every rank holds all weights. The policy's trainable module is wrapped in
 place by torch's composable DistributedDataParallel (``replicate``), which all-reduces gradient
 buckets while the backward of the last step before each optimizer step runs (the backwards
-before it, within one ``train.steps_per_update`` window, do not communicate). A policy without
+before it, within one ``train.denoising_steps_per_update`` window, do not communicate). A policy without
 ``trainable_module()`` gets the same average from one flat all-reduce before the optimizer step.
 
 ``"fsdp2"``: the trainable module is sharded with ``torch.distributed.fsdp.fully_shard`` (each
@@ -11,27 +11,20 @@ child with parameters, then the root), for models whose weights, gradients and o
 do not fit one device; every forward then involves every rank, so evaluations and grids run on
 all ranks.
 
-Checkpoints hold ``get_state_dict`` of the trainable module and the optimizer: plain tensors
-under ``"ddp"``, each rank's DTensor shards under ``"fsdp2"`` (see ``checkpoint``).
+Checkpoints (``ddrl_framework.running.checkpoint``) hold ``get_state_dict`` of a layout's module
+and optimizer: plain tensors under ``"ddp"``, each rank's DTensor shards under ``"fsdp2"``.
 """
 
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
-from ddrl_framework.checkpoint import load_checkpoint, save_checkpoint
-from ddrl_framework.distributed import World, average_gradients
+from ddrl_framework.distributed.world import World, average_gradients
 from ddrl_framework.errors import UserError
-
-SAVE_OPTIONS = StateDictOptions(ignore_frozen_params=True)
-LOAD_OPTIONS = StateDictOptions(ignore_frozen_params=True, strict=False)  # frozen weights stay as built
-
 
 # a forward that rank 0 runs alone (evaluations, grids) must not broadcast buffers
 _NO_BUFFER_SYNC_IN_FORWARD = ({"forward_sync_buffers": False}
@@ -58,21 +51,6 @@ class Layout:
 
     def reduce_gradients(self, params: list[torch.nn.Parameter]) -> None:
         average_gradients(params, self.world)
-
-    def save(self, directory: Path, iteration: int, state: dict[str, Any], keep: int) -> Path:
-        """Write a checkpoint of the weights, the optimizer and ``state`` (call on every rank)."""
-        model, optimizer = get_state_dict(self.module, self.optimizer, options=SAVE_OPTIONS)
-        state = {**state, "param_groups": optimizer["param_groups"]}
-        return save_checkpoint(directory, iteration, _tensors(model, optimizer), state, self.world, keep)
-
-    def load(self, path: Path) -> dict[str, Any]:
-        """Load a checkpoint written with any world size or sharding; returns its ``state``."""
-        model, optimizer = get_state_dict(self.module, self.optimizer, options=SAVE_OPTIONS)  # the layout here
-        state = load_checkpoint(path, _tensors(model, optimizer), self.world)  # fills them in place
-        optimizer["param_groups"] = state.pop("param_groups")
-        set_state_dict(self.module, self.optimizer, model_state_dict=model, optim_state_dict=optimizer,
-                       options=LOAD_OPTIONS)
-        return state
 
 
 class Ddp(Layout):
@@ -129,15 +107,6 @@ def trainable_module(policy: Any) -> torch.nn.Module:
     if hasattr(policy, "trainable_module"):
         return policy.trainable_module()
     return _Parameters(policy.trainable_parameters())
-
-
-def _tensors(model: dict[str, Any], optimizer: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The tensors of both state dicts under flat keys (``model/<fqn>``, ``optimizer/<fqn>/<name>``),
-    sharing storage with them, so that loading into these fills the state dicts."""
-    tensors = {f"model/{key}": value for key, value in model.items()}
-    for fqn, values in optimizer["state"].items():
-        tensors.update({f"optimizer/{fqn}/{name}": value for name, value in values.items()})
-    return tensors
 
 
 def _units(module: torch.nn.Module) -> list[torch.nn.Module]:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import shutil
+import signal
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,36 +26,23 @@ import torch
 import torch.distributed.checkpoint as dcp
 from safetensors import safe_open
 from torch.distributed.checkpoint.api import CheckpointException
-from torch.distributed.checkpoint.hf_storage import HuggingFaceStorageReader, HuggingFaceStorageWriter
+from torch.distributed.checkpoint.hf_storage import (
+    HuggingFaceStorageReader,
+    HuggingFaceStorageWriter,
+)
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_state_dict,
+    set_state_dict,
+)
 
-from ddrl_framework.distributed import World, any_rank
+from ddrl_framework.distributed.sharding import Layout
+from ddrl_framework.distributed.world import World, any_rank
 from ddrl_framework.errors import TrainingError, UserError
+from ddrl_framework.kit.io import atomic_write_bytes, fsync
 
 TENSORS_DIR = "tensors"
 STATE_FILE = "trainer.pt"
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(
@@ -111,11 +98,11 @@ def _finish(tmp: Path, final: Path, state: dict[str, Any]) -> None:
     _kill_point(tmp.name)
     torch.save(state, tmp / STATE_FILE)
     for path in (*tmp.joinpath(TENSORS_DIR).iterdir(), tmp / TENSORS_DIR, tmp / STATE_FILE, tmp):
-        _fsync(path)
+        fsync(path)
     if final.exists():  # left by a crash before `latest` was updated: not the latest
         shutil.rmtree(final)
     os.rename(tmp, final)
-    _fsync(final.parent)
+    fsync(final.parent)
     atomic_write_bytes(final.parent / "latest", final.name.encode())
 
 
@@ -192,3 +179,36 @@ def _first_line(error: BaseException) -> str:
         error = next(iter(error.failures.values()))[0]
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+# --- a training run's state: the sharded layout's weights and optimizer, plus plain values -------
+
+SAVE_OPTIONS = StateDictOptions(ignore_frozen_params=True)
+LOAD_OPTIONS = StateDictOptions(ignore_frozen_params=True, strict=False)  # frozen weights stay as built
+
+
+def save_training_state(layout: Layout, directory: Path, iteration: int, state: dict[str, Any],
+                        keep: int) -> Path:
+    """A checkpoint of the layout's weights and optimizer and of ``state`` (call on every rank)."""
+    model, optimizer = get_state_dict(layout.module, layout.optimizer, options=SAVE_OPTIONS)
+    state = {**state, "param_groups": optimizer["param_groups"]}
+    return save_checkpoint(directory, iteration, _tensors(model, optimizer), state, layout.world, keep)
+
+
+def load_training_state(layout: Layout, path: Path) -> dict[str, Any]:
+    """Load a checkpoint written with any world size or sharding into ``layout``; returns ``state``."""
+    model, optimizer = get_state_dict(layout.module, layout.optimizer, options=SAVE_OPTIONS)  # the layout here
+    state = load_checkpoint(path, _tensors(model, optimizer), layout.world)  # fills them in place
+    optimizer["param_groups"] = state.pop("param_groups")
+    set_state_dict(layout.module, layout.optimizer, model_state_dict=model, optim_state_dict=optimizer,
+                   options=LOAD_OPTIONS)
+    return state
+
+
+def _tensors(model: dict[str, Any], optimizer: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The tensors of both state dicts under flat keys (``model/<fqn>``, ``optimizer/<fqn>/<name>``),
+    sharing storage with them, so that loading into these fills the state dicts."""
+    tensors = {f"model/{key}": value for key, value in model.items()}
+    for fqn, values in optimizer["state"].items():
+        tensors.update({f"optimizer/{fqn}/{name}": value for name, value in values.items()})
+    return tensors

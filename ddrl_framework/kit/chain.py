@@ -11,13 +11,13 @@ from torch import Tensor
 from ddrl_framework.types import DataBatch, Trajectory, take
 
 
-def require_schedule(policy: Any, kind: type, sampler: str, instead: str) -> Any:
-    """``policy.schedule`` if it is a ``kind``; else an error naming the sampler to use instead."""
-    schedule = policy.schedule
-    if not isinstance(schedule, kind):
-        raise ValueError(f"{sampler} needs a policy whose schedule is a {kind.__name__}; this "
-                         f"policy's is a {type(schedule).__name__}: use the {instead} sampler")
-    return schedule
+def require_process(policy: Any, kind: type, sampler: str, instead: str) -> Any:
+    """``policy.forward_process`` if it is a ``kind``; else an error naming the sampler to use instead."""
+    process = policy.forward_process
+    if not isinstance(process, kind):
+        raise ValueError(f"{sampler} needs a policy whose forward process is a {kind.__name__}; this "
+                         f"policy's is a {type(process).__name__}: use the {instead} sampler")
+    return process
 
 
 def rollout_chain(sampler: Any, policy: Any, cond: Any, noise: Tensor,

@@ -14,8 +14,9 @@ from collections.abc import Callable
 import attrs
 import torch
 
-from ddrl_framework.components import Components, score
-from ddrl_framework.runtime import make_generator
+from ddrl_framework.evaluation.scoring import score
+from ddrl_framework.kit.seeding import make_generator
+from ddrl_framework.running.components import Components
 from ddrl_framework.types import DataBatch, Trajectory
 
 SANE_Z2 = (0.5, 2.0)  # the mean squared standardized step noise of on-policy samples is ~1

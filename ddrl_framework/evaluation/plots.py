@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ddrl_framework.checkpoint import atomic_write_bytes
+from ddrl_framework.kit.io import atomic_write_bytes
 
 
 def _png_bytes(image: Image.Image) -> bytes:

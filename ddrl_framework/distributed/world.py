@@ -23,7 +23,6 @@ import torch.distributed as dist
 
 from ddrl_framework.errors import UserError
 
-
 # How long a rank waits in a collective. Under "ddp" rank 0 evaluates alone while the others wait
 # in the next collective, and a large model's evaluation can outlast torch's default (10 minutes
 # for NCCL).

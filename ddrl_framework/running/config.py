@@ -4,7 +4,7 @@ Every component section holds the registry ``name`` of a plugin plus that plugin
 
     [sampler]
     name = "ddim-sde"   # the plugin
-    steps = 10          # its options
+    denoising_steps = 10   # its options
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ class TrainConfig:
     # several [[rewards]]: "sum" = advantages of the weighted sum; "advantages" = each reward's own
     # group advantages, then their weighted sum (a reward with a large scale cannot drown the others)
     reward_aggregation: Literal["sum", "advantages"] = "sum"
-    trained_steps: tuple[int, ...] | None = None  # sampler steps trained on (None: all)
+    trained_denoising_steps: tuple[int, ...] | None = None  # sampler steps trained on (None: all)
     inner_epochs: int = 1  # passes over each rollout batch
-    steps_per_update: int = 0  # optimizer step every N trained steps (0: once per pass)
+    denoising_steps_per_update: int = 0  # optimizer step every N trained steps (0: once per pass)
     checkpoint_every: int = 50  # iterations between checkpoints (0: only at the end)
     keep_checkpoints: int = 2  # older checkpoints are deleted
     grid_samples: int = 64  # samples in the PNG grids, from fixed noise
@@ -205,7 +205,22 @@ def structure(data: Mapping[str, Any], cls: type, source: str, prefix: str = "")
         raise UserError(f"{source}: invalid config:\n" + "\n".join(f"  {l}" for l in lines)) from None
 
 
+# keys renamed in 0.2 so that each "steps" says what it counts
+RENAMED_KEYS = {
+    ("pretrain", "steps"): "optimizer_steps",
+    ("train", "trained_steps"): "trained_denoising_steps",
+    ("train", "steps_per_update"): "denoising_steps_per_update",
+}
+
+
+def check_renamed_keys(data: Mapping[str, Any], source: str) -> None:
+    for (section, old), new in RENAMED_KEYS.items():
+        if isinstance(data.get(section), Mapping) and old in data[section]:
+            raise UserError(f"{source}: {section}.{old} was renamed {section}.{new}; rename the key")
+
+
 def structure_experiment(data: Mapping[str, Any], source: str) -> Experiment:
+    check_renamed_keys(data, source)
     return structure(data, Experiment, source)
 
 

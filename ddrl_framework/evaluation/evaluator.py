@@ -12,11 +12,11 @@ from typing import Any
 import attrs
 import torch
 
-from ddrl_framework.components import Components, score
-from ddrl_framework.samplers import sample_in_chunks
-from ddrl_framework.protocols import EvalContext, Metric, Policy
-from ddrl_framework.runtime import make_generator
-from ddrl_framework.types import DataBatch, take
+from ddrl_framework.evaluation.scoring import WeightedReward, score
+from ddrl_framework.kit.chain import sample_in_chunks
+from ddrl_framework.kit.seeding import make_generator
+from ddrl_framework.protocols import Metric, Policy, Sampler
+from ddrl_framework.types import DataBatch, EvalContext, take
 
 
 def repeat_to(batch: DataBatch, count: int) -> DataBatch:
@@ -26,22 +26,31 @@ def repeat_to(batch: DataBatch, count: int) -> DataBatch:
 
 
 class Evaluator:
-    def __init__(self, parts: Components, metrics: Sequence[tuple[str, Metric]],
-                 reference: Policy | None, count: int, seed: int, device: torch.device, chunk: int = 0):
-        self.parts, self.metrics, self.reference = parts, list(metrics), reference
-        self.chunk = chunk  # samples per rollout (0: all at once)
+    """Evaluates a policy on ``count`` samples from fixed noise under the held-out conditions.
+
+    ``rewards``: the experiment's weighted rewards; ``metrics``: ``(name, Metric)`` pairs;
+    ``reference``: the frozen reference policy for metrics that need it (else None); ``chunk``:
+    samples per rollout (0: all at once).
+    """
+
+    def __init__(self, *, policy: Policy, sampler: Sampler, rewards: Sequence[WeightedReward],
+                 held_out: DataBatch, metrics: Sequence[tuple[str, Metric]], reference: Policy | None,
+                 count: int, seed: int, device: torch.device, chunk: int = 0):
+        self.policy, self.sampler, self.rewards = policy, sampler, tuple(rewards)
+        self.metrics, self.reference = list(metrics), reference
+        self.chunk = chunk
         self.count, self.seed, self.device = count, seed, device
-        self.held_out = parts.data.held_out().to(device)
+        self.held_out = held_out.to(device)
         self.conditions = repeat_to(self.held_out, count).to(device)
         generator = make_generator(device, seed)
-        self.noise = torch.randn((count, *parts.policy.sample_shape), generator=generator, device=device)
+        self.noise = torch.randn((count, *policy.sample_shape), generator=generator, device=device)
 
     def score_pixels(self, pixels: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         """The experiment's weighted reward ``[N]`` of any pixels (e.g. held-out data)."""
-        return score(self.parts.rewards, pixels, prompts, {})[0]
+        return score(self.rewards, pixels, prompts, {})[0]
 
     def _reward_record(self, samples: torch.Tensor, prompts: Sequence[str]):
-        rewards, means = score(self.parts.rewards, samples, prompts, {})
+        rewards, means = score(self.rewards, samples, prompts, {})
         record: dict[str, Any] = {"reward_mean": rewards.mean().item(),
                                   "reward_std": rewards.std(unbiased=False).item(), **means}
         return rewards, record
@@ -52,18 +61,18 @@ class Evaluator:
 
         ``noise_seed`` replaces the fixed evaluation noise (to measure evaluation spread).
         """
-        policy = policy or self.parts.policy
+        policy = policy or self.policy
         noise = self.noise
         if noise_seed is not None:
             noise = torch.randn(noise.shape, generator=make_generator(self.device, noise_seed),
                                 device=self.device)
         cond = policy.encode_conditions(self.conditions)
         generator = make_generator(self.device, self.seed + 1 if noise_seed is None else noise_seed + 1)
-        trajectory, samples = sample_in_chunks(self.parts.sampler, policy, self.conditions, noise,
+        trajectory, samples = sample_in_chunks(self.sampler, policy, self.conditions, noise,
                                                generator, self.chunk)
         rewards, record = self._reward_record(samples, self.conditions.prompts)
         context = EvalContext(
-            policy=policy, reference=self.reference, sampler=self.parts.sampler,
+            policy=policy, reference=self.reference, sampler=self.sampler,
             trajectory=trajectory, cond=cond, samples=samples, prompts=self.conditions.prompts,
             rewards=rewards, score=self.score_pixels, held_out=self.held_out)
         return self._run_metrics(context, record)
@@ -82,7 +91,7 @@ class Evaluator:
         prompts = tuple(held_out.prompts[i] for i in index.tolist())
         rewards, record = self._reward_record(samples, prompts)
         context = EvalContext(
-            policy=self.parts.policy, reference=None, sampler=self.parts.sampler, trajectory=None,
+            policy=self.policy, reference=None, sampler=self.sampler, trajectory=None,
             cond=None, samples=samples, prompts=prompts, rewards=rewards, score=self.score_pixels,
             held_out=held_out)
         metrics = [(name, m) for name, m in self.metrics if not m.needs_reference]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ddrl_framework.distributed import World, any_rank
+from ddrl_framework.distributed.world import World, any_rank
 
 
 class NonFinite(Exception):

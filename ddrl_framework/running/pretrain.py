@@ -13,10 +13,12 @@ import attrs
 import torch
 from tqdm import tqdm
 
-from ddrl_framework.config import Experiment
 from ddrl_framework.errors import UserError
+from ddrl_framework.kit.cache import cache_root, config_hash
+from ddrl_framework.kit.seeding import make_generator
 from ddrl_framework.registry import Registry
-from ddrl_framework.runtime import cache_root, config_hash, make_generator, resolve_device
+from ddrl_framework.running.config import Experiment
+from ddrl_framework.running.device import resolve_device
 
 PRETRAIN_FORMAT = 1  # bump when the pretraining recipe changes, to invalidate old caches
 
@@ -37,21 +39,37 @@ def pretrained_dir(experiment: Experiment) -> Path:
     return cache_root() / "pretrained" / f"{experiment.policy.name}-{config_hash(key)}"
 
 
-def policy_options(experiment: Experiment, registry: Registry, show_progress: bool = True) -> dict:
-    """The policy's options, pointing ``pretrained`` at the cached reference when the experiment
-    pretrains one (pretraining it first when it is not cached yet)."""
+def pretrains(experiment: Experiment) -> bool:
+    """Whether the experiment's reference comes from ``[pretrain]`` (rather than the policy's own
+    ``pretrained`` option, or the policy as its plugin builds it)."""
+    return experiment.pretrain.optimizer_steps > 0 and experiment.policy.options.get("pretrained") is None
+
+
+def policy_options(experiment: Experiment) -> dict:
+    """The policy's options, with ``pretrained`` pointing at the cached reference when the
+    experiment pretrains one. Never pretrains: :func:`pretrain_if_needed` is that explicit step."""
     options = dict(experiment.policy.options)
-    if experiment.pretrain.steps > 0 and options.get("pretrained") is None:
-        options["pretrained"] = str(ensure_pretrained(experiment, registry, show_progress))
+    if pretrains(experiment):
+        target = pretrained_dir(experiment)
+        if not (target / "pretrain.json").is_file():
+            raise UserError(f"the reference of [pretrain] is not in the cache ({target}): run "
+                            "`ddrl pretrain` with this config first")
+        options["pretrained"] = str(target)
     return options
+
+
+def pretrain_if_needed(experiment: Experiment, registry: Registry, show_progress: bool = True) -> None:
+    """Pretrain the reference into the cache when the experiment pretrains one and it is not there."""
+    if pretrains(experiment):
+        ensure_pretrained(experiment, registry, show_progress)
 
 
 def ensure_pretrained(experiment: Experiment, registry: Registry, show_progress: bool = True) -> Path:
     target = pretrained_dir(experiment)
     if (target / "pretrain.json").is_file():
         return target
-    if experiment.pretrain.steps <= 0:
-        raise UserError("[pretrain] steps must be > 0 to pretrain a reference model")
+    if experiment.pretrain.optimizer_steps <= 0:
+        raise UserError("[pretrain] optimizer_steps must be > 0 to pretrain a reference model")
     if experiment.policy.options.get("pretrained") is not None:
         raise UserError("[policy] pretrained is set: that model is the reference; remove it to "
                         "pretrain one from the [pretrain] section instead")
@@ -71,9 +89,9 @@ def _train(experiment: Experiment, registry: Registry, show_progress: bool):
     params = list(policy.trainable_parameters())
     optimizer = torch.optim.AdamW(params, lr=settings.learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / settings.steps)))
+        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / settings.optimizer_steps)))
     recent: list[float] = []
-    bar = tqdm(range(settings.steps), desc="pretrain", disable=not show_progress, unit="step")
+    bar = tqdm(range(settings.optimizer_steps), desc="pretrain", disable=not show_progress, unit="step")
     for _ in bar:
         batch = next(loader).to(device)
         x0 = policy.encode(batch.x0)

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 import torch
-from torch import Tensor
 
-from ddrl_framework.config import Experiment
-from ddrl_framework.errors import TrainingError, UserError
-from ddrl_framework.pretrain import policy_options
-from ddrl_framework.protocols import DataSource, Metric, Policy, Regularizer, RewardModel, Sampler
+from ddrl_framework.errors import UserError
+from ddrl_framework.evaluation.evaluator import Evaluator
+from ddrl_framework.evaluation.scoring import WeightedReward
+from ddrl_framework.kit.cache import config_hash
+from ddrl_framework.protocols import (
+    DataSource,
+    Metric,
+    Policy,
+    Regularizer,
+    RewardModel,
+    Sampler,
+)
 from ddrl_framework.registry import Registry
-from ddrl_framework.runtime import config_hash
-
-
-@attrs.frozen(kw_only=True)
-class WeightedReward:
-    key: str  # metric key suffix, e.g. "jpeg_compressibility"
-    name: str
-    weight: float
-    model: RewardModel
+from ddrl_framework.running.config import Experiment, TrainConfig
+from ddrl_framework.running.pretrain import policy_options
 
 
 @attrs.frozen(kw_only=True)
@@ -36,7 +35,9 @@ class Components:
 
     @property
     def needs_reference(self) -> bool:
-        return self.regularizer.needs_reference or any(m.needs_reference for _, m in self.metrics)
+        regularizer = self.regularizer
+        return (regularizer.needs_reference or regularizer.needs_reference_transition
+                or any(m.needs_reference for _, m in self.metrics))
 
 
 def _checked(component: Any, protocol: type, where: str) -> Any:
@@ -49,9 +50,10 @@ def _checked(component: Any, protocol: type, where: str) -> Any:
 def build_components(
     experiment: Experiment, registry: Registry, device: torch.device, show_progress: bool = True
 ) -> Components:
-    """Every component of ``experiment``; pretrains the reference first when it is not cached."""
+    """Every component of ``experiment`` (its pretrained reference must be cached already:
+    ``pretrain.pretrain_if_needed``)."""
     e = experiment
-    options = policy_options(e, registry, show_progress)
+    options = policy_options(e)
     policy = _checked(registry.build("policy", e.policy.name, options, "[policy]"), Policy, "[policy]")
     rewards = []
     for i, spec in enumerate(e.rewards):
@@ -81,34 +83,10 @@ def build_components(
     )
 
 
-def score_each(
-    rewards: Sequence[WeightedReward], pixels: Tensor, prompts: Sequence[str], metadata: Mapping[str, Any],
-) -> dict[str, Tensor]:
-    """Each reward model's (unweighted) values ``[B]``, by key; a failing model is named."""
-    values = {}
-    for reward in rewards:
-        try:
-            out = reward.model(pixels, prompts, metadata).to(pixels.device).float()
-        except UserError:
-            raise
-        except Exception as error:
-            raise TrainingError(f"reward model '{reward.name}' raised {type(error).__name__}: {error}") from error
-        if out.shape != (pixels.shape[0],):
-            raise ValueError(f"reward model '{reward.name}' returned shape {tuple(out.shape)}; "
-                             f"expected [{pixels.shape[0]}]")
-        values[reward.key] = out
-    return values
-
-
-def weighted_total(rewards: Sequence[WeightedReward], values: Mapping[str, Tensor]) -> Tensor:
-    return sum(reward.weight * values[reward.key] for reward in rewards)
-
-
-def score(
-    rewards: Sequence[WeightedReward], pixels: Tensor, prompts: Sequence[str],
-    metadata: Mapping[str, Any],
-) -> tuple[Tensor, dict[str, float]]:
-    """The weighted sum of every reward ``[B]``, and each reward's mean for the metrics."""
-    values = score_each(rewards, pixels, prompts, metadata)
-    means = {f"reward_{key}": value.mean().item() for key, value in values.items()}
-    return weighted_total(rewards, values), means
+def make_evaluator(parts: Components, reference: Policy | None, train: TrainConfig,
+                   device: torch.device) -> Evaluator:
+    """The evaluator of an experiment: ``train.eval_samples`` from ``train.eval_seed``'s noise."""
+    return Evaluator(policy=parts.policy, sampler=parts.sampler, rewards=parts.rewards,
+                     held_out=parts.data.held_out(), metrics=parts.metrics, reference=reference,
+                     count=train.eval_samples, seed=train.eval_seed, device=device,
+                     chunk=train.eval_batch_size)

@@ -113,3 +113,9 @@ def load_video(path: Path, frames: int, height: int, width: int) -> Tensor:
         raise UserError(f"{path}: {video.shape[0]} frames, fewer than the {frames} asked for")
     index = torch.linspace(0, video.shape[0] - 1, frames).round().long()
     return resize_crop(video[index], height, width).permute(1, 0, 2, 3)
+
+
+def load_prompt_list(file: str | None, prompts: tuple[str, ...]) -> list[str]:
+    if (file is None) == (not prompts):
+        raise UserError("[data] give either file = \"prompts.txt\" or prompts = [\"...\"], not both or neither")
+    return read_prompts(existing_file(file, "file")) if file is not None else list(prompts)

@@ -1,0 +1,6 @@
+"""Evaluation: scoring samples with the experiment's rewards, the evaluator that runs every metric
+on fixed noise, Frechet distance and the target reweightings of held-out data, and PNG outputs.
+
+May import: the contracts, the kit and ``distributed``. Never the running or comparison layers
+(the trainer uses the evaluator, not the other way round).
+"""

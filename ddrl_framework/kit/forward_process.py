@@ -1,0 +1,133 @@
+"""Forward processes: one object per parametrization owns the noising, the training target, the
+inverse (x0 and epsilon from the network output) and the pre-training ("simple") loss.
+
+* :class:`DdpmProcess` (DDPM / variance preserving): ``x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps``,
+  the network outputting epsilon, ``v = sqrt(a_t) eps - sqrt(1 - a_t) x0`` or ``x0`` itself.
+* :class:`FlowMatchingProcess` (rectified flow): ``x_t = (1 - sigma) x0 + sigma eps``, the network
+  outputting the velocity ``eps - x0``.
+
+Samplers read a policy's ``forward_process`` to build their transitions; policies delegate
+``add_noise``, ``training_target`` and ``diffusion_loss`` to it. Both are hashed by identity
+(``eq=False``), so a sampler can cache its per-step coefficients per process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Predict = Callable[[Tensor, Tensor, Any], Tensor]  # (x_t, t, cond) -> the network output
+
+
+def per_sample(values: Tensor, like: Tensor) -> Tensor:
+    """``[B]`` values shaped to broadcast against ``like`` ``[B, ...]``."""
+    return values.to(like.device, like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
+
+
+class _SimpleLoss:
+    """The pre-training loss both parametrizations share (DDPM's "simple" loss; flow matching
+    with weighting "none"): ``mean((predict(x_t, t) - target)^2)`` at ``x_t = add_noise(x0, eps, t)``."""
+
+    def diffusion_loss(self, predict: Predict, x0: Tensor, cond: Any, *, noise: Tensor | None = None,
+                       t: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """A scalar; ``noise`` defaults to fresh Gaussian noise and ``t`` to the pre-training
+        timestep distribution (:meth:`random_timesteps`)."""
+        if noise is None:
+            noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        if t is None:
+            t = self.random_timesteps(x0.shape[0], generator, x0.device)
+        t = t.to(x0.device).expand(x0.shape[0])
+        prediction = predict(self.add_noise(x0, noise, t), t, cond)
+        return F.mse_loss(prediction.float(), self.training_target(x0, noise, t).float())
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class DdpmProcess(_SimpleLoss):
+    """``x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps`` with ``a_t = alphas_cumprod[t]``, ``t`` an integer
+    in ``0..T-1``. ``prediction_type``: what the network outputs (as diffusers names it)."""
+
+    alphas_cumprod: Tensor  # [T]
+    prediction_type: Literal["epsilon", "v_prediction", "sample"] = "epsilon"
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.alphas_cumprod.shape[0])
+
+    def alpha(self, t: Tensor, like: Tensor) -> Tensor:
+        """``a_t`` per sample, broadcastable to ``like`` ``[B, ...]``."""
+        return per_sample(self.alphas_cumprod.to(like.device)[t.long()], like)
+
+    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        a = self.alpha(t, x0)
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+    def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        if self.prediction_type == "epsilon":
+            return noise
+        if self.prediction_type == "v_prediction":
+            a = self.alpha(t, x0)
+            return a.sqrt() * noise - (1 - a).sqrt() * x0
+        return x0
+
+    def x0_and_eps(self, output: Tensor, x_t: Tensor, a_t: Tensor) -> tuple[Tensor, Tensor]:
+        """The inverse: ``(x0, eps)`` implied by the network ``output`` at ``x_t``, given ``a_t``
+        (broadcastable to ``x_t``)."""
+        if self.prediction_type == "epsilon":
+            eps = output
+            x0 = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+        elif self.prediction_type == "v_prediction":
+            x0 = a_t.sqrt() * x_t - (1 - a_t).sqrt() * output
+            eps = a_t.sqrt() * output + (1 - a_t).sqrt() * x_t
+        else:  # "sample"
+            x0 = output
+            eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+        return x0, eps
+
+    def random_timesteps(self, n: int, generator: torch.Generator | None, device) -> Tensor:
+        """``n`` timesteps drawn uniformly, as DDPM pre-training draws them."""
+        return torch.randint(0, self.num_train_timesteps, (n,), generator=generator, device=device)
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class FlowMatchingProcess(_SimpleLoss):
+    """``x_t = (1 - sigma) x0 + sigma eps``; the network predicts the velocity ``eps - x0``.
+
+    ``sigmas``: ``[T]`` the training sigmas, descending from 1, with the shift applied, exactly as
+    diffusers' ``FlowMatchEulerDiscreteScheduler`` holds them after construction;
+    ``scheduler_config``: that scheduler's config, from which samplers derive their sigmas.
+    Timesteps are ``sigma * T`` (floats), as the scheduler passes them to the network.
+    """
+
+    sigmas: Tensor
+    scheduler_config: dict = attrs.field(factory=dict)
+    prediction_type = "flow"
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.sigmas.shape[0])
+
+    def sigma(self, t: Tensor, like: Tensor) -> Tensor:
+        return per_sample(t.float() / self.num_train_timesteps, like)
+
+    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        sigma = self.sigma(t, x0)
+        return (1 - sigma) * x0 + sigma * noise
+
+    def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        return noise - x0
+
+    def x0_and_eps(self, output: Tensor, x_t: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
+        """The inverse: ``(x0, eps) = (x_t - sigma v, x_t + (1 - sigma) v)`` for the velocity
+        ``v = output`` at ``x_t``, given ``sigma`` (broadcastable to ``x_t``)."""
+        return x_t - sigma * output, x_t + (1 - sigma) * output
+
+    def random_timesteps(self, n: int, generator: torch.Generator | None, device) -> Tensor:
+        """``n`` timesteps at uniformly drawn training sigmas (the shifted distribution that SD3's
+        training scripts use with weighting "none")."""
+        index = torch.randint(0, self.num_train_timesteps, (n,), generator=generator, device=device)
+        return self.sigmas.to(device)[index].float() * self.num_train_timesteps
