@@ -15,6 +15,8 @@ from pathlib import Path
 
 from common import DEFAULT_CONFIG, make_trainer
 
+from ddrl_framework.running.checkpoint import load_training_state
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -30,7 +32,7 @@ def main() -> None:
             trainer.save(i + 1)
             saves.append(time.perf_counter() - began)
             began = time.perf_counter()
-            trainer.shards.load(Path(folder) / "checkpoints" / f"iter-{i + 1:06d}")
+            load_training_state(trainer.shards, Path(folder) / "checkpoints" / f"iter-{i + 1:06d}")
             loads.append(time.perf_counter() - began)
         last = Path(folder) / "checkpoints" / f"iter-{args.rounds:06d}"
         size = sum(p.stat().st_size for p in last.rglob("*") if p.is_file())

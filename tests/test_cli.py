@@ -54,7 +54,7 @@ def test_resume_gives_the_same_metrics_as_an_uninterrupted_run(tiny_config):
 
 @pytest.mark.slow
 def test_the_pretrained_reference_is_cached(tiny_config, monkeypatch):
-    import ddrl_framework.pretrain as pretrain
+    import ddrl_framework.running.pretrain as pretrain
 
     assert main(["pretrain", str(tiny_config()), "--quiet"]) == 0
     def fail(*args, **kwargs):

@@ -42,7 +42,7 @@ class RewardSpec:
 class PretrainConfig:
     """Plain diffusion-loss training on the data source, giving the reference to fine-tune."""
 
-    steps: int = 0  # 0: fine-tune the policy as its plugin builds it
+    optimizer_steps: int = 0  # 0: fine-tune the policy as its plugin builds it
     batch_size: int = 128  # data samples per step
     learning_rate: float = 1e-3  # AdamW, cosine-decayed to 0
     seed: int = 0  # initial weights, data order and noise
