@@ -18,6 +18,8 @@ import torch
 from common import DEFAULT_CONFIG, interleaved_medians, make_trainer
 from torch.utils.flop_counter import FlopCounterMode
 
+from ddrl_framework.running.update import Rollout
+
 
 def matmul_rate(size: int = 1024, repeats: int = 20) -> float:
     a, b = torch.randn(size, size), torch.randn(size, size)
@@ -52,7 +54,8 @@ def main() -> None:
         optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=1e-6)
 
         def training_pass():
-            trainer.update(trajectory, None, advantages, next(trainer.loader), None)
+            trainer.update(Rollout(trajectory=trajectory, cond=None, advantages=advantages,
+                                   batch=next(trainer.loader), generator=None))
 
         def pretraining_step():
             pixels = next(data).x0

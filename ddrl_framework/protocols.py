@@ -1,6 +1,12 @@
-"""The five protocols that plugins implement. Plugins need not inherit from anything.
+"""The protocols that plugins implement; plugins need not inherit from anything.
 
-Shapes: ``B`` batch, ``C, H, W`` channels and pixels (``C, T, H, W`` for video), ``K`` sampler steps.
+The design's five: :class:`Policy`, :class:`Sampler`, :class:`RewardModel`, :class:`Regularizer`,
+:class:`DataSource`. Beside them :class:`Metric` (an evaluation plugin) and
+:class:`ResumableIterator` (what a data source's ``loader`` returns). The value objects they pass
+are in ``ddrl_framework.types``.
+
+Shapes: ``B`` batch, ``C, H, W`` channels and pixels (``C, T, H, W`` for video), ``K`` denoising
+steps of a sampler.
 """
 
 from __future__ import annotations

@@ -39,6 +39,10 @@ class NonFiniteGuard:
         elif self.pending is None and not bool(torch.isfinite(value).all()):
             self.pending = source
 
+    def reset(self) -> None:
+        """Forget a noted source (after the iteration that raised it was skipped or stopped)."""
+        self.pending = None
+
     def agree(self) -> None:
         if not self.world.distributed:
             return
