@@ -52,11 +52,15 @@ class RewardModelContract:
         prompts = tuple(f"prompt {i}" for i in range(samples.shape[0]))
         values = reward(samples, prompts, {})
         expected = (samples.shape[0],)
-        assert isinstance(values, torch.Tensor), f"on {what} the reward returned a {type(values).__name__}; expected a tensor"
-        assert values.shape == expected, (f"on {what} {shape(samples)} the reward returned shape {shape(values)}; "
-                                          f"expected {shape(expected)} (one value per sample)")
-        assert values.dtype.is_floating_point, f"on {what} the reward returned {values.dtype}; expected a float dtype"
-        assert torch.isfinite(values).all(), f"on {what} the reward returned {brief(values)}; expected finite values"
+        assert isinstance(values, torch.Tensor), (
+            f"on {what} the reward returned a {type(values).__name__}; expected a tensor")
+        assert values.shape == expected, (
+            f"on {what} {shape(samples)} the reward returned shape {shape(values)}; "
+            f"expected {shape(expected)} (one value per sample)")
+        assert values.dtype.is_floating_point, (
+            f"on {what} the reward returned {values.dtype}; expected a float dtype")
+        assert torch.isfinite(values).all(), (
+            f"on {what} the reward returned {brief(values)}; expected finite values")
         return values
 
     def test_implements_protocol(self):
@@ -72,8 +76,9 @@ class RewardModelContract:
 
     def test_deterministic_and_not_constant(self):
         reward, samples = self.make_reward(), self.make_samples()
-        first, again = self._score(reward, samples, "random samples"), self._score(reward, samples, "random samples")
-        assert torch.equal(first, again), f"two calls on the same samples gave {brief(first)} and {brief(again)}"
+        first, again = (self._score(reward, samples, "random samples") for _ in range(2))
+        assert torch.equal(first, again), (
+            f"two calls on the same samples gave {brief(first)} and {brief(again)}")
         black = self._score(reward, self.make_edge_samples("black"), "an all-black batch")
         assert float((first - black).abs().max()) > 0, (
             f"the reward is {brief(first)} on random samples and on an all-black batch alike; "
@@ -96,8 +101,10 @@ class DataSourceContract:
         loader = self.make_data_source().loader(self.batch_size, seed=0)
         for i in range(3):
             batch = next(loader)
-            assert isinstance(batch, DataBatch), f"batch {i} is a {type(batch).__name__}; expected a DataBatch"
-            assert len(batch) == self.batch_size, f"batch {i} has {len(batch)} prompts; expected {self.batch_size}"
+            assert isinstance(batch, DataBatch), (
+                f"batch {i} is a {type(batch).__name__}; expected a DataBatch")
+            assert len(batch) == self.batch_size, (
+                f"batch {i} has {len(batch)} prompts; expected {self.batch_size}")
             assert batch.x0 is None or batch.x0.shape[0] == self.batch_size, (
                 f"batch {i}'s x0 has shape {shape(batch.x0)}; expected {self.batch_size} samples")
 
@@ -120,7 +127,8 @@ class DataSourceContract:
 
     def test_held_out_is_a_batch(self):
         held_out = self.make_data_source().held_out()
-        assert isinstance(held_out, DataBatch), f"held_out() is a {type(held_out).__name__}; expected a DataBatch"
+        assert isinstance(held_out, DataBatch), (
+            f"held_out() is a {type(held_out).__name__}; expected a DataBatch")
         assert len(held_out) > 0, "held_out() is empty; expected at least one member"
 
 
@@ -140,14 +148,17 @@ class MetricContract(FakeBackbone):
     def test_implements_protocol(self):
         metric = self.make_metric()
         assert isinstance(metric, Metric), protocol_message(metric, Metric)
-        assert isinstance(metric.needs_reference, bool), f"needs_reference is {metric.needs_reference!r}; expected a bool"
+        assert isinstance(metric.needs_reference, bool), (
+            f"needs_reference is {metric.needs_reference!r}; expected a bool")
 
     def test_returns_named_finite_floats(self, context):
         values = self.make_metric()(context)
-        assert isinstance(values, dict) and values, f"the metric returned {values!r}; expected a dict of named floats"
+        assert isinstance(values, dict) and values, (
+            f"the metric returned {values!r}; expected a dict of named floats")
         for key, value in values.items():
             assert isinstance(key, str), f"the metric returned key {key!r}; expected a str"
-            assert math.isfinite(float(value)), f"the metric returned {key} = {value!r}; expected a finite float"
+            assert math.isfinite(float(value)), (
+                f"the metric returned {key} = {value!r}; expected a finite float")
 
     def test_is_deterministic(self, context):
         metric = self.make_metric()

@@ -77,13 +77,15 @@ class PolicyContract:
         latents = torch.randn((4, *policy.sample_shape), generator=torch.Generator().manual_seed(1)) * 3
         pixels = policy.decode(latents)
         expected = (4, *pixel_shape(policy))
-        assert pixels.shape == expected, f"decode() returned shape {shape(pixels)}; expected {shape(expected)}"
+        assert pixels.shape == expected, (
+            f"decode() returned shape {shape(pixels)}; expected {shape(expected)}")
         low, high = float(pixels.min()), float(pixels.max())
         assert low >= 0 and high <= 1, f"decode() returned pixels in [{low:.4g}, {high:.4g}]; expected [0, 1]"
         inside = torch.rand(pixels.shape, generator=torch.Generator().manual_seed(2))
         encoded = policy.encode(inside)
-        assert encoded.shape == latents.shape, (f"encode() returned shape {shape(encoded)} for pixels "
-                                                f"{shape(inside)}; expected the latent shape {shape(latents)}")
+        assert encoded.shape == latents.shape, (
+            f"encode() returned shape {shape(encoded)} for pixels {shape(inside)}; "
+            f"expected the latent shape {shape(latents)}")
         if getattr(policy, "lossless_codec", True):
             gap = max_gap(policy.decode(encoded), inside)
             assert gap <= 0.05, (f"decode(encode(pixels)) is off by up to {gap:.3g}; expected <= 0.05 "
@@ -115,7 +117,8 @@ class PolicyContract:
     def test_reference_is_frozen_and_ignores_updates(self, policy):
         reference = policy.reference()
         trainable = [p for p in reference.trainable_parameters() if p.requires_grad]
-        assert not trainable, f"reference().trainable_parameters() has {len(trainable)} tensors that require grad"
+        assert not trainable, (
+            f"reference().trainable_parameters() has {len(trainable)} tensors that require grad")
         x0, noise, t = self._noisy(policy)
         x_t, cond = policy.add_noise(x0, noise, t), policy.encode_conditions(self.make_batch(policy))
         with torch.no_grad():
@@ -123,8 +126,9 @@ class PolicyContract:
             for p in policy.trainable_parameters():
                 p.add_(0.1)
             after = reference.predict(x_t, t, cond)
-            assert torch.equal(after, before), (f"the reference's prediction moved by up to "
-                                                f"{max_gap(after, before):.3g} when the policy's weights moved")
+            assert torch.equal(after, before), (
+                f"the reference's prediction moved by up to {max_gap(after, before):.3g} "
+                "when the policy's weights moved")
             assert not torch.equal(policy.predict(x_t, t, cond), before), (
                 "the policy's prediction did not change when its trainable weights moved by 0.1")
 
@@ -134,8 +138,9 @@ class PolicyContract:
         assert named, "named_trainable_parameters() yields nothing; expected the trainable weights by name"
         assert all(isinstance(name, str) for name in names), f"names {names[:3]}...; expected strings"
         assert len(set(names)) == len(names), f"named_trainable_parameters() repeats names: {names}"
-        assert len(named) == len(params), (f"named_trainable_parameters() yields {len(named)} tensors, "
-                                           f"trainable_parameters() {len(params)}; expected one name per tensor")
+        assert len(named) == len(params), (
+            f"named_trainable_parameters() yields {len(named)} tensors, trainable_parameters() "
+            f"{len(params)}; expected one name per tensor")
         for i, ((name, value), p) in enumerate(zip(named, params)):
             assert value is p, (f"entry {i} '{name}' {shape(value)} is not trainable_parameters()[{i}] "
                                 f"{shape(p)}; expected the same tensors in the same order")
@@ -150,7 +155,8 @@ class PolicyContract:
             gap = max_gap(value, before[name])
             assert gap == 0, f"the reference's '{name}' moved by {gap:.3g} when the policy's weights moved"
         moved = dict(policy.named_trainable_parameters())
-        assert any(max_gap(moved[name], before[name]) > 0 for name in before), "the policy's weights did not move"
+        assert any(max_gap(moved[name], before[name]) > 0 for name in before), (
+            "the policy's weights did not move")
 
     def test_save_pretrained_loads_back_the_same_network(self, policy, tmp_path):
         x0, noise, t = self._noisy(policy)
@@ -160,7 +166,8 @@ class PolicyContract:
         with torch.no_grad():
             x_t = policy.add_noise(x0, noise, t)
             gap = max_gap(loaded.predict(x_t, t, cond), policy.predict(x_t, t, cond))
-        assert gap <= 1e-6, f"the policy loaded from save_pretrained() predicts up to {gap:.3g} away; expected <= 1e-6"
+        assert gap <= 1e-6, (
+            f"the policy loaded from save_pretrained() predicts up to {gap:.3g} away; expected <= 1e-6")
 
     def test_trainable_state_round_trips(self, policy):
         state = policy.trainable_state_dict()
@@ -169,10 +176,12 @@ class PolicyContract:
                 p.zero_()
         policy.load_trainable_state_dict(state)
         again = policy.trainable_state_dict()
-        assert list(again) == list(state), f"trainable_state_dict() keys changed: {name_diff(list(again), list(state))}"
+        assert list(again) == list(state), (
+            f"trainable_state_dict() keys changed: {name_diff(list(again), list(state))}")
         for key in state:
-            assert torch.equal(state[key], again[key]), (f"'{key}' is {max_gap(again[key], state[key]):.3g} away "
-                                                         "after load_trainable_state_dict(); expected equal")
+            assert torch.equal(state[key], again[key]), (
+                f"'{key}' is {max_gap(again[key], state[key]):.3g} away after "
+                "load_trainable_state_dict(); expected equal")
 
 
 def _checked_reference_weights(policy: Policy, before: dict[str, Tensor]) -> list[tuple[str, Tensor]]:
@@ -180,9 +189,9 @@ def _checked_reference_weights(policy: Policy, before: dict[str, Tensor]) -> lis
     ``before`` any update: the same names in the same order, shapes, frozen, equal values."""
     reference = [(name, value.detach()) for name, value in policy.reference().named_trainable_parameters()]
     names = [name for name, _ in reference]
-    assert names == list(before), (f"reference().named_trainable_parameters() yields {len(names)} names, "
-                                   f"{name_diff(names, list(before))}; expected the policy's {len(before)} names "
-                                   "in the same order")
+    assert names == list(before), (
+        f"reference().named_trainable_parameters() yields {len(names)} names, "
+        f"{name_diff(names, list(before))}; expected the policy's {len(before)} names in the same order")
     for (name, value), (_, frozen) in zip(reference, policy.reference().named_trainable_parameters()):
         assert value.shape == before[name].shape, (f"the reference's '{name}' has shape {shape(value)}; "
                                                    f"expected the policy's {shape(before[name])}")

@@ -46,16 +46,19 @@ def call_loss(method: Callable, context, regularizer: Regularizer, what: str) ->
 
 def check_named_scalars(losses, what: str, required: str | None = None) -> None:
     """A non-empty dict of ``loss_*`` keys to finite floating scalars; ``required`` among them."""
-    assert isinstance(losses, dict) and losses, f"{what} returned {brief(losses)}; expected a dict of loss_* scalars"
+    assert isinstance(losses, dict) and losses, (
+        f"{what} returned {brief(losses)}; expected a dict of loss_* scalars")
     keys = sorted(losses)
     if required is not None:
         assert required in losses, f"{what} returned keys {keys}; expected '{required}'"
     for key, value in losses.items():
-        assert isinstance(key, str) and key.startswith("loss_"), f"{what} returned key {key!r}; expected 'loss_*'"
+        assert isinstance(key, str) and key.startswith("loss_"), (
+            f"{what} returned key {key!r}; expected 'loss_*'")
         assert isinstance(value, Tensor), f"{what}['{key}'] is a {type(value).__name__}; expected a tensor"
         assert value.ndim == 0, f"{what}['{key}'] has shape {shape(value)}; expected a scalar []"
         assert value.dtype.is_floating_point, f"{what}['{key}'] is {value.dtype}; expected a floating dtype"
-        assert math.isfinite(float(value.detach())), f"{what}['{key}'] = {float(value.detach())}; expected finite"
+        assert math.isfinite(float(value.detach())), (
+            f"{what}['{key}'] = {float(value.detach())}; expected finite")
 
 
 def check_gradients(losses: dict[str, Tensor], policy: Policy, what: str) -> None:
@@ -109,6 +112,11 @@ class RegularizerContract(FakeBackbone):
     def setup(self) -> RegularizerSetup:
         return self.make_setup()
 
+    @pytest.fixture
+    def context(self, setup):
+        """The step context of ``setup``, for a subclass's own checks."""
+        return self.make_context(setup)
+
     def _losses(self, setup: RegularizerSetup) -> dict[str, Tensor]:
         regularizer = setup.regularizer
         return call_loss(regularizer.loss, self.make_context(setup), regularizer, "loss()")
@@ -116,7 +124,8 @@ class RegularizerContract(FakeBackbone):
     def test_implements_protocol(self, setup):
         regularizer = setup.regularizer
         assert isinstance(regularizer, Regularizer), protocol_message(regularizer, Regularizer)
-        assert isinstance(regularizer.name, str) and regularizer.name, f"name is {regularizer.name!r}; expected a str"
+        assert isinstance(regularizer.name, str) and regularizer.name, (
+            f"name is {regularizer.name!r}; expected a str")
         for flag in ("needs_reference", "needs_reference_transition", "needs_data"):
             value = getattr(regularizer, flag)
             assert isinstance(value, bool), f"{flag} is {value!r} ({type(value).__name__}); expected a bool"

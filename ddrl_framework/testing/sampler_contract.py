@@ -55,18 +55,21 @@ class SamplerContract:
         for field, expected in [("latents", (k + 1, b, *sample)), ("means", (k, b, *sample)),
                                 ("log_probs", (k, b)), ("timesteps", (k,))]:
             got = getattr(trajectory, field)
-            assert got.shape == expected, (f"trajectory.{field} has shape {shape(got)}; expected {shape(expected)} "
-                                           f"(K = {k} steps, B = {b})")
+            assert got.shape == expected, (
+                f"trajectory.{field} has shape {shape(got)}; expected {shape(expected)} "
+                f"(K = {k} steps, B = {b})")
         assert trajectory.log_probs.dtype == torch.float32, (
             f"trajectory.log_probs is {trajectory.log_probs.dtype}; expected torch.float32")
         assert torch.equal(trajectory.latents[0], noise), "trajectory.latents[0] is not the initial noise"
         assert torch.isfinite(trajectory.log_probs).all(), (
-            f"trajectory.log_probs has non-finite values (a deterministic step?): {brief(trajectory.log_probs, 8)}")
+            "trajectory.log_probs has non-finite values (a deterministic step?): "
+            f"{brief(trajectory.log_probs, 8)}")
 
     def test_rollout_is_reproducible_from_its_generator(self, setup):
         a, b, c = self._rollout(setup, 1), self._rollout(setup, 1), self._rollout(setup, 2)
-        assert torch.equal(a.latents, b.latents), (f"two rollouts from the same generator seed differ by up to "
-                                                   f"{max_gap(a.latents, b.latents):.3g}; expected equal")
+        assert torch.equal(a.latents, b.latents), (
+            f"two rollouts from the same generator seed differ by up to {max_gap(a.latents, b.latents):.3g}; "
+            "expected equal")
         assert not torch.equal(a.latents, c.latents), "rollouts from generator seeds 1 and 2 are equal"
 
     def test_ratio_is_exactly_one_on_policy(self, setup):
@@ -101,7 +104,8 @@ class SamplerContract:
         step = sampler.transition(policy, trajectory.latents[k], k, cond)
         step.mean.square().sum().backward()
         reached, total = nonzero_count(p.grad for p in policy.trainable_parameters())
-        assert reached > 0, f"step {k}: the transition's mean has zero gradient on all {total} trainable tensors"
+        assert reached > 0, (
+            f"step {k}: the transition's mean has zero gradient on all {total} trainable tensors")
 
     def test_check_trainable_accepts_the_stochastic_steps(self, setup):
         policy, sampler, _, _ = setup
@@ -110,7 +114,8 @@ class SamplerContract:
         try:
             sampler.check_trainable(policy, steps)
         except ValueError as error:
-            raise AssertionError(f"check_trainable(policy, {steps}) refused the stochastic steps: {error}") from error
+            raise AssertionError(
+                f"check_trainable(policy, {steps}) refused the stochastic steps: {error}") from error
 
     def test_check_trainable_refuses_the_deterministic_variant(self, setup):
         policy, sampler, cond, noise = setup
@@ -121,8 +126,9 @@ class SamplerContract:
         assert step.is_deterministic, f"deterministic().transition() has std {brief(step.std)}; expected 0"
         with pytest.raises(ValueError) as raised:
             ode.check_trainable(policy, steps)
-            raise AssertionError(f"deterministic().check_trainable(policy, {steps}) accepted steps whose std is 0; "
-                                 "expected a ValueError naming the option that makes them stochastic")
+            raise AssertionError(
+                f"deterministic().check_trainable(policy, {steps}) accepted steps whose std is 0; "
+                "expected a ValueError naming the option that makes them stochastic")
         assert str(raised.value), "check_trainable raised a ValueError without a message"
 
     def test_zero_noise_equals_the_scheduler_step(self, setup):
