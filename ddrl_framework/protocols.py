@@ -76,6 +76,11 @@ class Policy(Protocol):
 
     def trainable_parameters(self) -> Iterable[torch.nn.Parameter]: ...
 
+    def named_trainable_parameters(self) -> Iterable[tuple[str, Tensor]]:
+        """The trainable weights by name, one to one with ``trainable_parameters()`` (same tensors,
+        same order). On the ``reference()`` view: the same names, each with the reference's frozen
+        value (``requires_grad`` False), so a regularizer can pair a weight with its reference."""
+
     def trainable_state_dict(self) -> dict[str, Tensor]: ...
 
     def load_trainable_state_dict(self, state: Mapping[str, Tensor]) -> None: ...

@@ -196,6 +196,9 @@ def test_lora_reference_is_the_base_network_without_a_second_copy():
     assert reference.denoiser is policy.denoiser  # no copy in memory
     trainable = policy.trainable_state_dict()
     assert trainable and all("lora" in name for name in trainable)
+    snapshot = dict(reference.named_trainable_parameters())  # the adapters' seeded initial values
+    assert list(snapshot) == list(trainable) and all(not v.requires_grad for v in snapshot.values())
+    assert all(torch.count_nonzero(v) == 0 for n, v in snapshot.items() if "lora_B" in n)
     cond = policy.encode_conditions(fake_batch(2, pixel_shape(policy)))
     x, t = torch.randn((2, *policy.sample_shape)), torch.tensor([100.0, 800.0])
     with torch.no_grad():

@@ -63,7 +63,8 @@ class TestDdimSdeOnUnet(SamplerContract):
         return build("policy", "unet2d", **TINY_UNET)
 
 
-@pytest.mark.parametrize("name", ["brightness", "jpeg-compressibility", "jpeg-incompressibility"])
+@pytest.mark.parametrize("name", ["brightness", "jpeg-compressibility", "jpeg-incompressibility",
+                                  "digit-log-prob"])
 def test_reward_names_are_registered(name):
     assert name in REGISTRY.names("reward")
 
@@ -81,6 +82,11 @@ class TestJpegCompressibility(RewardModelContract):
 class TestJpegIncompressibility(RewardModelContract):
     def make_reward(self):
         return build("reward", "jpeg-incompressibility", quality=80)
+
+
+class TestDigitLogProb(RewardModelContract):
+    def make_reward(self):
+        return build("reward", "digit-log-prob")
 
 
 class TestNoRegularizer(RegularizerContract):

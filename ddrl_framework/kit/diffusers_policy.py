@@ -84,6 +84,8 @@ class DiffusersPolicy:
         self._prompt_cache: dict[str, dict[str, Tensor]] = {}
         self._is_reference = False
         self._reference: DiffusersPolicy | None = None
+        # on the reference view: the policy's trainable weights by name, frozen (a snapshot for LoRA)
+        self._reference_weights: dict[str, Tensor] | None = None
         self._freeze_all_but_denoiser()
         if options.lora_rank > 0:
             self._add_lora()
@@ -207,6 +209,12 @@ class DiffusersPolicy:
             return []
         return [p for p in self.denoiser.parameters() if p.requires_grad]
 
+    def named_trainable_parameters(self) -> list[tuple[str, Tensor]]:
+        """By name; on the reference, the policy's names with the frozen values (see ``reference``)."""
+        if self._reference_weights is not None:
+            return list(self._reference_weights.items())
+        return [(n, p) for n, p in self.denoiser.named_parameters() if p.requires_grad]
+
     def trainable_state_dict(self) -> dict[str, Tensor]:
         return {n: p.detach().clone() for n, p in self.denoiser.named_parameters() if p.requires_grad}
 
@@ -220,12 +228,20 @@ class DiffusersPolicy:
 
     def reference(self) -> DiffusersPolicy:
         """The policy as it is now, frozen: with LoRA the same network with adapters disabled
-        (exact while the adapters are freshly initialized), otherwise a copy of the denoiser."""
+        (exact while the adapters are freshly initialized), otherwise a copy of the denoiser.
+
+        Its ``named_trainable_parameters()``: the copy's weights under the policy's names; with LoRA,
+        the adapter weights as they were at this first call (their seeded initial values)."""
         if self._reference is None:
+            named = self.named_trainable_parameters()
             reference = copy.copy(self)
             reference._is_reference, reference._reference = True, None
-            if not self.uses_lora:
+            if self.uses_lora:
+                reference._reference_weights = {name: p.detach().clone() for name, p in named}
+            else:
                 reference.denoiser = copy.deepcopy(self.denoiser).requires_grad_(False).eval()
+                values = dict(reference.denoiser.named_parameters())
+                reference._reference_weights = {name: values[name] for name, _ in named}
             self._reference = reference
         return self._reference
 

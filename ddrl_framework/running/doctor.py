@@ -15,6 +15,7 @@ import attrs
 import torch
 
 from ddrl_framework.evaluation.scoring import score
+from ddrl_framework.kit.scheduler_match import names_a_scheduler, scheduler_gap
 from ddrl_framework.kit.seeding import make_generator
 from ddrl_framework.running.components import Components
 from ddrl_framework.types import DataBatch, Trajectory
@@ -77,19 +78,12 @@ def check_log_prob_scale(probe: Probe) -> CheckResult:
 
 def check_scheduler_match(probe: Probe) -> CheckResult:
     sampler, policy, t = probe.parts.sampler, probe.parts.policy, probe.trajectory
-    if not (hasattr(sampler, "deterministic") and hasattr(sampler, "scheduler_step")):
+    if not names_a_scheduler(sampler):
         return CheckResult(name="zero noise == scheduler step", value="sampler has no scheduler_step",
                            expected="-", status="SKIP")
-    ode, worst, scale = sampler.deterministic(), 0.0, 0.0
-    with torch.no_grad():
-        for k in range(t.num_steps):
-            ours = ode.transition(policy, t.latents[k], k, probe.cond).mean
-            theirs = sampler.scheduler_step(policy, t.latents[k], k, probe.cond).float()
-            worst = max(worst, float((ours.float() - theirs).abs().max()))
-            scale = max(scale, float(theirs.abs().max()))
-    tolerance = 1e-4 * max(1.0, scale)
-    return _result("zero noise == scheduler step", worst <= tolerance, f"max |diff| = {worst:.2e}",
-                   f"<= {tolerance:.1e}")
+    gap = scheduler_gap(sampler, policy, t.latents, probe.cond)
+    return _result("zero noise == scheduler step", gap.ok, f"max |diff| = {gap.worst:.2e}",
+                   f"<= {gap.tolerance:.1e}")
 
 
 def check_decoded_range(probe: Probe) -> CheckResult:

@@ -20,14 +20,20 @@ from ddrl_framework.testing.contracts import (
     SamplerContract,
 )
 from ddrl_framework.testing.fakes import (
+    FakeBackbone,
     FakePolicy,
+    FakeSampler,
     fake_batch,
     make_eval_context,
     make_step_context,
+    make_update_context,
+    perturb,
 )
+from ddrl_framework.testing.policy_contract import spread_timesteps
 
 __all__ = [
     "DataSourceContract",
+    "FakeBackbone",
     "FakePolicy",
     "FakeSampler",
     "MetricContract",
@@ -38,4 +44,7 @@ __all__ = [
     "fake_batch",
     "make_eval_context",
     "make_step_context",
+    "make_update_context",
+    "perturb",
+    "spread_timesteps",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 import torch
@@ -12,8 +13,15 @@ from torch import Tensor, nn
 
 from ddrl_framework.kit.chain import rollout_chain
 from ddrl_framework.kit.forward_process import DdpmProcess
-from ddrl_framework.protocols import Policy, Sampler
-from ddrl_framework.types import DataBatch, EvalContext, Gaussian, StepContext, Trajectory
+from ddrl_framework.protocols import Policy, Regularizer, Sampler
+from ddrl_framework.types import (
+    DataBatch,
+    EvalContext,
+    Gaussian,
+    StepContext,
+    Trajectory,
+    UpdateContext,
+)
 
 
 def _cosine_alphas_cumprod(steps: int) -> Tensor:
@@ -43,6 +51,7 @@ class FakePolicy:
         self.forward_process = DdpmProcess(alphas_cumprod=_cosine_alphas_cumprod(1000))
         self.sample_shape = (channels, size, size)
         self._reference: FakePolicy | None = None
+        self._reference_names: tuple[str, ...] | None = None  # set on a reference view
         if frozen:
             self.model.requires_grad_(False)
 
@@ -70,6 +79,13 @@ class FakePolicy:
     def trainable_parameters(self) -> Iterable[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
+    def named_trainable_parameters(self) -> list[tuple[str, Tensor]]:
+        """By name; on the reference, the policy's names with the frozen copy's values."""
+        if self._reference_names is not None:
+            values = dict(self.model.named_parameters())
+            return [(name, values[name]) for name in self._reference_names]
+        return [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
+
     def trainable_state_dict(self) -> dict[str, Tensor]:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
@@ -78,8 +94,11 @@ class FakePolicy:
 
     def reference(self) -> FakePolicy:
         if self._reference is None:
-            self._reference = copy.deepcopy(self)
-            self._reference.model.requires_grad_(False)
+            names = tuple(name for name, _ in self.named_trainable_parameters())
+            reference = copy.deepcopy(self)
+            reference.model.requires_grad_(False)
+            reference._reference_names = names
+            self._reference = reference
         return self._reference
 
     def save_pretrained(self, directory: str | Path) -> None:
@@ -125,6 +144,16 @@ class FakeSampler:
         return rollout_chain(self, policy, cond, noise, generator, timesteps)
 
 
+class FakeBackbone:
+    """A fast policy and sampler, for the contract suites of the components that use them."""
+
+    def make_policy(self) -> Policy:
+        return FakePolicy()
+
+    def make_sampler(self) -> Sampler:
+        return FakeSampler()
+
+
 def fake_batch(n: int, sample_shape: tuple[int, ...] = (1, 8, 8), seed: int = 0) -> DataBatch:
     """``n`` prompts with labels and data ``x0``: pixels uniform in [0, 1]."""
     generator = torch.Generator().manual_seed(seed)
@@ -140,28 +169,98 @@ def pixel_shape(policy: Policy) -> tuple[int, ...]:
     return tuple(getattr(policy, "pixel_shape", policy.sample_shape))
 
 
-def make_step_context(
-    policy: Policy, sampler: Sampler, *, groups: int = 2, group_size: int = 3, step: int = 0,
-    reference: Policy | None = None, seed: int = 0,
-) -> StepContext:
-    """A rollout of ``groups x group_size`` samples and the context of trained step ``step``.
+@torch.no_grad()
+def perturb(policy: Policy, scale: float = 0.05, seed: int = 0) -> None:
+    """Move every trainable weight of ``policy`` by seeded Gaussian noise of std ``scale``: take
+    ``policy.reference()`` first, and the policy then differs from it (a KL to it is not 0)."""
+    generator = torch.Generator().manual_seed(seed)
+    for p in policy.trainable_parameters():
+        p.add_(scale * torch.randn(p.shape, generator=generator).to(p.device, p.dtype))
 
-    ``reference`` (default: ``policy.reference()``) gives the reference transition.
-    """
+
+@attrs.frozen(kw_only=True)
+class Needs:
+    """What a regularizer declares it reads; :meth:`of` ``None``: everything."""
+
+    data: bool = True
+    reference: bool = True
+    reference_transition: bool = True
+
+    @classmethod
+    def of(cls, regularizer: Regularizer | None) -> Needs:
+        if regularizer is None:
+            return cls()
+        return cls(data=bool(getattr(regularizer, "needs_data", False)),
+                   reference=bool(getattr(regularizer, "needs_reference", False)),
+                   reference_transition=bool(getattr(regularizer, "needs_reference_transition", False)))
+
+    def describe(self) -> str:
+        """The context fields left None, and why: for failure messages."""
+        fields = [("data", "needs_data", self.data), ("reference", "needs_reference", self.reference),
+                  ("reference_transition", "needs_reference_transition", self.reference_transition)]
+        unset = [f"context.{field} is None ({flag} is False)" for field, flag, wanted in fields if not wanted]
+        return "; ".join(unset) or "every field is set"
+
+
+@attrs.frozen(kw_only=True)
+class _Rollout:
+    data: DataBatch  # one member per group
+    cond: Any  # the conditions of the groups x group_size members
+    trajectory: Trajectory
+    generator: torch.Generator
+
+
+def _rollout(policy: Policy, sampler: Sampler, groups: int, group_size: int, seed: int) -> _Rollout:
     generator = torch.Generator().manual_seed(seed)
     data = fake_batch(groups, pixel_shape(policy), seed)
     members = data.repeat_each(group_size)
     cond = policy.encode_conditions(members)
     noise = torch.randn((len(members), *policy.sample_shape), generator=generator)
     trajectory = sampler.rollout(policy, cond, noise, generator)
-    with torch.no_grad():
+    return _Rollout(data=data, cond=cond, trajectory=trajectory, generator=generator)
+
+
+def make_step_context(
+    policy: Policy, sampler: Sampler, *, groups: int = 2, group_size: int = 3, step: int = 0,
+    reference: Policy | None = None, seed: int = 0, regularizer: Regularizer | None = None,
+    is_first_trained_step: bool = True,
+) -> StepContext:
+    """A rollout of ``groups x group_size`` samples and the context of trained step ``step``.
+
+    ``regularizer``: carry only what it declares, as the trainer does (``data`` if ``needs_data``,
+    ``reference`` if ``needs_reference``, ``reference_transition`` if
+    ``needs_reference_transition``; the others None); None: carry everything.
+    ``reference`` (default: ``policy.reference()``) is the frozen reference policy.
+    """
+    needs, run = Needs.of(regularizer), _rollout(policy, sampler, groups, group_size, seed)
+    frozen = None
+    if needs.reference or needs.reference_transition:
         frozen = reference if reference is not None else policy.reference()
-        reference_step = sampler.transition(frozen, trajectory.latents[step], step, cond)
+    reference_step = None
+    if needs.reference_transition:
+        with torch.no_grad():
+            reference_step = sampler.transition(frozen, run.trajectory.latents[step], step, run.cond)
     return StepContext(
-        policy=policy, step=step, is_first_trained_step=True, trajectory=trajectory,
-        group_size=group_size, transition=sampler.transition(policy, trajectory.latents[step], step, cond),
-        reference_transition=reference_step, data=data, generator=generator,
+        policy=policy, step=step, is_first_trained_step=is_first_trained_step, trajectory=run.trajectory,
+        group_size=group_size,
+        transition=sampler.transition(policy, run.trajectory.latents[step], step, run.cond),
+        reference=frozen if needs.reference else None, reference_transition=reference_step,
+        data=run.data if needs.data else None, generator=run.generator,
     )
+
+
+def make_update_context(
+    policy: Policy, sampler: Sampler, *, groups: int = 2, group_size: int = 3,
+    reference: Policy | None = None, seed: int = 0, regularizer: Regularizer | None = None,
+) -> UpdateContext:
+    """What a regularizer's ``update_loss`` sees once per optimizer step, after a rollout of
+    ``groups x group_size`` samples; ``regularizer`` and ``reference`` as in :func:`make_step_context`."""
+    needs, run = Needs.of(regularizer), _rollout(policy, sampler, groups, group_size, seed)
+    frozen = None
+    if needs.reference:
+        frozen = reference if reference is not None else policy.reference()
+    return UpdateContext(policy=policy, reference=frozen, trajectory=run.trajectory, group_size=group_size,
+                         data=run.data if needs.data else None, generator=run.generator)
 
 
 def make_eval_context(policy: Policy, sampler: Sampler, *, count: int = 16, seed: int = 0,

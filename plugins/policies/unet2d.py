@@ -28,7 +28,8 @@ def register_policies(register):
 class Unet2DPolicy:
     """Owns a ``UNet2DModel`` (the trainable denoiser) and its ``DDPMScheduler`` forward process."""
 
-    def __init__(self, model: UNet2DModel, scheduler: DDPMScheduler, frozen: bool = False):
+    def __init__(self, model: UNet2DModel, scheduler: DDPMScheduler, frozen: bool = False,
+                 reference_names: tuple[str, ...] | None = None):
         self.model = model
         self.scheduler = scheduler
         self.forward_process = DdpmProcess(
@@ -39,6 +40,7 @@ class Unet2DPolicy:
         self.sample_shape = (channels, size, size)
         self.conditional = bool(model.config.num_class_embeds)
         self._reference: Unet2DPolicy | None = None
+        self._reference_names = reference_names  # on the reference view: the policy's trainable names
         if frozen:
             model.requires_grad_(False)
 
@@ -84,6 +86,13 @@ class Unet2DPolicy:
     def trainable_parameters(self) -> Iterable[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
+    def named_trainable_parameters(self) -> list[tuple[str, Tensor]]:
+        """By name; on the reference, the policy's names with the frozen copy's values."""
+        if self._reference_names is not None:
+            values = dict(self.model.named_parameters())
+            return [(name, values[name]) for name in self._reference_names]
+        return [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
+
     def trainable_state_dict(self) -> dict[str, Tensor]:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
@@ -93,7 +102,9 @@ class Unet2DPolicy:
     def reference(self) -> Unet2DPolicy:
         """A frozen copy of the weights as they were at the first call."""
         if self._reference is None:
-            self._reference = Unet2DPolicy(copy.deepcopy(self.model).eval(), self.scheduler, True)
+            names = tuple(name for name, _ in self.named_trainable_parameters())
+            self._reference = Unet2DPolicy(copy.deepcopy(self.model).eval(), self.scheduler, frozen=True,
+                                           reference_names=names)
         return self._reference
 
     def save_pretrained(self, directory: str | Path) -> None:
