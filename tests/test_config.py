@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from ddrl_framework.errors import UserError
-from ddrl_framework.running.config import load_experiment, parse_override
+from ddrl_framework.running.config import parse_override
+from ddrl_framework.running.loader import load_experiment
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
