@@ -31,8 +31,9 @@ from ddrl_framework.running.trainer import Trainer  # noqa: E402
 
 def lora_run(device: str, folder: Path, iterations: int, resume: bool = False) -> list[dict]:
     experiment = load_experiment(ROOT / "configs" / "sd3-tiny.toml", [
-        "policy.lora_rank=4", f"output_dir={folder}", f"train.device={device}", f"train.iterations={iterations}",
-        "train.checkpoint_every=1", "train.eval_every=0", "train.grid_samples=0"])
+        "policy.lora_rank=4", f"output_dir={folder}", f"train.device={device}",
+        f"train.iterations={iterations}", "train.checkpoint_every=1", "train.eval_every=0",
+        "train.grid_samples=0"])
     trainer = Trainer(experiment, load_registry(), resume=resume, show_progress=False)
     trainer.run()
     return [{k: v for k, v in r.items() if k != "seconds"} for r in trainer.records]

@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="fine-tune a policy with RL (pretrains its reference first if needed)")
     _experiment_arguments(train)
-    train.add_argument("--resume", action="store_true", help="continue the run in output_dir")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in its folder (output_dir, or the arm's run folder)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     pretrain = commands.add_parser("pretrain", help="train the reference model on the data (cached)")

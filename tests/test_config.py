@@ -182,3 +182,9 @@ def test_a_renamed_key_names_its_new_name_on_every_path(tiny_compare_config, whe
     if where == "file":
         with pytest.raises(UserError, match=message):
             load_experiment(path, overrides)
+
+
+def test_compare_of_a_file_without_compare_runs_the_three_default_arms(tiny_config):
+    runs = load_file(tiny_config()).runs()
+    assert [r.name for r in runs] == ["none-seed0", "reverse-kl-seed0", "forward-kl-data-seed0"]
+    assert [r.experiment.regularizer.options for r in runs] == [{}, {}, {}]  # each plugin's default beta

@@ -72,10 +72,8 @@ class ExperimentFile:
     base: Experiment  # everything but [compare]
 
     def comparison(self) -> CompareConfig:
-        """The ``[compare]`` table, validated (a UserError when the file has none)."""
-        if self.compare_data is None:
-            raise UserError(f"{self.source} has no [compare] table: add one (see docs/comparisons.md)")
-        return structure(self.compare_data, CompareConfig, self.source, "compare.")
+        """The ``[compare]`` table, validated (``ddrl compare`` of a file without one: the defaults)."""
+        return structure(self.compare_data or {}, CompareConfig, self.source, "compare.")
 
     def run(self, arm: Arm, beta: float | None, seed: int) -> RunSpec:
         """The validated experiment of one arm x beta x seed, as ``ddrl compare`` runs it."""
