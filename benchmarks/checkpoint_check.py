@@ -25,17 +25,16 @@ from ddrl_framework.distributed.sharding import Ddp, Fsdp2, Layout, full_tensor 
 from ddrl_framework.distributed.world import World  # noqa: E402
 from ddrl_framework.registry import load_registry  # noqa: E402
 from ddrl_framework.running.checkpoint import load_training_state, save_training_state  # noqa: E402
-from ddrl_framework.running.config import read_toml, structure_experiment  # noqa: E402
+from ddrl_framework.running.loader import load_experiment  # noqa: E402
 from ddrl_framework.running.trainer import Trainer  # noqa: E402
 
 
 def lora_run(device: str, folder: Path, iterations: int, resume: bool = False) -> list[dict]:
-    data = read_toml(ROOT / "configs" / "sd3-tiny.toml")
-    data["policy"]["lora_rank"] = 4
-    data["output_dir"] = str(folder)
-    data["train"].update(device=device, iterations=iterations, checkpoint_every=1, eval_every=0, grid_samples=0)
-    trainer = Trainer(structure_experiment(data, "checkpoint_check"), load_registry(), resume=resume,
-                      show_progress=False)
+    experiment = load_experiment(ROOT / "configs" / "sd3-tiny.toml", [
+        "policy.lora_rank=4", f"output_dir={folder}", f"train.device={device}",
+        f"train.iterations={iterations}", "train.checkpoint_every=1", "train.eval_every=0",
+        "train.grid_samples=0"])
+    trainer = Trainer(experiment, load_registry(), resume=resume, show_progress=False)
     trainer.run()
     return [{k: v for k, v in r.items() if k != "seconds"} for r in trainer.records]
 

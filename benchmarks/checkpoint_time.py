@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_CONFIG, make_trainer
+from common import DEFAULT_CONFIG, NO_REGULARIZER, make_trainer
 
 from ddrl_framework.running.checkpoint import load_training_state
 
@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        trainer = make_trainer(args.config, folder, {"name": "none"})
+        trainer = make_trainer(args.config, folder, [NO_REGULARIZER])
         trainer.iteration(0)  # optimizer state exists after one step
         saves, loads = [], []
         for i in range(args.rounds):

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -27,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from ddrl_framework.registry import load_registry  # noqa: E402
 from ddrl_framework.running.components import build_components  # noqa: E402
-from ddrl_framework.running.config import read_toml, structure_experiment  # noqa: E402
+from ddrl_framework.running.config import structure_experiment, to_dict  # noqa: E402
+from ddrl_framework.running.loader import load_experiment  # noqa: E402
 from ddrl_framework.running.doctor import make_probe, run_checks  # noqa: E402
 from ddrl_framework.running.pretrain import pretrain_if_needed  # noqa: E402
 from ddrl_framework.running.trainer import Trainer  # noqa: E402
@@ -36,9 +38,11 @@ DEVICE = "cuda"  # --device cpu: a smoke run of the script itself
 PROMPTS = ["a red cube on a table", "a blue sphere in the sky", "a green cone", "a cat on a sofa"]
 
 
-def experiment_data(config: str | None, folder: str, **sections) -> dict:
-    data = read_toml(ROOT / "configs" / config) if config else {}
-    data.pop("compare", None)
+def experiment_data(config: str | None, folder: str, *, arm: str | None = None,
+                    overrides: Sequence[str] = (), **sections) -> dict:
+    """The experiment of configs/CONFIG (or of its arm ARM) with ``overrides``, read by the one
+    loader, as plain data; then ``sections`` and this script's train settings."""
+    data = to_dict(load_experiment(ROOT / "configs" / config, overrides, arm=arm)) if config else {}
     for key, value in sections.items():  # tables merge into the config's; a regularizer replaces it
         merge = key in ("policy", "train", "pretrain") and isinstance(data.get(key), dict)
         data[key] = {**data[key], **value} if merge else value
@@ -182,7 +186,8 @@ def main() -> None:
         for regularizer in ("none", "reverse-kl", "forward-kl-data"):
             data = experiment_data(config, "", regularizer={"name": regularizer})
             report(f"{config} {regularizer}", data, registry, args.iterations)
-    data = experiment_data("digits-brightness-ddrl.toml", "", pretrain={"optimizer_steps": 0})
+    data = experiment_data("digits-brightness.toml", "", arm="forward-kl-data",
+                           overrides=["pretrain.optimizer_steps=0", "metrics=[]"])
     if not args.skip_tiny:
         report("digits (0.65M UNet, 64 samples x 10 steps) forward-kl-data", data, registry, args.iterations)
     if not args.skip_mid:

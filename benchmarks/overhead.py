@@ -15,7 +15,7 @@ import math
 import tempfile
 
 import torch
-from common import DEFAULT_CONFIG, interleaved_medians, make_trainer
+from common import DEFAULT_CONFIG, NO_REGULARIZER, interleaved_medians, make_trainer
 
 
 def hand_written_iteration(model, alphas, optimizer, steps, groups, group_size, seed):
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        trainer = make_trainer(args.config, folder, {"name": "none"})
+        trainer = make_trainer(args.config, folder, [NO_REGULARIZER])
         cfg, policy = trainer.cfg, trainer.parts.policy
         model = copy.deepcopy(policy.model)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)

@@ -23,12 +23,16 @@ import sys
 import tempfile
 import time
 
+from common import DEFAULT_CONFIG
+
+# each setting replaces the regularizer of CONFIG's base experiment (the betas of
+# configs/digits-brightness.toml's arms)
 ARMS = {
-    "none": {"name": "none"},
-    "reverse-kl": {"name": "reverse-kl", "beta": 0.01},
-    "forward-kl-data": {"name": "forward-kl-data", "beta": 10.0},
-    "forward-kl-data fresh": {"name": "forward-kl-data", "beta": 10.0, "noise": "fresh"},
-    "forward-kl-data first": {"name": "forward-kl-data", "beta": 10.0, "every_step": False},
+    "none": 'regularizer={name="none"}',
+    "reverse-kl": 'regularizer={name="reverse-kl", beta=0.01}',
+    "forward-kl-data": 'regularizer={name="forward-kl-data", beta=10.0}',
+    "forward-kl-data fresh": 'regularizer={name="forward-kl-data", beta=10.0, noise="fresh"}',
+    "forward-kl-data first": 'regularizer={name="forward-kl-data", beta=10.0, every_step=false}',
 }
 
 
@@ -44,7 +48,7 @@ def measure(arm: str, config: str, iterations: int) -> dict:
     from common import make_trainer
 
     with tempfile.TemporaryDirectory() as folder:
-        trainer = make_trainer(config, folder, ARMS[arm])
+        trainer = make_trainer(config, folder, [ARMS[arm]])
         trainer.iteration(0)
         began = time.perf_counter()
         for i in range(iterations):
@@ -57,7 +61,7 @@ def measure(arm: str, config: str, iterations: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--config", default="configs/digits-brightness-ddrl.toml")
+    parser.add_argument("--config", default=DEFAULT_CONFIG)
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--arm", help=argparse.SUPPRESS)  # one measurement, in a child process

@@ -15,7 +15,7 @@ import tempfile
 import time
 
 import torch
-from common import DEFAULT_CONFIG, interleaved_medians, make_trainer
+from common import DEFAULT_CONFIG, NO_REGULARIZER, interleaved_medians, make_trainer
 from torch.utils.flop_counter import FlopCounterMode
 
 from ddrl_framework.running.update import Rollout
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        trainer = make_trainer(args.config, folder, {"name": "none"})
+        trainer = make_trainer(args.config, folder, [NO_REGULARIZER])
         policy, sampler, cfg = trainer.parts.policy, trainer.parts.sampler, trainer.cfg
         batch, steps = cfg.groups * cfg.group_size, sampler.num_steps
         noise = torch.randn((batch, *policy.sample_shape))

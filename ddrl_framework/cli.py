@@ -5,11 +5,34 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ddrl_framework.errors import TrainingError, UserError
 
+if TYPE_CHECKING:
+    from ddrl_framework.registry import Registry
+    from ddrl_framework.running.config import Experiment
+
 EXIT_USER_ERROR = 2
 EXIT_TRAINING_STOPPED = 3
+
+
+def _experiment_arguments(parser: argparse.ArgumentParser) -> None:
+    """CONFIG, ``--set`` and ``--arm/--beta``: what train, pretrain and doctor load (:func:`_load`)."""
+    parser.add_argument("config", help="experiment TOML file (a [compare] table in it is ignored "
+                        "unless --arm names one of its arms)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.iterations=5 (repeatable)")
+    parser.add_argument("--arm", metavar="NAME", help="the experiment of this [[compare.arms]] arm, "
+                        "exactly as `ddrl compare` runs it (same run folder), with the file's seed")
+    parser.add_argument("--beta", type=float, metavar="B", help="the arm's beta (needed when it "
+                        "sweeps several; any value is a new point); without --arm: regularizer.beta")
+
+
+def _load(args: argparse.Namespace, registry: Registry) -> Experiment:
+    from ddrl_framework.running.loader import load_experiment
+
+    return load_experiment(args.config, args.overrides, arm=args.arm, beta=args.beta, registry=registry)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -17,15 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="fine-tune a policy with RL (pretrains its reference first if needed)")
-    train.add_argument("config", help="experiment TOML file")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value, e.g. --set train.iterations=5 (repeatable)")
-    train.add_argument("--resume", action="store_true", help="continue the run in output_dir")
+    _experiment_arguments(train)
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in its folder (output_dir, or the arm's run folder)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     pretrain = commands.add_parser("pretrain", help="train the reference model on the data (cached)")
-    pretrain.add_argument("config")
-    pretrain.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _experiment_arguments(pretrain)
     pretrain.add_argument("--quiet", action="store_true")
 
     compare = commands.add_parser("compare", help="run every arm x beta x seed of a comparison, then the report")
@@ -40,8 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="check a backbone + sampler pair (ratio, log-probs, "
                                  "scheduler match, ranges, data loss, gradients); exit 1 on a failure")
-    doctor.add_argument("config")
-    doctor.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _experiment_arguments(doctor)
     doctor.add_argument("--samples", type=int, default=4, help="rollout size (default 4)")
     doctor.add_argument("--quiet", action="store_true")
 
@@ -52,22 +72,21 @@ def _parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> None:
     from ddrl_framework.distributed.world import current_world
     from ddrl_framework.registry import load_registry
-    from ddrl_framework.running.config import load_experiment
     from ddrl_framework.running.trainer import train
 
-    experiment = load_experiment(args.config, args.overrides)
-    output = train(experiment, load_registry(), resume=args.resume, show_progress=not args.quiet)
+    registry = load_registry()
+    experiment = _load(args, registry)
+    output = train(experiment, registry, resume=args.resume, show_progress=not args.quiet)
     if current_world().is_main:
         print(f"metrics: {output / 'metrics.jsonl'}\nsamples: {output / 'samples_final.png'}")
 
 
 def _pretrain(args: argparse.Namespace) -> None:
     from ddrl_framework.registry import load_registry
-    from ddrl_framework.running.config import load_experiment
     from ddrl_framework.running.pretrain import ensure_pretrained
 
-    experiment = load_experiment(args.config, args.overrides)
-    print(ensure_pretrained(experiment, load_registry(), show_progress=not args.quiet))
+    registry = load_registry()
+    print(ensure_pretrained(_load(args, registry), registry, show_progress=not args.quiet))
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -87,16 +106,15 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from ddrl_framework.comparison.compare import load_base_experiment
     from ddrl_framework.registry import load_registry
     from ddrl_framework.running.components import build_components
     from ddrl_framework.running.device import resolve_device
     from ddrl_framework.running.doctor import format_table, make_probe, run_checks
     from ddrl_framework.running.pretrain import pretrain_if_needed
 
-    experiment = load_base_experiment(args.config, args.overrides)
-    device = resolve_device(experiment.train.device)
     registry = load_registry()
+    experiment = _load(args, registry)
+    device = resolve_device(experiment.train.device)
     pretrain_if_needed(experiment, registry, show_progress=not args.quiet)
     parts = build_components(experiment, registry, device, show_progress=not args.quiet)
     results = run_checks(make_probe(parts, args.samples, experiment.seed, device))

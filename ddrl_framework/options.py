@@ -65,6 +65,23 @@ def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
         return {}
 
 
+def _parameters(factory: Callable[..., Any]) -> dict[str, inspect.Parameter] | None:
+    """The keyword parameters ``factory`` accepts as options (None: it takes ``**kwargs``, anything)."""
+    params = dict(inspect.signature(factory).parameters)
+    option_class = getattr(factory, "option_class", None)
+    if option_class is None and any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    if option_class is not None:
+        params.update(inspect.signature(option_class).parameters)
+    return {n: p for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+
+
+def accepts_option(factory: Callable[..., Any], key: str) -> bool:
+    """Whether ``factory`` takes the option ``key`` (a factory taking ``**kwargs`` takes any)."""
+    params = _parameters(factory)
+    return params is None or key in params
+
+
 def structure_options(
     factory: Callable[..., Any], options: Mapping[str, Any], where: str, component: str
 ) -> dict[str, Any]:
@@ -73,15 +90,14 @@ def structure_options(
     A factory taking ``**kwargs`` accepts anything, unless it names an attrs class as its
     ``option_class``: then that class's fields are accepted (and checked) as well.
     """
-    params = dict(inspect.signature(factory).parameters)
-    option_class = getattr(factory, "option_class", None)
-    if option_class is None and any(p.kind is p.VAR_KEYWORD for p in params.values()):
+    params = _parameters(factory)
+    if params is None:
         return dict(options)
     hints = _type_hints(factory)
+    option_class = getattr(factory, "option_class", None)
     if option_class is not None:
-        params.update(inspect.signature(option_class).parameters)
         hints.update(_type_hints(option_class))
-    accepted = {n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    accepted = set(params)
     for key in options:
         if key not in accepted:
             raise UserError(

@@ -64,3 +64,38 @@ def tiny_config(tmp_path):
         return path
 
     return write
+
+
+TINY_COMPARE = """
+[compare]
+seeds = [0, 1]
+
+[[compare.arms]]
+name = "none"
+regularizer = {name = "none"}
+
+[[compare.arms]]
+name = "reverse-kl"
+regularizer = {name = "reverse-kl"}
+betas = [0.01, 0.1]
+
+[[compare.arms]]
+name = "data"
+regularizer = {name = "forward-kl-data"}
+betas = [0.05]
+set = ["train.advantage_normalization=raw", "pretrain.seed=1"]
+"""
+
+
+@pytest.fixture
+def tiny_compare_config(tiny_config):
+    """``tiny_config``'s experiment (forward-kl-data, beta 0.01) plus a ``[compare]`` table: seeds
+    0 and 1; arms ``none``, ``reverse-kl`` (betas 0.01 and 0.1) and ``data`` (forward-kl-data,
+    beta 0.05, raw advantages, its own pretraining seed). Returns a function(name) -> Path."""
+
+    def write(name: str = "cmp") -> Path:
+        path = tiny_config(name=name)
+        path.write_text(path.read_text() + TINY_COMPARE)
+        return path
+
+    return write

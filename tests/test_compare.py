@@ -54,6 +54,8 @@ def comparison(tiny_config):
 
 def test_every_arm_beta_and_seed_becomes_a_validated_run(comparison):
     base, compare, runs = load_compare(comparison(), ["train.iterations=5"])
+    assert base.regularizer.name == "none" and base.output_dir.endswith("cmp")
+    assert [(a.name, a.betas) for a in compare.arms] == [("none", ()), ("reverse-kl", (0.01, 0.1))]
     assert [r.name for r in runs] == ["none-seed0", "none-seed1", "reverse-kl-beta0.01-seed0",
                                       "reverse-kl-beta0.01-seed1", "reverse-kl-beta0.1-seed0",
                                       "reverse-kl-beta0.1-seed1"]
@@ -73,8 +75,12 @@ def test_a_bad_arm_is_reported_before_anything_runs(comparison, tmp_path):
 @pytest.mark.slow
 def test_compare_runs_reports_and_never_reruns_a_finished_run(comparison, capsys):
     path = comparison()
-    assert main(["compare", str(path), "--quiet"]) == 0
     folder = path.parent / "cmp"
+    # one run trained alone first (`ddrl train --arm`): compare finds it finished and keeps it
+    assert main(["train", str(path), "--arm", "reverse-kl", "--beta", "0.1", "--quiet"]) == 0
+    alone = (folder / "runs" / "reverse-kl-beta0.1-seed0" / "metrics.jsonl").read_bytes()
+    assert main(["compare", str(path), "--quiet"]) == 0
+    assert (folder / "runs" / "reverse-kl-beta0.1-seed0" / "metrics.jsonl").read_bytes() == alone
     report = (folder / "report.md").read_text()
     for setting in ("| none | 2 |", "| reverse-kl β=0.01 | 2 |", "| reverse-kl β=0.1 | 2 |"):
         assert setting in report

@@ -224,7 +224,7 @@ class _NanOnRankOne:
 def _skip_worker(rank, config, mode):
     from ddrl_framework.hookspecs import hookimpl
     from ddrl_framework.registry import Registry, make_plugin_manager
-    from ddrl_framework.running.config import load_experiment
+    from ddrl_framework.running.loader import load_experiment
     from ddrl_framework.running.trainer import train
 
     class Plugin:

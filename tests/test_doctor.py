@@ -7,7 +7,7 @@ import torch
 from ddrl_framework.cli import main
 from ddrl_framework.registry import load_registry
 from ddrl_framework.running.components import build_components
-from ddrl_framework.running.config import load_experiment
+from ddrl_framework.running.loader import load_experiment
 from ddrl_framework.running.doctor import (
     check_ratio,
     check_scheduler_match,

@@ -13,7 +13,7 @@ from ddrl_framework.hookspecs import hookimpl
 from ddrl_framework.registry import Registry, make_plugin_manager
 from ddrl_framework.running import checkpoint
 from ddrl_framework.running.checkpoint import load_training_state
-from ddrl_framework.running.config import load_experiment
+from ddrl_framework.running.loader import load_experiment
 from ddrl_framework.running.trainer import Trainer
 
 

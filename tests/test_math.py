@@ -197,7 +197,7 @@ def test_exp_tilt_is_the_papers_transform_with_a_per_group_log_mean_exp():
 def test_per_reward_advantages_are_aggregated_by_weight(tiny_config):
     from ddrl_framework.kit.policy_gradient import group_advantages
     from ddrl_framework.registry import load_registry
-    from ddrl_framework.running.config import load_experiment
+    from ddrl_framework.running.loader import load_experiment
     from ddrl_framework.running.trainer import Trainer
 
     config = tiny_config()

@@ -11,14 +11,15 @@ The ``[compare]`` table of the experiment file::
     betas = [0.003, 0.01]
     set = ["train.advantage_normalization=raw"]   # overrides for this arm only
 
-Runs go to ``<output_dir>/runs/<arm>-beta<beta>-seed<seed>``; a finished run is never rerun and an
-interrupted one resumes. Then the evaluation spread and the target reference values are measured
-and ``report.md`` is written (:mod:`ddrl_framework.report`).
+The file is read by the one loader (:mod:`ddrl_framework.running.loader`), which makes each run's
+experiment and names its folder ``<output_dir>/runs/<arm>[-beta<beta>]-seed<seed>``; ``ddrl train
+FILE --arm A --beta B`` trains the same run in the same folder. A finished run is never rerun and
+an interrupted one resumes. Then the evaluation spread and the target reference values are measured
+and ``report.md`` is written (:mod:`ddrl_framework.comparison.report`).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import subprocess
@@ -26,7 +27,6 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
 
 import attrs
 import torch
@@ -38,105 +38,18 @@ from ddrl_framework.kit.io import atomic_write_bytes
 from ddrl_framework.registry import Registry
 from ddrl_framework.running.checkpoint import latest_checkpoint
 from ddrl_framework.running.components import build_components, make_evaluator
-from ddrl_framework.running.config import (
-    Experiment,
-    apply_override,
-    parse_override,
-    read_toml,
-    structure,
-    structure_experiment,
-)
+from ddrl_framework.running.config import CompareConfig, Experiment
 from ddrl_framework.running.device import resolve_device
+from ddrl_framework.running.loader import RunSpec, load_file
 from ddrl_framework.running.pretrain import pretrain_if_needed
 from ddrl_framework.running.trainer import Trainer
 
 
-@attrs.frozen(kw_only=True)
-class Arm:
-    name: str  # how the arm is labelled in the report
-    regularizer: dict[str, Any]  # the [regularizer] table (without beta when betas are swept)
-    betas: tuple[float, ...] = ()  # a sweep; empty: the regularizer table as it is
-    set: tuple[str, ...] = ()  # KEY=VALUE overrides for this arm's runs
-    own_target: str | None = None  # the eval key of the FD to this arm's own optimum
-
-
-@attrs.frozen(kw_only=True)
-class Target:
-    """A reweighting of the held-out data that an objective is optimal at."""
-
-    name: str
-    weighting: Literal["none", "exp-tilt", "forward-kl"] = "none"
-    temperature: float = 1.0
-
-
-DEFAULT_ARMS = (
-    Arm(name="none", regularizer={"name": "none"}),
-    Arm(name="reverse-kl", regularizer={"name": "reverse-kl"}),
-    Arm(name="forward-kl-data", regularizer={"name": "forward-kl-data"}),
-)
-
-
-@attrs.frozen(kw_only=True)
-class CompareConfig:
-    seeds: tuple[int, ...] = (0,)
-    arms: tuple[Arm, ...] = DEFAULT_ARMS
-    targets: tuple[Target, ...] = (Target(name="data"),)
-    common_target: str | None = None  # the eval key of the FD to the common target
-    evaluation_repeats: int = 5  # evaluations of the reference with fresh noise: the spread
-    jobs: int = 1  # runs side by side (each in its own process, on cores / jobs threads)
-
-
-@attrs.frozen(kw_only=True)
-class RunSpec:
-    name: str
-    arm: str
-    beta: float | None
-    seed: int
-    experiment: Experiment
-
-    @property
-    def directory(self) -> Path:
-        return Path(self.experiment.output_dir)
-
-    def manifest(self) -> dict[str, Any]:
-        return {"name": self.name, "arm": self.arm, "beta": self.beta, "seed": self.seed,
-                "dir": f"runs/{self.name}"}
-
-
 def load_compare(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Experiment, CompareConfig, list[RunSpec]]:
-    """The base experiment, the comparison, and every run (each validated before anything runs)."""
-    data = read_toml(path)
-    for text in overrides:
-        apply_override(data, *parse_override(text))
-    compare = structure(data.pop("compare", {}), CompareConfig, str(path), "compare.")
-    base = structure_experiment(data, str(path))
-    runs = [_run(data, arm, beta, seed, str(path))
-            for arm in compare.arms for beta in (arm.betas or (None,)) for seed in compare.seeds]
-    names = [r.name for r in runs]
-    if len(set(names)) != len(names):
-        raise UserError(f"{path}: two [[compare.arms]] share a name; give each its own")
-    return base, compare, runs
-
-
-def load_base_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
-    """The experiment of a file, without its [compare] table if it has one."""
-    data = read_toml(path)
-    data.pop("compare", None)
-    for text in overrides:
-        apply_override(data, *parse_override(text))
-    return structure_experiment(data, str(path))
-
-
-def _run(base: dict[str, Any], arm: Arm, beta: float | None, seed: int, source: str) -> RunSpec:
-    data = copy.deepcopy(base)
-    data["regularizer"] = dict(arm.regularizer) | ({} if beta is None else {"beta": beta})
-    for text in arm.set:
-        apply_override(data, *parse_override(text))
-    name = arm.name + ("" if beta is None else f"-beta{beta:g}") + f"-seed{seed}"
-    data["seed"] = seed
-    data["output_dir"] = str(Path(base["output_dir"]) / "runs" / name)
-    experiment = structure_experiment(data, f"{source} (arm '{arm.name}', run {name})")
-    return RunSpec(name=name, arm=arm.name, beta=beta, seed=seed, experiment=experiment)
+    """The base experiment, the comparison, and every run, each validated before anything runs
+    (the one loader, :mod:`ddrl_framework.running.loader`, makes them)."""
+    file = load_file(path, overrides)
+    return file.base, file.comparison(), file.runs()
 
 
 def is_finished(run: RunSpec) -> bool:

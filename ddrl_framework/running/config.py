@@ -5,6 +5,9 @@ Every component section holds the registry ``name`` of a plugin plus that plugin
     [sampler]
     name = "ddim-sde"   # the plugin
     denoising_steps = 10   # its options
+
+An optional ``[compare]`` table (:class:`CompareConfig`) names the arms of a comparison; the one
+loader (:mod:`ddrl_framework.running.loader`) builds the experiment of any arm from it.
 """
 
 from __future__ import annotations
@@ -103,6 +106,45 @@ class Experiment:
     @property
     def regularizer_beta(self) -> float | None:
         return self.regularizer.options.get("beta")
+
+
+@attrs.frozen(kw_only=True)
+class Arm:
+    """One setting of a comparison: a regularizer table, optionally swept over betas."""
+
+    name: str  # how the arm is labelled in the report and its runs' folders
+    regularizer: dict[str, Any]  # the [regularizer] table (without beta when betas are swept)
+    betas: tuple[float, ...] = ()  # a sweep; empty: the regularizer table as it is
+    set: tuple[str, ...] = ()  # KEY=VALUE overrides for this arm's runs
+    own_target: str | None = None  # the eval key of the FD to this arm's own optimum
+
+
+@attrs.frozen(kw_only=True)
+class Target:
+    """A reweighting of the held-out data that an objective is optimal at."""
+
+    name: str
+    weighting: Literal["none", "exp-tilt", "forward-kl"] = "none"
+    temperature: float = 1.0
+
+
+DEFAULT_ARMS = (
+    Arm(name="none", regularizer={"name": "none"}),
+    Arm(name="reverse-kl", regularizer={"name": "reverse-kl"}),
+    Arm(name="forward-kl-data", regularizer={"name": "forward-kl-data"}),
+)
+
+
+@attrs.frozen(kw_only=True)
+class CompareConfig:
+    """The ``[compare]`` table: every arm x beta x seed runs under the same base experiment."""
+
+    seeds: tuple[int, ...] = (0,)
+    arms: tuple[Arm, ...] = DEFAULT_ARMS
+    targets: tuple[Target, ...] = (Target(name="data"),)
+    common_target: str | None = None  # the eval key of the FD to the common target
+    evaluation_repeats: int = 5  # evaluations of the reference with fresh noise: the spread
+    jobs: int = 1  # runs side by side (each in its own process, on cores / jobs threads)
 
 
 def _split_name(section: Any, keep: Sequence[str] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -214,19 +256,13 @@ RENAMED_KEYS = {
 
 
 def check_renamed_keys(data: Mapping[str, Any], source: str) -> None:
+    """A key renamed in 0.2 is an error naming its new name (rather than an unknown key)."""
     for (section, old), new in RENAMED_KEYS.items():
         if isinstance(data.get(section), Mapping) and old in data[section]:
             raise UserError(f"{source}: {section}.{old} was renamed {section}.{new}; rename the key")
 
 
 def structure_experiment(data: Mapping[str, Any], source: str) -> Experiment:
+    """The experiment of ``data`` (without a ``[compare]`` table); a renamed key is refused first."""
     check_renamed_keys(data, source)
     return structure(data, Experiment, source)
-
-
-def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
-    """Read, override (``--set KEY=VALUE``) and validate an experiment file."""
-    data = read_toml(path)
-    for text in overrides:
-        apply_override(data, *parse_override(text))
-    return structure_experiment(data, str(path))
