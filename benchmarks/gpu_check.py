@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 from ddrl_framework.registry import load_registry  # noqa: E402
 from ddrl_framework.running.components import build_components  # noqa: E402
 from ddrl_framework.running.config import structure_experiment, to_dict  # noqa: E402
-from ddrl_framework.running.loader import load_experiment  # noqa: E402
 from ddrl_framework.running.doctor import make_probe, run_checks  # noqa: E402
+from ddrl_framework.running.loader import load_experiment  # noqa: E402
 from ddrl_framework.running.pretrain import pretrain_if_needed  # noqa: E402
 from ddrl_framework.running.trainer import Trainer  # noqa: E402
 

@@ -7,13 +7,13 @@ import torch
 from ddrl_framework.cli import main
 from ddrl_framework.registry import load_registry
 from ddrl_framework.running.components import build_components
-from ddrl_framework.running.loader import load_experiment
 from ddrl_framework.running.doctor import (
     check_ratio,
     check_scheduler_match,
     make_probe,
     run_checks,
 )
+from ddrl_framework.running.loader import load_experiment
 from ddrl_framework.running.pretrain import pretrain_if_needed
 from tests.test_backbones import CONFIGS
 

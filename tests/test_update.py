@@ -10,7 +10,7 @@ import torch
 
 from ddrl_framework.hookspecs import hookimpl
 from ddrl_framework.registry import Registry, make_plugin_manager
-from ddrl_framework.running.config import load_experiment
+from ddrl_framework.running.loader import load_experiment
 from ddrl_framework.running.trainer import Trainer
 
 
