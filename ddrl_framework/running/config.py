@@ -64,14 +64,19 @@ class TrainConfig:
     clip_range: float = 0.2  # PPO ratio clip eps
     advantage_normalization: Literal["group-std", "raw"] = "group-std"
     advantage_clip: float = 5.0  # |A| <= this after normalization
-    # neg-exp: A <- -exp(-A) after normalization; exp-tilt: A = -exp(-(r - Z) / T) from raw rewards,
-    # Z = T log mean_group exp(r / T), T = advantage_temperature (the DDRL paper's form)
+    # neg-exp: A <- -exp(-A) after normalization; exp-tilt: A = -exp(-(r - Z) / T) from raw rewards
+    # (the DDRL paper's form); either way then clipped to advantage_clip (the official order)
     advantage_transform: Literal["none", "neg-exp", "exp-tilt"] = "none"
     advantage_temperature: float = 1.0  # T of exp-tilt (the paper's beta; then regularizer beta = 1)
+    # exp-tilt's Z = T log E exp(r / T): "reference" = over the reference's own samples, estimated
+    # once before training (the paper's constant); "data" = over the held-out data; "group" = each
+    # group's own (the target then sharpens as the policy improves)
+    exp_tilt_normalizer: Literal["reference", "data", "group"] = "reference"
+    exp_tilt_samples: int = 256  # reference samples Z is estimated from
     # several [[rewards]]: "sum" = advantages of the weighted sum; "advantages" = each reward's own
     # group advantages, then their weighted sum (a reward with a large scale cannot drown the others)
     reward_aggregation: Literal["sum", "advantages"] = "sum"
-    trained_denoising_steps: tuple[int, ...] | None = None  # sampler steps trained on (None: all)
+    trained_denoising_steps: tuple[int, ...] | None = None  # sampler steps trained on (None: the sampler's default)
     inner_epochs: int = 1  # passes over each rollout batch
     denoising_steps_per_update: int = 0  # optimizer step every N trained steps (0: once per pass)
     checkpoint_every: int = 50  # iterations between checkpoints (0: only at the end)
