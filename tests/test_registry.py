@@ -49,8 +49,8 @@ def test_duplicate_names_fail_naming_both_plugins():
 
     manager = make_plugin_manager()
     manager.register(Twin(), name="twin-plugin")
-    with pytest.raises(PluginError, match="'brightness' is registered twice: by plugin "
-                       "'(brightness|twin-plugin)' and by plugin '(brightness|twin-plugin)'"):
+    with pytest.raises(PluginError, match=r"'brightness' is registered twice: by plugin 'brightness' "
+                       r"\(ddrl-framework 0.1.0\) and by plugin 'twin-plugin'. Rename one"):
         Registry(manager)
 
 
