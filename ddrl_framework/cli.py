@@ -81,24 +81,28 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--samples", type=int, default=4, help="rollout size (default 4)")
     doctor.add_argument("--quiet", action="store_true")
 
+    _plugin_commands(commands)
+    return parser
+
+
+def _plugin_commands(commands: argparse._SubParsersAction) -> None:
+    """``ddrl plugins`` and ``ddrl new-plugin``."""
     commands.add_parser("plugins", help="list every registered component with its plugin, and every plugin "
                         "that failed to load (exit 1 if one did)")
-
     new_plugin = commands.add_parser("new-plugin", help="write a ready plugin package: a component of ROLE, "
                                      "its hook, entry point, contract tests and README")
     new_plugin.add_argument("role", choices=ROLE_NAMES, help="what the plugin registers")
     new_plugin.add_argument("name", help="the component's registry name, e.g. center-mass (the package is "
                             "ddrl-<name>, its module ddrl_<name>)")
     new_plugin.add_argument("--directory", metavar="DIR", help="where to write it (default: ./ddrl-<name>)")
-    return parser
 
 
 def _train(args: argparse.Namespace) -> None:
+    experiment, registry = _prepare(args, writes_output=True, resume=args.resume)
     from ddrl_framework.distributed.world import current_world
     from ddrl_framework.running.trainer import train
     from ddrl_framework.running.validation import resume_note
 
-    experiment, registry = _prepare(args, writes_output=True, resume=args.resume)
     note = resume_note(experiment) if args.resume else None
     if note and current_world().is_main:
         print(f"ddrl train: {note}", file=sys.stderr)
@@ -108,9 +112,9 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _pretrain(args: argparse.Namespace) -> None:
+    experiment, registry = _prepare(args, writes_output=False)
     from ddrl_framework.running.pretrain import ensure_pretrained
 
-    experiment, registry = _prepare(args, writes_output=False)
     print(ensure_pretrained(experiment, registry, show_progress=not args.quiet))
 
 
@@ -132,12 +136,12 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    experiment, registry = _prepare(args, writes_output=False)
     from ddrl_framework.running.components import build_components
     from ddrl_framework.running.device import resolve_device
     from ddrl_framework.running.doctor import format_table, make_probe, run_checks
     from ddrl_framework.running.pretrain import pretrain_if_needed
 
-    experiment, registry = _prepare(args, writes_output=False)
     device = resolve_device(experiment.train.device)
     pretrain_if_needed(experiment, registry, show_progress=not args.quiet)
     parts = build_components(experiment, registry, device, show_progress=not args.quiet)
@@ -166,7 +170,7 @@ def _plugins(_: argparse.Namespace) -> int:
     if registry.skipped():
         print("\ninstalled, not loaded:")
         for name, dist, reason in registry.skipped():
-            print(f"  {name:<26} {dist or '':<28} {reason}")
+            print(f"  {name:<26} {str(dist or ''):<28} {reason}")
     return 1 if registry.problems else 0
 
 

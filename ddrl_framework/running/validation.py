@@ -68,17 +68,17 @@ def validate_experiment(experiment: Experiment, registry: Registry, source: str,
     if not experiment.rewards:
         raise UserError(f"{source}: the config has no [[rewards]]: add at least one, e.g. "
                         "[[rewards]] name = \"brightness\"")
-    entries: dict[str, Entry] = {}
-    provenance: dict[str, Any] = {"rewards": [], "metrics": []}
-    for section in sections(experiment):
+    found = [(section, registry.get(section.role, section.name, f"{source}: {section.where} name"))
+             for section in sections(experiment)]
+    entries = {section.key: entry for section, entry in reversed(found)}  # the first of each key
+    check_pairing(entries["policy"], entries["sampler"], registry, source)
+    provenance: dict[str, Any] = {}
+    for section, entry in found:
         registry.check(section.role, section.name, section.options, f"{source}: {section.where}")
-        entry = registry.get(section.role, section.name)
-        entries.setdefault(section.key, entry)
         if section.key in ("rewards", "metrics"):
-            provenance[section.key].append(entry.provenance())
+            provenance.setdefault(section.key, []).append(entry.provenance())
         else:
             provenance[section.key] = entry.provenance()
-    check_pairing(entries["policy"], entries["sampler"], registry, source)
     check_trained_steps(experiment, registry, source)
     if writes_output:
         check_output_folder(experiment, source, resume)
