@@ -44,6 +44,8 @@ def _prepare(args: argparse.Namespace, *, writes_output: bool,
     from ddrl_framework.running.validation import validate_experiment
 
     file = load_file(args.config, args.overrides)
+    if args.arm is not None:
+        file.arm(args.arm)  # a misspelled arm, too, is reported before the plugins load
     registry = load_registry()
     experiment = file.experiment(args.arm, args.beta, registry)
     return validate_experiment(experiment, registry, file.source, writes_output=writes_output,

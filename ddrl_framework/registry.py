@@ -282,7 +282,7 @@ class Registry:
         self._entries[role].update(registered)
 
     def names(self, role: str) -> list[str]:
-        return sorted(self._entries[role])
+        return sorted(self._entries[_known_role(role)])
 
     def entries(self) -> Iterator[Entry]:
         for role in ROLES:
@@ -292,7 +292,7 @@ class Registry:
         """The entry of ``name``; an unknown name is a :class:`PluginError` with a did-you-mean, the
         known names, and, when an installed plugin left out by the environment has it, how to load it."""
         try:
-            return self._entries[role][name]
+            return self._entries[_known_role(role)][name]
         except KeyError:
             known = self.names(role)
             prefix = f"{where}: " if where else ""
@@ -333,6 +333,13 @@ class Registry:
 
 class _Duplicate(Exception):
     pass
+
+
+def _known_role(role: str) -> str:
+    if role not in ROLES:
+        raise PluginError(f"unknown role '{role}'.{did_you_mean(role, ROLES)} The roles (registry.ROLES): "
+                          f"{', '.join(repr(r) for r in ROLES)}.")
+    return role
 
 
 def _names_registered_by(entry_point: metadata.EntryPoint, hook_name: str) -> list[str]:

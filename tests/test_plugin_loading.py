@@ -65,6 +65,12 @@ def test_the_cli_offers_every_role():
     assert ROLE_NAMES == tuple(ROLES)
 
 
+def test_a_wrong_role_string_names_the_roles():
+    with pytest.raises(PluginError, match="unknown role 'regularizers'. Did you mean 'regularizer'\\? The roles "
+                       "\\(registry.ROLES\\): 'policy', 'sampler', 'reward', 'regularizer', 'data', 'metric'."):
+        load_registry().build("regularizers", "none", {}, "[regularizer]")
+
+
 # --- broken plugins -------------------------------------------------------------------------
 def test_a_misspelled_hook_names_the_plugin_the_hook_and_the_closest_one():
     class Typo:
