@@ -53,6 +53,7 @@ class DdpmProcess(_SimpleLoss):
 
     alphas_cumprod: Tensor  # [T]
     prediction_type: Literal["epsilon", "v_prediction", "sample"] = "epsilon"
+    kind = "ddpm"  # what policies and samplers declare when they register (``forward_process=``)
 
     @property
     def num_train_timesteps(self) -> int:
@@ -118,6 +119,7 @@ class FlowMatchingProcess(_SimpleLoss):
     sigmas: Tensor
     scheduler_config: dict = attrs.field(factory=dict)
     prediction_type = "flow"
+    kind = "flow-matching"  # what policies and samplers declare when they register (``forward_process=``)
 
     @property
     def num_train_timesteps(self) -> int:

@@ -32,7 +32,7 @@ from ddrl_framework.types import Gaussian, Trajectory
 
 @hookimpl
 def register_samplers(register):
-    register("ddim-sde", DdimSdeSampler)
+    register("ddim-sde", DdimSdeSampler, forward_process="ddpm")
 
 
 @attrs.frozen(kw_only=True)

@@ -34,7 +34,7 @@ from ddrl_framework.types import Gaussian, Trajectory
 
 @hookimpl
 def register_samplers(register):
-    register("flow-sde", FlowSdeSampler)
+    register("flow-sde", FlowSdeSampler, forward_process="flow-matching")
 
 
 @attrs.frozen(kw_only=True)
