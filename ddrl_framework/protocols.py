@@ -143,7 +143,10 @@ class Regularizer(Protocol):
     Optional: ``update_loss(context: UpdateContext) -> dict[str, Tensor]``, a loss added once per
     optimizer step (e.g. a penalty on the weights), beside the per-step ``loss``; and
     ``reward_term(context: RolloutContext) -> Tensor`` ``[B]``, added to each sample's reward
-    before the advantages (e.g. ``-beta`` times the path's KL to the reference: DPOK's form).
+    before the advantages (e.g. ``-beta`` times the path's KL to the reference: DPOK's form);
+    ``extra_states(context: StepContext) -> ExtraStates | None``, other states of the trained
+    step whose policy transition ``loss`` needs: the trainer computes it in the step's own
+    network call and passes it as ``context.extra_transition``.
     """
 
     name: str

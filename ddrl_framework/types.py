@@ -150,15 +150,32 @@ def take(batch: DataBatch, stop: int, start: int = 0) -> DataBatch:
 
 
 @attrs.frozen(kw_only=True)
+class ExtraStates:
+    """States at a trained step that a regularizer needs the policy's transition at (its optional
+    ``extra_states``): the trainer runs them through the same network call as the step's rollout
+    states and passes the result back as ``StepContext.extra_transition``.
+
+    ``latents`` ``[N, ...]``; ``cond`` their conditions (as ``policy.encode_conditions`` gives
+    them); ``x0`` what the regularizer wants back in ``loss`` (e.g. the clean data), untouched."""
+
+    latents: Tensor
+    cond: Any
+    x0: Tensor | None = None
+
+
+@attrs.frozen(kw_only=True)
 class StepContext:
     """What a regularizer's ``loss`` sees at trained step ``step`` of one iteration.
 
-    ``transition`` is the policy's (with gradients) at ``trajectory.latents[step]``; ``sampler``
-    the sampler whose step it is (the trainer always sets it);
+    ``transition`` is the policy's (with gradients) at ``trajectory.latents[step]`` (None only
+    while the optional ``extra_states`` is asked, before it is computed); ``sampler`` the sampler
+    whose step it is (the trainer always sets it);
     ``reference`` the frozen reference policy (None unless ``needs_reference``);
     ``reference_transition`` its transition at the same state (None unless
     ``needs_reference_transition``); ``data`` the iteration's data batch, one member per group
-    (None unless ``needs_data``).
+    (None unless ``needs_data``); ``extra_states`` what the regularizer's ``extra_states``
+    returned, and ``extra_transition`` the policy's transition there (with gradients), from the
+    same network call as ``transition`` (both None when it has none, or returned None).
     """
 
     policy: Policy
@@ -166,12 +183,14 @@ class StepContext:
     is_first_trained_step: bool
     trajectory: Trajectory
     group_size: int
-    transition: Gaussian
+    transition: Gaussian | None
     sampler: Sampler | None = None
     reference: Policy | None = None
     reference_transition: Gaussian | None = None
     data: DataBatch | None = None
     generator: torch.Generator | None = None
+    extra_states: ExtraStates | None = None
+    extra_transition: Gaussian | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -210,3 +210,23 @@ def test_the_flow_sampler_keeps_every_step_when_its_gains_are_within_the_limit()
     assert gains.argmax() == 9 and gains.max() < GAIN_LIMIT * gains.median()
     assert sampler.default_trained_steps(policy) == list(range(10))
     assert sampler.deterministic().default_trained_steps(policy) == []
+
+
+@pytest.mark.slow
+def test_the_joined_network_call_trains_as_separate_calls(tiny_config):
+    """DDRL in nats with rollout noise runs its data states through the trained step's own
+    network call; the run's numbers are those of separate calls (fuse = false)."""
+
+    def records(fuse: str) -> list[dict]:
+        config = tiny_config("forward-kl-data", f"beta = 0.01\nfuse = {fuse}", name=f"fuse-{fuse}")
+        trainer = Trainer(load_experiment(config, ["train.iterations=2", "train.grid_samples=0"]), REGISTRY,
+                          show_progress=False)
+        trainer.run()
+        return [json.loads(line) for line in (trainer.output / "metrics.jsonl").read_text().splitlines()]
+
+    joined, separate = records("true"), records("false")
+    for a, b in zip(joined, separate, strict=True):
+        assert a["ratio_first_step"] == 1.0
+        for key in ("reward_mean", "loss_policy", "loss_forward_kl_data", "grad_norm"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), key  # loss_policy is ~0
+    assert joined[-1]["loss_forward_kl_data"] > 0

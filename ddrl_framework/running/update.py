@@ -18,11 +18,12 @@ from ddrl_framework.distributed.sharding import Layout
 from ddrl_framework.errors import UserError
 from ddrl_framework.evaluation.evaluator import Evaluator
 from ddrl_framework.evaluation.scoring import WeightedReward, weighted_total
+from ddrl_framework.kit.fused import fused_transition
 from ddrl_framework.kit.policy_gradient import clipped_policy_loss, group_advantages, tilt_log_normalizer
 from ddrl_framework.protocols import Policy, Regularizer, Sampler
 from ddrl_framework.running.config import TrainConfig
 from ddrl_framework.running.nonfinite import NonFiniteGuard
-from ddrl_framework.types import DataBatch, StepContext, Trajectory, UpdateContext
+from ddrl_framework.types import DataBatch, ExtraStates, StepContext, Trajectory, UpdateContext
 
 
 def advantages(cfg: TrainConfig, rewards: Sequence[WeightedReward], values: dict[str, Tensor], *,
@@ -124,11 +125,13 @@ class PolicyUpdate:
         """Trained step ``k``: its losses, backward (the window's last step also adds the
         once-per-update losses and synchronizes gradients across ranks); returns its statistics."""
         self.shards.sync_gradients_in_next_backward(last)  # before the forward, as DDP needs
-        trajectory = rollout.trajectory
-        step = self.sampler.transition(self.policy, trajectory.latents[k], k, rollout.cond)
+        trajectory, context = rollout.trajectory, self.step_context(rollout, k, first)
+        extra = self.extra_states(context)
+        step, extra_step = fused_transition(self.sampler, self.policy, trajectory.latents[k], k, rollout.cond, extra)
         loss_policy, stats = clipped_policy_loss(step.log_prob(trajectory.latents[k + 1]),
                                                  trajectory.log_probs[k], rollout.advantages, self.cfg.clip_range)
-        regularizer = self.regularizer.loss(self.step_context(rollout, k, first, step))
+        context = attrs.evolve(context, transition=step, extra_states=extra, extra_transition=extra_step)
+        regularizer = self.regularizer.loss(context)
         once = self.update_losses(rollout) if last else {}
         for key, value in {"loss_policy": loss_policy, **regularizer, **once}.items():
             self.nonfinite.check(value, f"{key} at sampler step {k}")
@@ -136,8 +139,15 @@ class PolicyUpdate:
         (loss + sum(once.values()) if once else loss).backward()
         return {"loss_policy": loss_policy, **regularizer, **once, **stats}
 
-    def step_context(self, rollout: Rollout, k: int, first: bool, step) -> StepContext:
-        """What the regularizer sees at step ``k``: only what it declares it needs."""
+    def extra_states(self, context: StepContext) -> ExtraStates | None:
+        """The states the regularizer wants the policy's transition at (its optional
+        ``extra_states``), computed in the same network call as the step's."""
+        extra_states = getattr(self.regularizer, "extra_states", None)
+        return None if extra_states is None else extra_states(context)
+
+    def step_context(self, rollout: Rollout, k: int, first: bool) -> StepContext:
+        """What the regularizer sees at step ``k``: only what it declares it needs (the
+        transitions are added once computed)."""
         needs, reference_step = self.regularizer, None
         if needs.needs_reference_transition:
             with torch.no_grad():
@@ -145,7 +155,7 @@ class PolicyUpdate:
                                                          rollout.cond)
         return StepContext(
             policy=self.policy, step=k, is_first_trained_step=first, trajectory=rollout.trajectory,
-            group_size=self.cfg.group_size, transition=step, sampler=self.sampler,
+            group_size=self.cfg.group_size, transition=None, sampler=self.sampler,
             reference=self.reference if needs.needs_reference else None, reference_transition=reference_step,
             data=rollout.batch if needs.needs_data else None, generator=rollout.generator)
 

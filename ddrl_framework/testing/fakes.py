@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from ddrl_framework.kit.chain import rollout_chain
 from ddrl_framework.kit.forward_process import DdpmProcess
+from ddrl_framework.kit.fused import fused_transition
 from ddrl_framework.protocols import Policy, Regularizer, Sampler
 from ddrl_framework.types import (
     DataBatch,
@@ -233,7 +234,7 @@ def _rollout(policy: Policy, sampler: Sampler, groups: int, group_size: int, see
 def make_step_context(
     policy: Policy, sampler: Sampler, *, groups: int = 2, group_size: int = 3, step: int = 0,
     reference: Policy | None = None, seed: int = 0, regularizer: Regularizer | None = None,
-    is_first_trained_step: bool = True,
+    is_first_trained_step: bool = True, fuse_extra: bool = False,
 ) -> StepContext:
     """A rollout of ``groups x group_size`` samples and the context of trained step ``step``.
 
@@ -241,6 +242,8 @@ def make_step_context(
     ``reference`` if ``needs_reference``, ``reference_transition`` if
     ``needs_reference_transition``; the others None); None: carry everything.
     ``reference`` (default: ``policy.reference()``) is the frozen reference policy.
+    ``fuse_extra``: as the trainer does, ask the regularizer's optional ``extra_states`` and
+    compute the transition there in the step's own network call (``kit.fused``).
     """
     needs, run = Needs.of(regularizer), _rollout(policy, sampler, groups, group_size, seed)
     frozen = None
@@ -250,13 +253,17 @@ def make_step_context(
     if needs.reference_transition:
         with torch.no_grad():
             reference_step = sampler.transition(frozen, run.trajectory.latents[step], step, run.cond)
-    return StepContext(
+    context = StepContext(
         policy=policy, step=step, is_first_trained_step=is_first_trained_step, trajectory=run.trajectory,
-        group_size=group_size,
-        transition=sampler.transition(policy, run.trajectory.latents[step], step, run.cond), sampler=sampler,
+        group_size=group_size, transition=None, sampler=sampler,
         reference=frozen if needs.reference else None, reference_transition=reference_step,
         data=run.data if needs.data else None, generator=run.generator,
     )
+    extra_states = getattr(regularizer, "extra_states", None) if fuse_extra else None
+    extra = None if extra_states is None else extra_states(context)
+    transition, extra_transition = fused_transition(sampler, policy, run.trajectory.latents[step], step, run.cond,
+                                                    extra)
+    return attrs.evolve(context, transition=transition, extra_states=extra, extra_transition=extra_transition)
 
 
 def make_update_context(

@@ -6,7 +6,9 @@ not 0 must have a gradient that is not 0: a ``.detach()``ed loss, a constant, or
 from ``context.transition.mean.detach()`` fails. The step context carries only what the
 regularizer declares (``needs_data``, ``needs_reference``, ``needs_reference_transition``), as
 the trainer's does, so reading an undeclared field fails here rather than in a run. An optional
-``update_loss(context)`` is checked the same way with an ``UpdateContext``.
+``update_loss(context)`` is checked the same way with an ``UpdateContext``, and an optional
+``extra_states(context)`` must give, through the trainer's joined network call, the losses of
+the separate calls (and gradients that are not 0 where they are not).
 """
 
 from __future__ import annotations
@@ -99,10 +101,11 @@ class RegularizerContract(FakeBackbone):
         return RegularizerSetup(regularizer=self.make_regularizer(), policy=policy, reference=reference,
                                 sampler=self.make_sampler())
 
-    def make_context(self, setup: RegularizerSetup):
-        """The step context of ``step``, carrying only what the regularizer declares."""
+    def make_context(self, setup: RegularizerSetup, fuse_extra: bool = False):
+        """The step context of ``step``, carrying only what the regularizer declares (``fuse_extra``:
+        with its ``extra_states`` computed in the step's network call, as the trainer does)."""
         return make_step_context(setup.policy, setup.sampler, step=self.step, reference=setup.reference,
-                                 regularizer=setup.regularizer)
+                                 regularizer=setup.regularizer, fuse_extra=fuse_extra)
 
     def make_update_context(self, setup: RegularizerSetup):
         return make_update_context(setup.policy, setup.sampler, reference=setup.reference,
@@ -145,3 +148,19 @@ class RegularizerContract(FakeBackbone):
         losses = call_loss(regularizer.update_loss, context, regularizer, "update_loss()")
         check_named_scalars(losses, "update_loss()")
         check_gradients(losses, setup.policy, "update_loss()")
+
+    def test_extra_states_give_the_losses_of_separate_calls(self, setup):
+        regularizer = setup.regularizer
+        if not hasattr(regularizer, "extra_states"):
+            pytest.skip("the regularizer has no extra_states()")
+        fused = call_loss(regularizer.loss, self.make_context(setup, fuse_extra=True), regularizer,
+                          "loss() with extra_states")
+        separate = self._losses(setup)
+        assert sorted(fused) == sorted(separate), (
+            f"loss() with extra_states returned keys {sorted(fused)}; without, {sorted(separate)}")
+        for key, value in fused.items():
+            expected = float(separate[key].detach())
+            assert math.isclose(float(value.detach()), expected, rel_tol=1e-4, abs_tol=1e-6), (
+                f"loss()['{key}'] = {float(value.detach()):.6g} from the joined network call but {expected:.6g} "
+                "from separate calls: extra_states must be the states loss() would otherwise evaluate")
+        check_gradients(fused, setup.policy, "loss() with extra_states")

@@ -20,6 +20,11 @@ Options, as in the official implementation: ``noise = "rollout"``: each group's 
 that group's rollout initial noise at the trained step's timestep; ``"fresh"``: fresh noise (in
 nats at the step's timestep, in the paper's unit at a uniformly random timestep);
 ``every_step = false``: the loss on the first trained step only.
+
+In nats with rollout noise the data states ``x_k`` share the trained step's timestep, so the
+regularizer hands them to the trainer (``extra_states``), which runs them through the same
+network call as the rollout states (``kit.fused``): one forward and backward of batch
+``B + groups`` instead of two (``fuse = false``: a separate call; the losses are the same).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import torch
 from torch import Tensor
 
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.types import StepContext
+from ddrl_framework.types import ExtraStates, Gaussian, StepContext
 
 
 @hookimpl
@@ -45,25 +50,49 @@ class ForwardKLData:
     unit: Literal["nats", "paper"] = "nats"  # nats: comparable with reverse-kl's beta
     noise: Literal["rollout", "fresh"] = "rollout"
     every_step: bool = True
+    fuse: bool = True  # nats + rollout noise: the data states join the trained step's network call
     name = "forward_kl_data"
     needs_reference = False
     needs_reference_transition = False
     needs_data = True
 
-    def loss(self, context: StepContext) -> dict[str, Tensor]:
-        if not (self.every_step or context.is_first_trained_step):
-            return {"loss_forward_kl_data": torch.zeros((), device=context.transition.mean.device)}
-        data = context.data
-        if data is None or data.x0 is None:
-            raise ValueError("forward-kl-data needs a data source that yields x0 with its prompts")
+    def extra_states(self, context: StepContext) -> ExtraStates | None:
+        """The data noised to the step (nats, rollout noise, ``fuse``): the trainer computes the
+        policy's transition there in the trained step's own network call."""
+        if not (self.fuse and self.unit == "nats" and self.noise == "rollout" and self._active(context)):
+            return None
         policy = context.policy
-        x0, cond = policy.encode(data.x0), policy.encode_conditions(data)
+        x0, cond = self._encoded(context)
+        noise, t = self._noise_and_timesteps(context, x0)
+        return ExtraStates(latents=policy.add_noise(x0, noise, t), cond=cond, x0=x0)
+
+    def loss(self, context: StepContext) -> dict[str, Tensor]:
+        if not self._active(context):
+            return {"loss_forward_kl_data": torch.zeros((), device=context.transition.mean.device)}
+        if context.extra_transition is not None:
+            loss = self._kl_at(context, context.extra_states.latents, context.extra_states.x0,
+                               context.extra_transition)
+            return {"loss_forward_kl_data": self.beta * loss}
+        policy = context.policy
+        x0, cond = self._encoded(context)
         noise, t = self._noise_and_timesteps(context, x0)
         if self.unit == "nats":
-            loss = self._kl_in_nats(context, x0, cond, noise, t)
+            x_k, sampler = policy.add_noise(x0, noise, t), self._posterior_sampler(context)
+            loss = self._kl_at(context, x_k, x0, sampler.transition(policy, x_k, context.step, cond))
         else:
             loss = policy.diffusion_loss(x0, cond, noise=noise, t=t, generator=context.generator)
         return {"loss_forward_kl_data": self.beta * loss}
+
+    def _active(self, context: StepContext) -> bool:
+        return self.every_step or context.is_first_trained_step
+
+    @staticmethod
+    def _encoded(context: StepContext) -> tuple[Tensor, object]:
+        """The data batch's latents and conditions."""
+        data = context.data
+        if data is None or data.x0 is None:
+            raise ValueError("forward-kl-data needs a data source that yields x0 with its prompts")
+        return context.policy.encode(data.x0), context.policy.encode_conditions(data)
 
     def _noise_and_timesteps(self, context: StepContext, x0: Tensor) -> tuple[Tensor | None, Tensor | None]:
         """The rollout's initial noise of each group (or fresh noise) and the step's timestep;
@@ -77,14 +106,18 @@ class ForwardKLData:
         return noise, t
 
     @staticmethod
-    def _kl_in_nats(context: StepContext, x0: Tensor, cond, noise: Tensor, t: Tensor) -> Tensor:
-        """``KL(q(x_{k+1} | x_k, x0) || p_theta(x_{k+1} | x_k))`` at ``x_k = add_noise(x0, noise, t_k)``,
-        summed over elements, averaged over the data batch."""
-        policy, sampler, k = context.policy, context.sampler, context.step
+    def _kl_at(context: StepContext, x_k: Tensor, x0: Tensor, policy_step: Gaussian) -> Tensor:
+        """``KL(q(x_{k+1} | x_k, x0) || p_theta(x_{k+1} | x_k))``, ``policy_step`` the policy's
+        transition at ``x_k``: summed over elements, averaged over the data batch."""
+        with torch.no_grad():
+            anchor = ForwardKLData._posterior_sampler(context).posterior(context.policy, x_k, context.step, x0)
+        return anchor.kl(policy_step).mean()
+
+    @staticmethod
+    def _posterior_sampler(context: StepContext):
+        """The context's sampler, which must have ``posterior`` for the KL in nats."""
+        sampler = context.sampler
         if sampler is None or not hasattr(sampler, "posterior"):
             raise ValueError("forward-kl-data with unit = \"nats\" needs a sampler with posterior(policy, "
                              "x_k, k, x0) (ddim-sde and flow-sde have it); or set unit = \"paper\"")
-        x_k = policy.add_noise(x0, noise, t)
-        with torch.no_grad():
-            anchor = sampler.posterior(policy, x_k, k, x0)
-        return anchor.kl(sampler.transition(policy, x_k, k, cond)).mean()
+        return sampler
