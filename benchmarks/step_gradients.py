@@ -55,14 +55,14 @@ def shares(gradients: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=DEFAULT_CONFIG)
-    parser.add_argument("--arm", default="none")
+    parser.add_argument("--arm", default="none", help="an arm of the file's [compare] ('' for the file as it is)")
     parser.add_argument("--rollouts", type=int, default=4)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         overrides = ["metrics=[]", "train.grid_samples=0", "train.eval_every=0", f"output_dir={folder}",
                      *args.overrides]
-        trainer = Trainer(load_experiment(args.config, overrides, arm=args.arm), load_registry(),
+        trainer = Trainer(load_experiment(args.config, overrides, arm=args.arm or None), load_registry(),
                           show_progress=False)
         trained = trainer.trained_steps
         norm_sum, share_all, share_trained = 0.0, 0.0, torch.zeros(trainer.parts.sampler.num_steps)

@@ -35,7 +35,7 @@ CASES = [
     ("train", ["train.trained_denoising_steps=[1, 9]"],
      "{config}: train.trained_denoising_steps: [9] out of range: the sampler 'ddim-sde' has 4 denoising steps"),
     ("train", ["train.trained_denoising_steps=[-1]"],
-     "must be distinct sampler step indices >= 0, got [-1]; leave it out to train every step at key "
+     "must be distinct sampler step indices >= 0, got [-1]; leave it out for the sampler's default at key "
      "train.trained_denoising_steps"),
     ("train", ["train.groups=0"], "must be a finite number >= 1, got 0 at key train.groups"),
     ("train", ["train.learning_rate=nan"], "must be a finite number > 0, got nan at key train.learning_rate"),
