@@ -34,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from ddrl_framework.comparison.floors import measure_floors
+from ddrl_framework.comparison.verdicts import check_declared
 from ddrl_framework.errors import UserError
 from ddrl_framework.kit.io import atomic_write_bytes
 from ddrl_framework.registry import Registry, load_registry
@@ -53,7 +54,9 @@ def load_compare(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Exper
     """The base experiment, the comparison, and every run, each validated before anything runs
     (the one loader, :mod:`ddrl_framework.running.loader`, makes them)."""
     file = load_file(path, overrides)
-    return file.base, file.comparison(), file.runs()
+    compare = file.comparison()
+    check_declared(compare, str(path))
+    return file.base, compare, file.runs()
 
 
 def validate_runs(config: str | Path, base: Experiment, runs: list[RunSpec],

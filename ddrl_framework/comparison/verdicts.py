@@ -110,6 +110,20 @@ def setting_label(name: str, labels: Mapping[str, tuple[str, float | None]], sou
     return matches[0]
 
 
+def check_declared(compare: Any, source: str) -> None:
+    """Before any run: each ``[compare].pairs`` side names a setting of the file, and each
+    ``[compare].metrics`` entry has a direction (declared or built in)."""
+    labels = {f"{arm.name} β={beta:g}" if beta is not None else arm.name: (arm.name, beta)
+              for arm in compare.arms for beta in (arm.betas or (None,))}
+    for pair in compare.pairs:
+        for side in pair:
+            setting_label(side, labels, source)
+    for i, metric in enumerate(compare.metrics):
+        if metric.better is None and direction(metric.key) is None:
+            raise UserError(f"{source}: compare.metrics[{i}] ('{metric.key}') has no built-in direction; "
+                            "add better = \"higher\" or better = \"lower\"")
+
+
 def trajectory(run: Mapping[str, Any], axis: str) -> list[float]:
     """The run's position on ``axis`` at each evaluation: iterations, reward, seconds (the median
     seconds per iteration times the iterations) or network passes."""
