@@ -15,7 +15,7 @@ from pathlib import Path
 import attrs
 
 from ddrl_framework import __version__
-from ddrl_framework.comparison.report_plots import curves, pareto
+from ddrl_framework.comparison.report_plots import curves, forest, pareto
 from ddrl_framework.comparison.report_tables import (
     FIDELITY,
     final_rows,
@@ -129,7 +129,8 @@ def _statistics_section(judgements, budget: str, confidence: float) -> list[str]
             f"per-seed differences; its interval is the paired t interval at {confidence:.0%} over the n "
             "seeds where both runs reached the level. Verdict: **equivalent within the margin** if the "
             "whole interval lies inside ±margin; else **A better** or **B better** if it excludes 0 in "
-            "the metric's good direction; else **inconclusive**.", "", *verdict_table(judgements), ""]
+            "the metric's good direction; else **inconclusive**.", "", *verdict_table(judgements), "",
+            "![verdicts: each interval of A - B, with its margin](verdicts.png)", ""]
 
 
 def write_report(folder: str | Path) -> Path:
@@ -144,6 +145,8 @@ def write_report(folder: str | Path) -> Path:
     rows = final_rows(manifest, settings)
     judgements = _verdicts(manifest, settings, references)
     _save_verdicts(folder, judgements)
+    if judgements:
+        forest(judgements, folder / "verdicts.png")
     curves(settings, arm_order, "reward_mean", folder / "reward.png", f"reward: {reward} (evaluation mean)",
            f"reward '{reward}'", confidence)
     if any(r["fd"] for r in rows):

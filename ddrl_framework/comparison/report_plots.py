@@ -90,3 +90,25 @@ def pareto(rows: Sequence[dict[str, Any]], arm_order: Sequence[str], references:
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def forest(judgements: Sequence[Any], path: Path) -> None:
+    """Every verdict's interval of A - B, one panel per metric, its ±margin shaded, 0 marked."""
+    plt, _ = _pyplot()
+    metrics = list(dict.fromkeys(j.metric for j in judgements))
+    rows = max(sum(j.metric == m for j in judgements) for m in metrics)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 1.4 + 0.45 * rows), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        mine = [j for j in judgements if j.metric == metric]
+        for y, j in enumerate(mine):
+            low, high = (j.interval.low, j.interval.high) if j.interval.defined else (j.interval.mean,) * 2
+            ax.plot([low, high], [y, y], color="C0", lw=2)
+            ax.plot([j.interval.mean], [y], "o", color="C0")
+            ax.fill_betweenx([y - 0.4, y + 0.4], -j.margin, j.margin, color="C2", alpha=0.15, lw=0)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(range(len(mine)), [f"{j.a} - {j.b}\n{j.view}: {j.verdict}" for j in mine], fontsize=6)
+        ax.set_title(f"{metric} ({mine[0].better} is better); green: ±margin", fontsize=8)
+        ax.invert_yaxis()
+        ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    save_figure(fig, path)
