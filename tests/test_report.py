@@ -9,9 +9,10 @@ from ddrl_framework.comparison.report import write_report
 from ddrl_framework.errors import UserError
 
 
-def write_comparison(folder, arms, *, compare=None, references=None):
+def write_comparison(folder, arms, *, compare=None, references=None, cost=None):
     """A comparison folder. ``arms``: {arm: {seed: [(iteration, reward, fd), ...]}}; every run
-    logs one train record per iteration (1 s, a regularizer loss of 0.5 unless the arm is "none")."""
+    logs one train record per iteration (1 s, a regularizer loss of 0.5 unless the arm is "none";
+    ``cost``: {arm: (seconds, network passes)} per iteration instead)."""
     runs = []
     for arm, seeds in arms.items():
         for seed, evals in seeds.items():
@@ -22,8 +23,10 @@ def write_comparison(folder, arms, *, compare=None, references=None):
                 json.dumps({"iteration": i, "reward_mean": r, "fd": fd, "class_3": 0.1, "seconds": 9.0}) + "\n"
                 for i, r, fd in evals))
             loss = {} if arm == "none" else {f"loss_{arm}": 0.5}
+            seconds, passes = (cost or {}).get(arm, (1.0, 64))
             (run / "metrics.jsonl").write_text("".join(
-                json.dumps({"iteration": i, "reward_mean": 0.0, "seconds": 1.0 + (i == 0) * 100, **loss}) + "\n"
+                json.dumps({"iteration": i, "reward_mean": 0.0, "seconds": seconds + (i == 0) * 100,
+                            "network_passes": passes, **loss}) + "\n"
                 for i in range(evals[-1][0])))
             (run / "config.json").write_text(json.dumps({"experiment": {"rewards": [{"name": "brightness", "weight": 1.0}]}}))
             runs.append({"name": name, "arm": arm, "beta": None, "seed": seed, "dir": f"runs/{name}"})
@@ -132,3 +135,22 @@ def test_the_report_reads_as_a_researcher_needs(tmp_path):
     assert "FD to own optimum" not in report  # no arm declares an optimum
     assert "class_0" not in report.split("## Evaluation noise")[1]
     assert "![](runs/zeta-seed1/samples_start.png) | ![](runs/zeta-seed1/samples_final.png)" in report
+
+
+@pytest.mark.parametrize("budget", ["seconds", "passes"])
+def test_equal_compute_favours_the_cheaper_arm_where_equal_iterations_do_not(tmp_path, budget):
+    """Both arms follow the same reward curve per iteration; "cheap" costs half as much per
+    iteration, so at equal seconds (or passes) it has done twice the iterations."""
+    rewards = (0.3, 0.4, 0.5, 0.6, 0.7)
+    arms = {"cheap": {s: curve(30, 100, rewards=[r + 0.01 * s for r in rewards]) for s in range(3)},
+            "costly": {s: curve(30, 100, rewards=[r + 0.01 * s for r in rewards]) for s in range(3)}}
+    noise = {**NOISE, "evaluation_repeats": [{"reward_mean": 0.3 + d, "fd": 30.0} for d in (-0.001, 0, 0.001)]}
+    folder = write_comparison(tmp_path, arms, compare={"budget": budget}, references=noise,
+                              cost={"cheap": (1.0, 64), "costly": (2.0, 128)})
+    report = write_report(folder).read_text()
+    found = verdicts(folder)
+    at_budget = found[(f"equal {budget}", "cheap", "costly", "reward_mean")]
+    assert at_budget["at"] == pytest.approx(40 * (1.0 if budget == "seconds" else 64))  # costly's 40 iterations
+    assert at_budget["a_values"] == pytest.approx([0.7, 0.71, 0.72]) and at_budget["b_values"] == pytest.approx([0.5, 0.51, 0.52])
+    assert at_budget["verdict"] == "A better"
+    assert "| 64 [64, 64] |" in report and "| 128 [128, 128] |" in report  # passes per iteration

@@ -112,11 +112,20 @@ def _header(manifest: dict, reward: str, confidence: float) -> list[str]:
     seeds = manifest["compare"]["seeds"]
     return [f"# Comparison of {', '.join(a['name'] for a in manifest['compare']['arms'])} on the reward "
             f"'{reward}' ({manifest['config']})", "",
-            f"Seeds {seeds}, paired across arms: a seed fixes the data order, the rollout noise and the "
-            "evaluation noise, so every arm sees the same draws and the seed's own luck cancels in a "
-            f"difference. Values are the mean over seeds at the last evaluation, with the {confidence:.0%} "
+            f"Seeds {seeds}, paired across arms: a seed fixes the data order and the rollout noise, and "
+            "every run shares the evaluation noise, so every arm sees the same draws and the seed's own "
+            f"luck cancels in a difference. Values are the mean over seeds at the last evaluation, with the {confidence:.0%} "
             "t interval of the mean in brackets (one seed: the value alone). Report written by "
             f"ddrl-framework {__version__}; each component's plugin and version are under Components.", ""]
+
+
+def _unmatched(judgements) -> list[str]:
+    """The pairs read at no matched reward (no level above every run's start that all reach)."""
+    pairs = list(dict.fromkeys((j.a, j.b) for j in judgements))
+    matched = {(j.a, j.b) for j in judgements if j.view == "matched reward"}
+    missing = [f"{a} / {b}" for a, b in pairs if (a, b) not in matched]
+    return [f"Not compared at matched reward (no reward level above every run's start that every run of "
+            f"both reaches, or no other metric): {'; '.join(missing)}.", ""] if missing else []
 
 
 def _statistics_section(judgements, budget: str, confidence: float) -> list[str]:
@@ -130,6 +139,7 @@ def _statistics_section(judgements, budget: str, confidence: float) -> list[str]
             "seeds where both runs reached the level. Verdict: **equivalent within the margin** if the "
             "whole interval lies inside ±margin; else **A better** or **B better** if it excludes 0 in "
             "the metric's good direction; else **inconclusive**.", "", *verdict_table(judgements), "",
+            *_unmatched(judgements),
             "![verdicts: each interval of A - B, with its margin](verdicts.png)", ""]
 
 
