@@ -12,8 +12,8 @@ from ddrl_framework.cli import main
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "controls-brightness.toml"
 SMALL = ["policy.block_out_channels=[8, 16]", "policy.norm_num_groups=4", "sampler.denoising_steps=4",
          "pretrain.optimizer_steps=30", "pretrain.batch_size=32", "train.iterations=4", "train.groups=2",
-         "train.group_size=4", "train.learning_rate=1e-3", "train.eval_every=2", "train.eval_samples=16",
-         "train.grid_samples=4", "train.checkpoint_every=0", "train.device=cpu", "metrics=[]",
+         "train.group_size=4", "train.learning_rate=1e-3", "train.eval_every=4", "train.eval_samples=16",
+         "train.grid_samples=0", "train.checkpoint_every=0", "train.device=cpu", "metrics=[]",
          "compare.evaluation_repeats=2"]
 
 
