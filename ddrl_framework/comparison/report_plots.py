@@ -97,8 +97,12 @@ def forest(judgements: Sequence[Any], path: Path) -> None:
     plt, _ = _pyplot()
     metrics = list(dict.fromkeys(j.metric for j in judgements))
     rows = max(sum(j.metric == m for j in judgements) for m in metrics)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 1.4 + 0.45 * rows), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    cols = min(2, len(metrics))
+    grid = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(grid, cols, figsize=(6.5 * cols, grid * (1.4 + 0.45 * rows)), squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    for ax, metric in zip(axes.flat, metrics):
         mine = [j for j in judgements if j.metric == metric]
         for y, j in enumerate(mine):
             low, high = (j.interval.low, j.interval.high) if j.interval.defined else (j.interval.mean,) * 2
