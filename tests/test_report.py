@@ -60,12 +60,13 @@ def test_a_planted_difference_at_matched_reward_is_found_and_named(tmp_path):
     write_report(folder)
     found = verdicts(folder)
     matched = found[("matched reward", "gentle", "harsh", "fd")]
-    assert matched["at"] == pytest.approx(0.7) and matched["verdict"] == "A better"
+    assert matched["at"] == pytest.approx(0.3 + 0.8 * 0.4) and matched["verdict"] == "A better"
+    assert matched["a_values"] == pytest.approx([30 + 5 * s + (100 + s) * 3.2 for s in range(3)])
     assert matched["margin"] == pytest.approx(2.0) and matched["margin_source"] == "2 sd of evaluation noise"
     assert found[("equal iterations", "gentle", "harsh", "reward_mean")]["verdict"] == "equivalent within the margin"
     report = (folder / "report.md").read_text()
     assert "on the reward 'brightness'" in report
-    assert "| gentle | harsh | fd (lower) | matched reward, 0.7 |" in report and "**A better**" in report
+    assert "| gentle | harsh | fd (lower) | matched reward, 0.62 |" in report and "**A better**" in report
 
 
 def test_identical_arms_under_two_names_are_never_reported_different(tmp_path):

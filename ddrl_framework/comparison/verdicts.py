@@ -5,7 +5,8 @@ are read at a common point of their evaluation trajectories, paired by seed, and
 gets a paired t interval and a verdict (:mod:`ddrl_framework.comparison.statistics`). Two views:
 
 * **matched reward**: each run's metric where its evaluation reward first reaches a level that
-  every run of both settings reaches (or each level of ``[compare].matched_reward``);
+  every run of both settings reaches (80% of the way from the highest start to the highest such
+  level), or each level of ``[compare].matched_reward``;
 * **equal budget**: at the largest budget every run of both settings reached, in iterations,
   seconds (the median seconds per iteration times the iterations: robust to outside load) or
   network passes (``[compare].budget``).
@@ -153,13 +154,18 @@ def per_seed(runs: Sequence[Mapping[str, Any]], seeds: Sequence[int], key: str, 
     return tuple(out)
 
 
+MATCHED_FRACTION = 0.8
+
+
 def common_reward_level(runs: Sequence[Mapping[str, Any]]) -> float | None:
-    """The highest evaluation reward that every run reaches, if above every run's start."""
+    """``MATCHED_FRACTION`` of the way from the highest start to the highest evaluation reward
+    that every run reaches (so that no run is read at its own noisy peak), if that is above
+    every run's start; else None."""
     if not runs:
         return None
     level = min(max(e[REWARD] for e in run["eval"]) for run in runs)
     start = max(run["eval"][0][REWARD] for run in runs)
-    return level if level > start else None
+    return start + MATCHED_FRACTION * (level - start) if level > start else None
 
 
 def common_budget(runs: Sequence[Mapping[str, Any]], axis: str) -> float:
