@@ -136,3 +136,17 @@ def test_the_report_lists_each_components_plugin_and_flags_one_that_differs(tmp_
 def test_report_of_a_folder_without_a_comparison_is_a_user_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no compare.json" in capsys.readouterr().err
+
+
+def test_pairs_and_metrics_are_checked_before_anything_runs(comparison, tmp_path):
+    path = comparison()
+    text = path.read_text()
+    path.write_text(text.replace("jobs = 1", 'jobs = 1\npairs = [["none", "reverse-kl"]]'))
+    with pytest.raises(UserError, match=r"'reverse-kl': several settings; add @beta.*reverse-kl@0.01"):
+        load_compare(path)
+    path.write_text(text.replace("jobs = 1", 'jobs = 1\npairs = [["none", "reverse-kl@0.1"]]'))
+    assert load_compare(path)[1].pairs == (("none", "reverse-kl@0.1"),)
+    path.write_text(text.replace("jobs = 1", 'jobs = 1\nmetrics = [{key = "drift_kl", margin = 1.0}]'))
+    with pytest.raises(UserError, match=r"compare.metrics\[0\] \('drift_kl'\) has no built-in direction"):
+        load_compare(path)
+    assert not (tmp_path / "cmp").exists()

@@ -33,8 +33,9 @@ import attrs
 import torch
 from tqdm import tqdm
 
+from ddrl_framework.comparison.floors import measure_floors
+from ddrl_framework.comparison.verdicts import check_declared
 from ddrl_framework.errors import UserError
-from ddrl_framework.evaluation.frechet import target_weights
 from ddrl_framework.kit.io import atomic_write_bytes
 from ddrl_framework.registry import Registry, load_registry
 from ddrl_framework.running.checkpoint import latest_checkpoint
@@ -46,12 +47,16 @@ from ddrl_framework.running.pretrain import pretrain_if_needed
 from ddrl_framework.running.trainer import Trainer
 from ddrl_framework.running.validation import check_writable_folder, validate_experiment
 
+REFERENCES_VERSION = 2  # 2: target floors out of sample (1: resampled from the set scored against)
+
 
 def load_compare(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Experiment, CompareConfig, list[RunSpec]]:
     """The base experiment, the comparison, and every run, each validated before anything runs
     (the one loader, :mod:`ddrl_framework.running.loader`, makes them)."""
     file = load_file(path, overrides)
-    return file.base, file.comparison(), file.runs()
+    compare = file.comparison()
+    check_declared(compare, str(path))
+    return file.base, compare, file.runs()
 
 
 def validate_runs(config: str | Path, base: Experiment, runs: list[RunSpec],
@@ -104,19 +109,16 @@ def _execute_in_processes(config: str, overrides: Sequence[str], runs: list[RunS
 
 def measure_references(base: Experiment, compare: CompareConfig, registry: Registry) -> dict[str, Any]:
     """The evaluation spread (the reference evaluated on fresh noise, ``evaluation_repeats``
-    times) and the metrics each target reweighting of the held-out data would score."""
+    times) and, out of sample, the metrics each target reweighting of the held-out data would
+    score (:mod:`ddrl_framework.comparison.floors`, over ``evaluation_repeats`` half splits)."""
     device = resolve_device(base.train.device)
     parts = build_components(base, registry, device, show_progress=False)
     reference = parts.policy.reference() if parts.needs_reference else None
     evaluator = make_evaluator(parts, reference, base.train, device)
     repeats = [evaluator.evaluate(noise_seed=10_000 + i) for i in range(compare.evaluation_repeats)]
-    rewards = evaluator.score_pixels(evaluator.held_out.x0, evaluator.held_out.prompts)
-    targets = {}
-    for target in compare.targets:
-        weights = target_weights(target.weighting, rewards, target.temperature)
-        targets[target.name] = {**attrs.asdict(target),
-                                "values": evaluator.evaluate_data(weights, seed=20_000)}
-    return {"evaluation_repeats": repeats, "targets": targets}
+    splits = max(2, compare.evaluation_repeats)
+    return {"version": REFERENCES_VERSION, "evaluation_repeats": repeats,
+            "targets": measure_floors(evaluator, compare.targets, splits)}
 
 
 def run_compare(config: str, overrides: Sequence[str], registry: Registry | None = None, *,
@@ -153,7 +155,7 @@ def run_compare(config: str, overrides: Sequence[str], registry: Registry | None
                 print(f"[{i + 1}/{len(todo)}] {run.name}", file=sys.stderr)
             execute(run, registry, show_progress)
     references = output / "references.json"
-    if not references.is_file():
+    if not references.is_file() or json.loads(references.read_text()).get("version") != REFERENCES_VERSION:
         values = measure_references(base, compare, registry)
         atomic_write_bytes(references, json.dumps(values, indent=2).encode())
     return write_report(output)

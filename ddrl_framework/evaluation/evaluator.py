@@ -88,22 +88,26 @@ class Evaluator:
         return self.score_pixels(samples, conditions.prompts)
 
     @torch.no_grad()
-    def evaluate_data(self, weights: torch.Tensor | None, seed: int) -> dict[str, Any]:
-        """The metrics of held-out data resampled by ``weights`` (``None``: uniformly): the
-        values a policy would get if it reached that reweighting of the data exactly.
-        Metrics that need the reference (which read trajectories) are skipped."""
-        held_out = self.held_out
-        n = len(held_out)
+    def evaluate_data(self, weights: torch.Tensor | None, seed: int, *, source: DataBatch | None = None,
+                      against: DataBatch | None = None) -> dict[str, Any]:
+        """The metrics of ``source`` (default: the held-out data) resampled by ``weights`` [len(source)]
+        (``None``: uniformly) to the evaluation's sample size, scored against ``against`` (default:
+        the held-out data): the values a policy would get if it reached that reweighting of the
+        data exactly. Disjoint ``source`` and ``against`` make the values out of sample. Metrics
+        that need the reference (which read trajectories) are skipped."""
+        source = self.held_out if source is None else source.to(self.device)
+        against = self.held_out if against is None else against.to(self.device)
+        n = len(source)
         probabilities = torch.full((n,), 1.0 / n) if weights is None else weights.double().cpu()
         generator = torch.Generator().manual_seed(seed)
         index = torch.multinomial(probabilities, self.count, replacement=True, generator=generator)
-        samples = held_out.x0[index.to(held_out.x0.device)]
-        prompts = tuple(held_out.prompts[i] for i in index.tolist())
+        samples = source.x0[index.to(source.x0.device)]
+        prompts = tuple(source.prompts[i] for i in index.tolist())
         rewards, record = self._reward_record(samples, prompts)
         context = EvalContext(
             policy=self.policy, reference=None, sampler=self.sampler, trajectory=None,
             cond=None, samples=samples, prompts=prompts, rewards=rewards, score=self.score_pixels,
-            held_out=held_out)
+            held_out=against)
         metrics = [(name, m) for name, m in self.metrics if not m.needs_reference]
         return self._run_metrics(context, record, metrics)
 

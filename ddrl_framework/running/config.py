@@ -164,6 +164,16 @@ class Target:
     temperature: float = _ranged(1.0, above=0)
 
 
+@attrs.frozen(kw_only=True)
+class CompareMetric:
+    """How the report judges one eval metric: its good direction and its equivalence margin."""
+
+    key: str  # the eval key, e.g. "fd" or "reward_mean"
+    better: Literal["higher", "lower"] | None = None  # None: the built-in direction of a known key
+    margin: float | None = attrs.field(default=None, validator=bounded(at_least=0))
+    # None: 2 sd of one evaluation of the reference on fresh noise (references.json)
+
+
 DEFAULT_ARMS = (
     Arm(name="none", regularizer={"name": "none"}),
     Arm(name="reverse-kl", regularizer={"name": "reverse-kl"}),
@@ -181,6 +191,11 @@ class CompareConfig:
     common_target: str | None = None  # the eval key of the FD to the common target
     evaluation_repeats: int = _ranged(5, at_least=0)  # evaluations of the reference with fresh noise: the spread
     jobs: int = _ranged(1, at_least=1)  # runs side by side (each in its own process, on cores / jobs threads)
+    confidence: float = _ranged(0.95, above=0.5, at_most=0.999)  # of the paired-seed intervals
+    metrics: tuple[CompareMetric, ...] = ()  # what the verdicts judge; empty: every known key evaluated
+    pairs: tuple[tuple[str, str], ...] = ()  # settings ("arm" or "arm@beta") compared; empty: across arms
+    matched_reward: tuple[float, ...] = ()  # reward levels to compare at; empty: the highest all reach
+    budget: Literal["iterations", "seconds", "passes"] = "iterations"  # the equal-budget view's axis
 
 
 def _split_name(section: Any, keep: Sequence[str] = ()) -> tuple[dict[str, Any], dict[str, Any]]:

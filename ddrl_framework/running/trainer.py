@@ -27,6 +27,7 @@ from ddrl_framework.running.config import Experiment
 from ddrl_framework.running.device import resolve_device
 from ddrl_framework.running.metrics_log import MetricsLog
 from ddrl_framework.running.nonfinite import NonFinite, NonFiniteGuard, require_finite
+from ddrl_framework.running.passes import PassCounter
 from ddrl_framework.running.pretrain import pretrain_if_needed
 from ddrl_framework.running.run_dir import check_output_dir, record_config
 from ddrl_framework.running.update import PolicyUpdate, Rollout, advantages, tilt_normalizer
@@ -73,6 +74,7 @@ class Trainer:
         self.evaluator = make_evaluator(self.parts, self.reference, self.cfg, self.device)
         self.log, self.eval_log = MetricsLog(self.output / "metrics.jsonl"), MetricsLog(self.output / "eval.jsonl")
         self.tilt_z = tilt_normalizer(self.cfg, self.evaluator, self.parts.policy)  # before weights load
+        self.passes = PassCounter(self.parts.policy, self.reference)  # network passes per iteration
         self.start = self._restore() if resume else 0
         writes = self.world.is_main  # rank 0 alone writes logs, grids and checkpoints
         if writes:
@@ -118,6 +120,7 @@ class Trainer:
     def iteration(self, index: int) -> dict:
         """Roll out this rank's groups, score them, compute every group's advantages, update."""
         began = time.perf_counter()
+        self.passes.take()  # from here on: this iteration's
         generator = make_generator(self.device, iteration_seed(self.experiment.seed, index))
         batch = self.share.local(next(self.loader)).to(self.device)
         trajectory, cond, values = self.rollout(batch, generator)
@@ -138,6 +141,9 @@ class Trainer:
         extra = {} if term is None else {f"reward_term_{self.parts.regularizer.name}": term.mean().item()}
         if self.tilt_z is not None:
             extra["exp_tilt_z"] = self.tilt_z
+        passes = self.passes.take()
+        if passes is not None:
+            extra["network_passes"] = passes
         return {"iteration": index, "reward_mean": rewards.mean().item(),
                 "reward_std": rewards.std(unbiased=False).item(),
                 **{f"reward_{key}": value.mean().item() for key, value in values.items()}, **extra, **stats,

@@ -6,6 +6,7 @@
   experiment's reward on each held-out image.
 * ``diversity``: mean pairwise feature distance, entropy of the predicted classes, the fraction
   predicted as each digit (``class_0`` .. ``class_9``).
+* ``recognizable`` and ``hack-rate``: see :mod:`ddrl_plugins.metrics.recognizable`.
 * ``drift``: the mean per-step KL of the policy's transitions from the reference's, along the
   evaluation trajectories.
 """
@@ -25,6 +26,7 @@ from ddrl_framework.evaluation.frechet import (
 )
 from ddrl_framework.hookspecs import hookimpl
 from ddrl_framework.types import EvalContext
+from ddrl_plugins.metrics.recognizable import HackRate, Recognizable
 from ddrl_plugins.shared.digits_classifier import digits_classifier
 
 
@@ -33,6 +35,8 @@ def register_metrics(register):
     register("frechet-distance", FrechetDistance)
     register("diversity", Diversity)
     register("drift", Drift)
+    register("recognizable", Recognizable)  # plugins/metrics/recognizable.py
+    register("hack-rate", HackRate)
 
 
 def held_out_weights(context: EvalContext, weighting: str, temperature: float) -> torch.Tensor | None:

@@ -5,33 +5,19 @@ metrics use a CNN), so the digits-tilt benchmark has a known optimum ``p_data(x)
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_plugins.shared.digits import split_digits
+from ddrl_plugins.shared.digits_logistic import logistic_log_probs
 
 
 @hookimpl
 def register_reward_models(register):
     register("digit-log-prob", DigitLogProb)
-
-
-@functools.lru_cache(maxsize=4)
-def _fit(regularization: float) -> tuple[Tensor, Tensor]:
-    """Weights ``[10, 64]`` and biases ``[10]`` of a multinomial logistic regression."""
-    from sklearn.linear_model import LogisticRegression
-
-    split = split_digits()
-    pixels = split.images[split.train].flatten(1).numpy()
-    model = LogisticRegression(C=regularization, max_iter=2000).fit(pixels, split.labels[split.train].numpy())
-    return torch.tensor(model.coef_, dtype=torch.float32), torch.tensor(model.intercept_, dtype=torch.float32)
 
 
 @attrs.frozen(kw_only=True)
@@ -41,9 +27,4 @@ class DigitLogProb:
 
     def __call__(self, samples: Tensor, prompts: Sequence[str], metadata: Mapping[str, Any]) -> Tensor:
         """Images ``[B, 1, H, W]`` in [0, 1] (resized to 8x8) -> ``[B]`` log-probabilities."""
-        weights, bias = _fit(self.regularization)
-        x = samples.float().cpu()
-        if x.shape[-2:] != (8, 8):
-            x = F.interpolate(x, size=(8, 8), mode="bilinear", align_corners=False, antialias=True)
-        logits = x.flatten(1) @ weights.T + bias
-        return torch.log_softmax(logits, dim=1)[:, self.digit].to(samples.device)
+        return logistic_log_probs(samples, self.regularization)[:, self.digit].to(samples.device)

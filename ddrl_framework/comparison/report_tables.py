@@ -1,0 +1,156 @@
+"""The report's tables, as Markdown lines: final values, verdicts, evaluation noise, targets."""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ddrl_framework.comparison.report_plots import mean_and_half_width
+from ddrl_framework.comparison.statistics import A_BETTER, B_BETTER
+from ddrl_framework.comparison.verdicts import Judgement
+
+FIDELITY = "fd"
+HIDDEN_NOISE_KEYS = re.compile(r"^(iteration|seconds|class_\d+)$")  # a class's fraction is no noise figure
+
+
+def fmt(values: Sequence[float], digits: int = 3, confidence: float = 0.95) -> str:
+    """``mean [low, high]`` (the t interval of the mean over seeds), or the one value, or "-"."""
+    mean, half = mean_and_half_width(values, confidence)
+    if mean != mean:
+        return "-"
+    if len([v for v in values if v is not None]) < 2:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{mean - half:.{digits}f}, {mean + half:.{digits}f}]"
+
+
+def regularizer_loss(train: Sequence[Mapping[str, Any]], tail: float = 0.1) -> float | None:
+    """The mean of the regularizer's ``loss_*`` entries (all but ``loss_policy``) over the last
+    ``tail`` of the run's iterations; None when the regularizer logs no loss (``none``)."""
+    window = train[-max(1, math.ceil(tail * len(train))):]
+    values = [v for record in window for k, v in record.items()
+              if k.startswith("loss_") and k != "loss_policy"]
+    return statistics.fmean(values) if values else None
+
+
+def network_passes(train: Sequence[Mapping[str, Any]]) -> float | None:
+    values = [t["network_passes"] for t in train if "network_passes" in t]
+    return statistics.median(values) if values else None
+
+
+def final_rows(manifest: dict, settings: dict[str, list[dict]]) -> list[dict[str, Any]]:
+    arms = {a["name"]: a for a in manifest["compare"]["arms"]}
+    common = manifest["compare"].get("common_target")
+    rows = []
+    for label, runs in settings.items():
+        arm = arms.get(runs[0]["arm"], {})
+        last = [r["eval"][-1] for r in runs]
+        first = [r["eval"][0] for r in runs]
+        get = lambda records, key: [r[key] for r in records if key in r]  # noqa: E731
+        rows.append({
+            "label": label, "arm": runs[0]["arm"], "beta": runs[0]["beta"], "seeds": len(runs),
+            "iterations": min(r["eval"][-1]["iteration"] for r in runs),
+            "reward": get(last, "reward_mean"),
+            "reward_gain": [b["reward_mean"] - a["reward_mean"] for a, b in zip(first, last)],
+            "fd": get(last, FIDELITY),
+            "fd_change": [b[FIDELITY] - a[FIDELITY] for a, b in zip(first, last) if FIDELITY in b],
+            "own": get(last, arm["own_target"]) if arm.get("own_target") else None,
+            "common": get(last, common) if common else [],
+            "recognizable": get(last, "recognizable"),
+            "entropy": get(last, "class_entropy"),
+            "drift": get(last, "drift_kl"),
+            "reg_loss": [x for x in (regularizer_loss(r["train"]) for r in runs) if x is not None],
+            "seconds": [statistics.median(x["seconds"] for x in r["train"]) for r in runs],
+            "passes": [x for x in (network_passes(r["train"]) for r in runs) if x is not None],
+            "runs": [(r["seed"], r["dir"]) for r in runs],
+        })
+    return rows
+
+
+COLUMNS = [  # (header, row key, digits)
+    ("reward", "reward", 3), ("reward gain", "reward_gain", 3), ("FD", "fd", 1), ("FD change", "fd_change", 1),
+    ("FD to own optimum", "own", 1), ("FD to common target", "common", 1), ("recognizable", "recognizable", 3),
+    ("class entropy", "entropy", 3), ("drift KL", "drift", 2), ("regularizer loss", "reg_loss", 4),
+    ("s/iteration (median)", "seconds", 2), ("network passes/iteration", "passes", 0),
+]
+
+
+def final_table(rows: Sequence[dict[str, Any]], confidence: float) -> list[str]:
+    """Final values; a column no setting has is left out; "FD to own optimum" is "n/a" for an
+    arm without an ``own_target``."""
+    columns = [(h, k, d) for h, k, d in COLUMNS if any(r[k] for r in rows)]
+    lines = ["| setting | seeds | iters | " + " | ".join(h for h, _, _ in columns) + " |",
+             "|---|---|---|" + "---|" * len(columns)]
+    for r in rows:
+        cells = ["n/a" if r[k] is None else fmt(r[k], d, confidence) for _, k, d in columns]
+        lines.append(f"| {r['label']} | {r['seeds']} | {r['iterations']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _value(x: float | None, digits: int = 4) -> str:
+    return "-" if x is None else f"{x:.{digits}g}"
+
+
+def _winner(j: Judgement) -> str:
+    return {A_BETTER: f" ({j.a})", B_BETTER: f" ({j.b})"}.get(j.verdict, "")
+
+
+def verdict_table(judgements: Sequence[Judgement]) -> list[str]:
+    lines = ["| A | B | metric (better) | view, at | A per seed | B per seed | A - B (n) | interval "
+             "| margin | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for j in judgements:
+        interval = j.interval
+        shown = f"[{interval.low:.4g}, {interval.high:.4g}]" if interval.defined else "(fewer than 2 pairs)"
+        lines.append(
+            f"| {j.a} | {j.b} | {j.metric} ({j.better}) | {j.view}, {j.at:.4g} | "
+            f"{', '.join(_value(v) for v in j.a_values)} | {', '.join(_value(v) for v in j.b_values)} | "
+            f"{_value(interval.mean if interval.n else None)} ({interval.n}) | {shown} | "
+            f"±{j.margin:.3g} ({j.margin_source}) | **{j.verdict}**{_winner(j)} |")
+    return lines
+
+
+def noise_table(references: Mapping[str, Any]) -> list[str]:
+    repeats = references["evaluation_repeats"]
+    lines = [f"The reference model evaluated {len(repeats)} times on fresh noise (the spread of one "
+             "evaluation, out of sample: no evaluation noise is reused):", "",
+             "| metric | mean | sd |", "|---|---|---|"]
+    for key in sorted({k for r in repeats for k in r if not HIDDEN_NOISE_KEYS.match(k)}):
+        values = [r[key] for r in repeats if key in r]
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        lines.append(f"| {key} | {statistics.fmean(values):.4g} | {sd:.3g} |")
+    return lines
+
+
+def targets_table(references: Mapping[str, Any]) -> list[str]:
+    targets = references.get("targets") or {}
+    if not targets:
+        return []
+    keys = sorted({k for t in targets.values() for k in t["values"] if not HIDDEN_NOISE_KEYS.match(k)})
+    out_of_sample = all("spread" in t for t in targets.values())
+    how = (f"drawn from one half of the held-out data (resampled by the target's weights to the evaluation "
+           f"size) and scored against the other half, over {next(iter(targets.values())).get('splits', '?')} "
+           "random splits: mean ± sd. FD rows are out-of-sample floors at the comparison's sample size "
+           "(conservative: the reference set is half the size the runs are scored against)"
+           if out_of_sample else "resampled from the same held-out set they are scored against "
+           "(in-sample: these FD floors are biased low; rerun `ddrl compare` to measure them out of sample)")
+    lines = ["## Targets", "", "Each target is the held-out data reweighted to an objective's optimum; its row "
+             f"is what a policy that reached it exactly would score, {how}.", "",
+             "| target | weighting | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for name, target in targets.items():
+        spread = target.get("spread", {})
+        cells = [(f"{target['values'][k]:.4g}" + (f" ± {spread[k]:.2g}" if k in spread else ""))
+                 if k in target["values"] else "-" for k in keys]
+        label = name.replace("|", "\\|")  # a | would split the table cell
+        lines.append(f"| {label} | {target['weighting']} T={target['temperature']:g} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def samples_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Every run's start grid beside its final grid (the same noise)."""
+    lines = ["| setting | seed | start | final |", "|---|---|---|---|"]
+    for r in rows:
+        for seed, folder in r["runs"]:
+            lines.append(f"| {r['label']} | {seed} | ![]({folder}/samples_start.png) | ![]({folder}/samples_final.png) |")
+    return lines

@@ -1,0 +1,198 @@
+"""The verdicts of a comparison, computed from the saved metrics (docs/comparisons.md, "Statistics").
+
+For each pair of settings (arm and beta) and each judged metric, the per-seed values of both sides
+are read at a common point of their evaluation trajectories, paired by seed, and their difference
+gets a paired t interval and a verdict (:mod:`ddrl_framework.comparison.statistics`). Two views:
+
+* **matched reward**: each run's metric where its evaluation reward first reaches a level that
+  every run of both settings reaches (80% of the way from the highest start to the highest such
+  level), or each level of ``[compare].matched_reward``;
+* **equal budget**: at the largest budget every run of both settings reached, in iterations,
+  seconds (the median seconds per iteration times the iterations: robust to outside load) or
+  network passes (``[compare].budget``).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from ddrl_framework.comparison.statistics import Interval, paired_interval, value_at, verdict
+from ddrl_framework.errors import UserError
+
+REWARD = "reward_mean"
+# the good direction of the keys the built-in metrics report (fd_* keys: lower)
+DIRECTIONS = {REWARD: "higher", "fd": "lower", "class_entropy": "higher", "recognizable": "higher",
+              "hack_rate": "lower", "pairwise_distance": "higher"}
+
+
+@attrs.frozen(kw_only=True)
+class Rule:
+    """A judged metric: its key, good direction and margin (and where the margin came from)."""
+
+    key: str
+    higher_is_better: bool
+    margin: float
+    margin_source: str  # "config" or "2 sd of evaluation noise" or "no noise measured"
+
+
+@attrs.frozen(kw_only=True)
+class Judgement:
+    """One row of the verdict table."""
+
+    view: str  # "matched reward" or "equal iterations" / "equal seconds" / "equal passes"
+    a: str
+    b: str
+    metric: str
+    better: str  # "higher" or "lower"
+    at: float  # the reward level or the budget
+    a_values: tuple[float | None, ...]  # per seed
+    b_values: tuple[float | None, ...]
+    interval: Interval
+    margin: float
+    margin_source: str
+    verdict: str
+
+
+def direction(key: str) -> str | None:
+    """The built-in good direction of an eval key, or None when it has none."""
+    return DIRECTIONS.get(key) or ("lower" if key.startswith("fd_") else None)
+
+
+def noise_sd(references: Mapping[str, Any] | None, key: str) -> float | None:
+    """The sd of one evaluation of ``key`` (the reference on fresh noise), or None."""
+    repeats = [r[key] for r in (references or {}).get("evaluation_repeats", []) if key in r]
+    return statistics.stdev(repeats) if len(repeats) > 1 else None
+
+
+def rules(compare: Mapping[str, Any], eval_keys: Sequence[str], references: Mapping[str, Any] | None,
+          source: str = "compare.json") -> list[Rule]:
+    """The judged metrics: ``[compare].metrics`` as declared, or every evaluated key with a
+    built-in direction. A margin left out is 2 sd of one evaluation (0 when none was measured)."""
+    declared = compare.get("metrics") or [{"key": k} for k in eval_keys if direction(k)]
+    out = []
+    for i, item in enumerate(declared):
+        key = item["key"]
+        better = item.get("better") or direction(key)
+        if better is None:
+            raise UserError(f"{source}: compare.metrics[{i}] ('{key}') has no built-in direction; "
+                            "add better = \"higher\" or better = \"lower\"")
+        margin, origin = item.get("margin"), "config"
+        if margin is None:
+            sd = noise_sd(references, key)
+            margin, origin = (2 * sd, "2 sd of evaluation noise") if sd is not None else (0.0, "no noise measured")
+        out.append(Rule(key=key, higher_is_better=better == "higher", margin=margin, margin_source=origin))
+    return out
+
+
+def resolve_pairs(compare: Mapping[str, Any], labels: Mapping[str, tuple[str, float | None]],
+                  source: str = "compare.json") -> list[tuple[str, str]]:
+    """The compared settings as report labels: ``[compare].pairs`` (each side "arm" or
+    "arm@beta"), or every pair of settings of different arms, in config order."""
+    if not compare.get("pairs"):
+        names = list(labels)
+        return [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if labels[a][0] != labels[b][0]]
+    return [tuple(setting_label(side, labels, source) for side in pair) for pair in compare["pairs"]]
+
+
+def setting_label(name: str, labels: Mapping[str, tuple[str, float | None]], source: str) -> str:
+    """The label of the setting that ``name`` ("arm" or "arm@beta") names (UserError if none or several)."""
+    arm, _, beta = name.partition("@")
+    matches = [label for label, (a, b) in labels.items()
+               if a == arm and (not beta or (b is not None and math.isclose(b, float(beta))))]
+    if len(matches) != 1:
+        known = ", ".join(f"{a}@{b:g}" if b is not None else a for a, b in labels.values())
+        why = "several settings; add @beta" if matches else "no such setting"
+        raise UserError(f"{source}: compare.pairs names '{name}': {why}. The settings: {known}")
+    return matches[0]
+
+
+def check_declared(compare: Any, source: str) -> None:
+    """Before any run: each ``[compare].pairs`` side names a setting of the file, and each
+    ``[compare].metrics`` entry has a direction (declared or built in)."""
+    labels = {f"{arm.name} β={beta:g}" if beta is not None else arm.name: (arm.name, beta)
+              for arm in compare.arms for beta in (arm.betas or (None,))}
+    for pair in compare.pairs:
+        for side in pair:
+            setting_label(side, labels, source)
+    for i, metric in enumerate(compare.metrics):
+        if metric.better is None and direction(metric.key) is None:
+            raise UserError(f"{source}: compare.metrics[{i}] ('{metric.key}') has no built-in direction; "
+                            "add better = \"higher\" or better = \"lower\"")
+
+
+def trajectory(run: Mapping[str, Any], axis: str) -> list[float]:
+    """The run's position on ``axis`` at each evaluation: iterations, reward, seconds (the median
+    seconds per iteration times the iterations) or network passes."""
+    iterations = [e["iteration"] for e in run["eval"]]
+    if axis == "iterations":
+        return iterations
+    if axis == "reward":
+        return [e[REWARD] for e in run["eval"]]
+    key = "seconds" if axis == "seconds" else "network_passes"
+    per_iteration = [t[key] for t in run["train"] if key in t]
+    if not per_iteration:
+        raise UserError(f"{run['dir']}: no '{key}' in metrics.jsonl, so no equal-{axis} view; "
+                        "set [compare] budget = \"iterations\", or rerun with this version")
+    return [statistics.median(per_iteration) * i for i in iterations]
+
+
+def per_seed(runs: Sequence[Mapping[str, Any]], seeds: Sequence[int], key: str, axis: str,
+             level: float) -> tuple[float | None, ...]:
+    """Each seed's value of ``key`` where its run reaches ``level`` on ``axis`` (None: not reached)."""
+    by_seed = {run["seed"]: run for run in runs}
+    out = []
+    for seed in seeds:
+        run = by_seed.get(seed)
+        pairs = [] if run is None else [(x, e.get(key)) for x, e in zip(trajectory(run, axis), run["eval"])]
+        pairs = [(x, y) for x, y in pairs if y is not None]
+        out.append(value_at([x for x, _ in pairs], [y for _, y in pairs], level) if pairs else None)
+    return tuple(out)
+
+
+MATCHED_FRACTION = 0.8
+
+
+def common_reward_level(runs: Sequence[Mapping[str, Any]]) -> float | None:
+    """``MATCHED_FRACTION`` of the way from the highest start to the highest evaluation reward
+    that every run reaches (so that no run is read at its own noisy peak), if that is above
+    every run's start; else None."""
+    if not runs:
+        return None
+    level = min(max(e[REWARD] for e in run["eval"]) for run in runs)
+    start = max(run["eval"][0][REWARD] for run in runs)
+    return start + MATCHED_FRACTION * (level - start) if level > start else None
+
+
+def common_budget(runs: Sequence[Mapping[str, Any]], axis: str) -> float:
+    return min(trajectory(run, axis)[-1] for run in runs)
+
+
+def judge(settings: Mapping[str, Sequence[Mapping[str, Any]]], pairs: Sequence[tuple[str, str]],
+          metric_rules: Sequence[Rule], seeds: Sequence[int], *, budget: str = "iterations",
+          matched_reward: Sequence[float] = (), confidence: float = 0.95) -> list[Judgement]:
+    """Every pair x view x judged metric, with its interval and verdict."""
+    out = []
+    for a, b in pairs:
+        both = [*settings[a], *settings[b]]
+        levels = list(matched_reward) or [x for x in [common_reward_level(both)] if x is not None]
+        views = [("matched reward", "reward", level) for level in levels]
+        views.append((f"equal {budget}", budget, common_budget(both, budget)))
+        for view, axis, at in views:
+            for rule in metric_rules:
+                if axis == "reward" and rule.key == REWARD:
+                    continue  # matched by construction
+                a_values = per_seed(settings[a], seeds, rule.key, axis, at)
+                b_values = per_seed(settings[b], seeds, rule.key, axis, at)
+                if all(v is None for v in a_values + b_values):
+                    continue  # a metric neither side reports
+                interval = paired_interval(a_values, b_values, confidence)
+                out.append(Judgement(
+                    view=view, a=a, b=b, metric=rule.key, better="higher" if rule.higher_is_better else "lower",
+                    at=at, a_values=a_values, b_values=b_values, interval=interval, margin=rule.margin,
+                    margin_source=rule.margin_source, verdict=verdict(interval, rule.margin, rule.higher_is_better)))
+    return out

@@ -1,0 +1,157 @@
+"""The report and its verdicts on comparison folders written by hand (no training): what each
+verdict is computed from, where each table reads its numbers, and the user errors."""
+
+import json
+
+import pytest
+
+from ddrl_framework.comparison.report import write_report
+from ddrl_framework.errors import UserError
+
+
+def write_comparison(folder, arms, *, compare=None, references=None, cost=None):
+    """A comparison folder. ``arms``: {arm: {seed: [(iteration, reward, fd), ...]}}; every run
+    logs one train record per iteration (1 s, a regularizer loss of 0.5 unless the arm is "none";
+    ``cost``: {arm: (seconds, network passes)} per iteration instead)."""
+    runs = []
+    for arm, seeds in arms.items():
+        for seed, evals in seeds.items():
+            name = f"{arm}-seed{seed}"
+            run = folder / "runs" / name
+            run.mkdir(parents=True)
+            (run / "eval.jsonl").write_text("".join(
+                json.dumps({"iteration": i, "reward_mean": r, "fd": fd, "class_3": 0.1, "seconds": 9.0}) + "\n"
+                for i, r, fd in evals))
+            loss = {} if arm == "none" else {f"loss_{arm}": 0.5}
+            seconds, passes = (cost or {}).get(arm, (1.0, 64))
+            (run / "metrics.jsonl").write_text("".join(
+                json.dumps({"iteration": i, "reward_mean": 0.0, "seconds": seconds + (i == 0) * 100,
+                            "network_passes": passes, **loss}) + "\n"
+                for i in range(evals[-1][0])))
+            (run / "config.json").write_text(json.dumps({"experiment": {"rewards": [{"name": "brightness", "weight": 1.0}]}}))
+            runs.append({"name": name, "arm": arm, "beta": None, "seed": seed, "dir": f"runs/{name}"})
+    seeds = sorted({s for arm in arms.values() for s in arm})
+    manifest = {"config": "c.toml", "compare": {"seeds": seeds, "arms": [{"name": a} for a in arms], **(compare or {})},
+                "runs": runs}
+    (folder / "compare.json").write_text(json.dumps(manifest))
+    if references is not None:
+        (folder / "references.json").write_text(json.dumps(references))
+    return folder
+
+
+def curve(start_fd, slope, rewards=(0.3, 0.5, 0.7)):
+    """Evaluations at iterations 0, 10, 20: the reward rises, the FD grows by ``slope`` per 0.1 reward."""
+    return [(10 * i, r, start_fd + slope * (r - rewards[0]) * 10) for i, r in enumerate(rewards)]
+
+
+NOISE = {"evaluation_repeats": [{"reward_mean": 0.3, "fd": 30.0 + d, "class_0": 0.1} for d in (-1, 0, 1)],
+         "targets": {}}
+
+
+def verdicts(folder):
+    return {(v["view"], v["a"], v["b"], v["metric"]): v for v in json.loads((folder / "verdicts.json").read_text())}
+
+
+def test_a_planted_difference_at_matched_reward_is_found_and_named(tmp_path):
+    # "gentle" loses 100 FD per 0.1 reward on every seed, "harsh" 200 (+ a seed offset that cancels)
+    arms = {"gentle": {s: curve(30 + 5 * s, 100 + s) for s in range(3)},
+            "harsh": {s: curve(30 + 5 * s, 200 - s) for s in range(3)}}
+    folder = write_comparison(tmp_path, arms, references=NOISE)
+    write_report(folder)
+    found = verdicts(folder)
+    matched = found[("matched reward", "gentle", "harsh", "fd")]
+    assert matched["at"] == pytest.approx(0.3 + 0.8 * 0.4) and matched["verdict"] == "A better"
+    assert matched["a_values"] == pytest.approx([30 + 5 * s + (100 + s) * 3.2 for s in range(3)])
+    assert matched["margin"] == pytest.approx(2.0) and matched["margin_source"] == "2 sd of evaluation noise"
+    assert found[("equal iterations", "gentle", "harsh", "reward_mean")]["verdict"] == "equivalent within the margin"
+    report = (folder / "report.md").read_text()
+    assert "on the reward 'brightness'" in report
+    assert "| gentle | harsh | fd (lower) | matched reward, 0.62 |" in report and "**A better**" in report
+
+
+def test_identical_arms_under_two_names_are_never_reported_different(tmp_path):
+    same = {s: curve(30 + 7 * s, 100 + 13 * s) for s in range(3)}
+    folder = write_comparison(tmp_path, {"kl": same, "kl-again": same}, references=NOISE)
+    write_report(folder)
+    assert {v["verdict"] for v in verdicts(folder).values()} == {"equivalent within the margin"}
+
+
+def test_seed_noise_larger_than_the_effect_is_inconclusive(tmp_path):
+    arms = {"a": {s: curve(30, 100 + 90 * (-1) ** s) for s in range(3)},
+            "b": {s: curve(30, 100 - 90 * (-1) ** s) for s in range(3)}}
+    folder = write_comparison(tmp_path, arms, references=NOISE)
+    write_report(folder)
+    assert verdicts(folder)[("matched reward", "a", "b", "fd")]["verdict"] == "inconclusive"
+
+
+def test_a_run_that_never_reaches_the_level_leaves_its_seed_out(tmp_path):
+    arms = {"a": {0: curve(30, 100), 1: curve(30, 100), 2: curve(30, 100, rewards=(0.3, 0.35, 0.4))},
+            "b": {s: curve(30, 300) for s in range(3)}}
+    folder = write_comparison(tmp_path, arms, compare={"matched_reward": [0.6]}, references=NOISE)
+    write_report(folder)
+    judged = verdicts(folder)[("matched reward", "a", "b", "fd")]
+    assert judged["a_values"][2] is None and judged["interval"]["n"] == 2
+
+
+def test_a_declared_margin_and_direction_are_used(tmp_path):
+    arms = {"a": {s: curve(30, 100 + s) for s in range(3)}, "b": {s: curve(30, 104 + s) for s in range(3)}}
+    compare = {"metrics": [{"key": "fd", "better": "lower", "margin": 100.0}], "pairs": [["b", "a"]]}
+    folder = write_comparison(tmp_path, arms, compare=compare)
+    write_report(folder)
+    found = verdicts(folder)
+    assert set(found) == {("matched reward", "b", "a", "fd"), ("equal iterations", "b", "a", "fd")}
+    assert found[("matched reward", "b", "a", "fd")]["verdict"] == "equivalent within the margin"
+
+
+def test_without_measured_noise_the_margin_is_zero_and_nothing_is_equivalent(tmp_path):
+    arms = {"a": {s: curve(30, 100 + s) for s in range(3)}, "b": {s: curve(30, 101 + 2 * s) for s in range(3)}}
+    folder = write_comparison(tmp_path, arms)
+    write_report(folder)
+    matched = verdicts(folder)[("matched reward", "a", "b", "fd")]
+    assert matched["margin"] == 0 and matched["verdict"] == "inconclusive"
+
+
+def test_pairs_naming_no_setting_is_a_user_error(tmp_path):
+    arms = {"a": {0: curve(30, 100)}, "b": {0: curve(30, 100)}}
+    folder = write_comparison(tmp_path, arms, compare={"pairs": [["a", "c"]]})
+    with pytest.raises(UserError, match="compare.pairs names 'c': no such setting. The settings: a, b"):
+        write_report(folder)
+
+
+def test_a_metric_without_a_direction_must_declare_one(tmp_path):
+    arms = {"a": {0: curve(30, 100)}, "b": {0: curve(30, 100)}}
+    folder = write_comparison(tmp_path, arms, compare={"metrics": [{"key": "class_3"}]})
+    with pytest.raises(UserError, match=r"compare.metrics\[0\] \('class_3'\) has no built-in direction"):
+        write_report(folder)
+
+
+def test_the_report_reads_as_a_researcher_needs(tmp_path):
+    arms = {"zeta": {s: curve(30, 100) for s in range(2)}, "none": {s: curve(30, 300) for s in range(2)}}
+    folder = write_comparison(tmp_path, arms, references=NOISE)
+    report = write_report(folder).read_text()
+    table = report.split("| setting |")[1].split("\n\n")[0]
+    assert table.index("| zeta |") < table.index("| none |")  # config order, not alphabetical
+    assert "regularizer loss" in report and "| 0.5000 [0.5000, 0.5000] |" in report  # zeta's loss; none: "-"
+    assert "s/iteration (median)" in report and "| 1.00 [1.00, 1.00] |" in report  # the 101 s outlier ignored
+    assert "FD to own optimum" not in report  # no arm declares an optimum
+    assert "class_0" not in report.split("## Evaluation noise")[1]
+    assert "![](runs/zeta-seed1/samples_start.png) | ![](runs/zeta-seed1/samples_final.png)" in report
+
+
+@pytest.mark.parametrize("budget", ["seconds", "passes"])
+def test_equal_compute_favours_the_cheaper_arm_where_equal_iterations_do_not(tmp_path, budget):
+    """Both arms follow the same reward curve per iteration; "cheap" costs half as much per
+    iteration, so at equal seconds (or passes) it has done twice the iterations."""
+    rewards = (0.3, 0.4, 0.5, 0.6, 0.7)
+    arms = {"cheap": {s: curve(30, 100, rewards=[r + 0.01 * s for r in rewards]) for s in range(3)},
+            "costly": {s: curve(30, 100, rewards=[r + 0.01 * s for r in rewards]) for s in range(3)}}
+    noise = {**NOISE, "evaluation_repeats": [{"reward_mean": 0.3 + d, "fd": 30.0} for d in (-0.001, 0, 0.001)]}
+    folder = write_comparison(tmp_path, arms, compare={"budget": budget}, references=noise,
+                              cost={"cheap": (1.0, 64), "costly": (2.0, 128)})
+    report = write_report(folder).read_text()
+    found = verdicts(folder)
+    at_budget = found[(f"equal {budget}", "cheap", "costly", "reward_mean")]
+    assert at_budget["at"] == pytest.approx(40 * (1.0 if budget == "seconds" else 64))  # costly's 40 iterations
+    assert at_budget["a_values"] == pytest.approx([0.7, 0.71, 0.72]) and at_budget["b_values"] == pytest.approx([0.5, 0.51, 0.52])
+    assert at_budget["verdict"] == "A better"
+    assert "| 64 [64, 64] |" in report and "| 128 [128, 128] |" in report  # passes per iteration
