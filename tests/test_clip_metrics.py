@@ -102,10 +102,12 @@ def test_diversity_needs_several_samples_per_prompt():
 
 
 def test_the_evaluator_lays_out_samples_per_prompt():
-    batch = attrs.evolve(fake_batch(4), prompts=("a", "b", "c", "d"))
-    assert repeat_to(batch, 6, 2).prompts == ("a", "a", "b", "b", "c", "c")
+    batch = attrs.evolve(fake_batch(5), prompts=("a", "a", "b", "c", "a"), labels=None)
+    assert repeat_to(batch, 8, 2).prompts == ("a", "a", "b", "b", "c", "c", "a", "a")
     assert repeat_to(batch, 5, 3).prompts == ("a", "a", "a", "b", "b")
-    assert repeat_to(batch, 3).prompts == ("a", "b", "c")
+    assert repeat_to(batch, 3).prompts == ("a", "a", "b")  # one per prompt: as before
+    labelled = attrs.evolve(batch, prompts=("",) * 5, labels=torch.tensor([3, 3, 4, 5, 3]))
+    assert repeat_to(labelled, 4, 2).labels.tolist() == [3, 3, 4, 4]
 
 
 def test_temporal_consistency_is_one_for_a_still_video():

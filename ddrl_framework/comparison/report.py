@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ddrl_framework.comparison.gallery import extra_sections
 from ddrl_framework.errors import UserError
 from ddrl_framework.evaluation.plots import save_figure
 from ddrl_framework.kit.io import atomic_write_bytes
@@ -235,6 +236,7 @@ def write_report(folder: str | Path) -> Path:
     if fd_sd:
         lines += [f"FD values closer than {2 * fd_sd:.1f} (2 sd of one evaluation) are within "
                   "evaluation noise; with several seeds, compare means against their seed sd too.", ""]
+    lines += extra_sections(folder, settings)  # every metric, the gallery: comparison/gallery.py
     lines += _targets_section(references) + _components_section(folder, manifest)
     lines += ["## Samples (seed of the first run of each setting)", ""]
     lines += [f"- {r['label']}: ![{r['label']}]({r['sample']})" for r in rows]

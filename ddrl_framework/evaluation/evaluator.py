@@ -20,13 +20,30 @@ from ddrl_framework.protocols import Metric, Policy, Sampler
 from ddrl_framework.types import DataBatch, EvalContext, take
 
 
+def distinct(batch: DataBatch) -> DataBatch:
+    """The first member of each distinct (prompt, label) of ``batch``, in order (without ``x0``)."""
+    labels = [None] * len(batch) if batch.labels is None else batch.labels.tolist()
+    seen: dict[tuple, int] = {}
+    for i, key in enumerate(zip(batch.prompts, labels)):
+        seen.setdefault(key, i)
+    index = list(seen.values())
+    return DataBatch(prompts=tuple(batch.prompts[i] for i in index),
+                     labels=None if batch.labels is None else batch.labels[index])
+
+
 def repeat_to(batch: DataBatch, count: int, per_member: int = 1) -> DataBatch:
-    """``count`` conditions (without ``x0``): the first ``ceil(count / per_member)`` members of
-    ``batch`` (each repeated in a row when there are fewer), each ``per_member`` times in a row."""
+    """``count`` conditions (without ``x0``). ``per_member = 1``: the first ``count`` members of
+    ``batch`` (each repeated in a row when there are fewer). ``per_member > 1``: the distinct
+    conditions of ``batch``, cycled, each ``per_member`` times in a row."""
     conditions = attrs.evolve(batch, x0=None)
+    if per_member == 1:
+        return take(conditions.repeat_each(-(-count // len(conditions))), count)
+    unique = distinct(conditions)
     members = -(-count // per_member)
-    cycled = take(conditions.repeat_each(-(-members // len(conditions))), members)
-    return take(cycled.repeat_each(per_member), count)
+    cycled = [i % len(unique) for i in range(members)]
+    chosen = DataBatch(prompts=tuple(unique.prompts[i] for i in cycled),
+                       labels=None if unique.labels is None else unique.labels[cycled])
+    return take(chosen.repeat_each(per_member), count)
 
 
 class Evaluator:
