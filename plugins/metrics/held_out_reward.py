@@ -10,7 +10,7 @@
 
 A comparison then shows when the trained reward rose while another judge fell. The reward table
 is checked against the registry with the rest of the experiment, before any work; the model is
-built at the first evaluation.
+built with the metric, before training.
 """
 
 from __future__ import annotations
@@ -68,10 +68,11 @@ class HeldOutReward:
     def metric_key(self) -> str:
         return "heldout_" + (self.key or self.reward["name"]).replace("-", "_")
 
+    def __attrs_post_init__(self) -> None:
+        name, options = _split(self.reward)  # built with the metric: a missing file stops before training
+        self._model.append(registry().build("reward", name, options, f"held-out-reward: reward '{name}'"))
+
     def model(self) -> Any:
-        if not self._model:
-            name, options = _split(self.reward)
-            self._model.append(registry().build("reward", name, options, f"held-out-reward: reward '{name}'"))
         return self._model[0]
 
     @torch.no_grad()
