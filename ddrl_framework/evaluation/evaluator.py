@@ -63,6 +63,7 @@ class Evaluator:
         self.count, self.seed, self.device = count, seed, device
         self.held_out = held_out.to(device)
         self.conditions = repeat_to(self.held_out, count, per_prompt).to(device)
+        self.last_samples: torch.Tensor | None = None  # the latest evaluate()'s samples, for loggers
         generator = make_generator(device, seed)
         self.noise = torch.randn((count, *policy.sample_shape), generator=generator, device=device)
 
@@ -91,6 +92,7 @@ class Evaluator:
         generator = make_generator(self.device, self.seed + 1 if noise_seed is None else noise_seed + 1)
         trajectory, samples = sample_in_chunks(self.sampler, policy, self.conditions, noise,
                                                generator, self.chunk)
+        self.last_samples = samples
         rewards, record = self._reward_record(samples, self.conditions.prompts)
         context = EvalContext(
             policy=policy, reference=self.reference, sampler=self.sampler,

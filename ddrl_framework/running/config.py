@@ -128,6 +128,7 @@ class Experiment:
     regularizer: Component = Component(name="none")
     data: Component
     metrics: tuple[Component, ...] = ()  # [[metrics]]: evaluation metrics, written to eval.jsonl
+    loggers: tuple[Component, ...] = ()  # [[loggers]]: e.g. tensorboard, wandb (the JSONL files always)
     pretrain: PretrainConfig = PretrainConfig()
     train: TrainConfig = TrainConfig()
 
@@ -223,6 +224,7 @@ def to_dict(experiment: Experiment) -> dict[str, Any]:
         data[key] = flat(data[key])
     data["rewards"] = [flat(r) for r in experiment.rewards]
     data["metrics"] = [flat(m) for m in experiment.metrics]
+    data["loggers"] = [flat(m) for m in experiment.loggers]
     data["pretrain"] = attrs.asdict(experiment.pretrain)
     data["train"] = attrs.asdict(experiment.train)
     return data
