@@ -67,7 +67,7 @@ def test_the_cli_offers_every_role():
 
 def test_a_wrong_role_string_names_the_roles():
     with pytest.raises(PluginError, match="unknown role 'regularizers'. Did you mean 'regularizer'\\? The roles "
-                       "\\(registry.ROLES\\): 'policy', 'sampler', 'reward', 'regularizer', 'data', 'metric'."):
+                       "\\(registry.ROLES\\): 'policy', 'sampler', 'reward', 'regularizer', 'data', 'metric', 'logger'."):
         load_registry().build("regularizers", "none", {}, "[regularizer]")
 
 
