@@ -10,7 +10,9 @@ embeddings, 32 px) ships inside this package for the tiny configs and tests: not
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 from pathlib import Path
 
 import torch
@@ -38,6 +40,19 @@ def _add_config(model: str, model_config: str | None) -> None:
     open_clip.add_model_config(config)
 
 
+@contextlib.contextmanager
+def _quiet(wanted: bool):
+    """Silence open_clip's warning that random weights are random (they are wanted here)."""
+    root = logging.getLogger()
+    level = root.level
+    if wanted:
+        root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 @functools.lru_cache(maxsize=4)
 def load_open_clip(model: str, pretrained: str | None, model_config: str | None):
     """``(model, tokenizer)``, frozen, in eval mode; cached so several components share one copy."""
@@ -47,7 +62,7 @@ def load_open_clip(model: str, pretrained: str | None, model_config: str | None)
     if model not in open_clip.list_models():
         raise UserError(f"open_clip has no model '{model}' (see open_clip.list_models(), or give model_config)")
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _quiet(not pretrained):
             torch.manual_seed(RANDOM_SEED)  # random weights: the same in every process
             network = open_clip.create_model(model, pretrained=pretrained or None)
     except (RuntimeError, OSError) as error:
