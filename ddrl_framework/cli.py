@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 EXIT_USER_ERROR = 2
 EXIT_TRAINING_STOPPED = 3
-ROLE_NAMES = ("policy", "sampler", "reward", "regularizer", "data", "metric")  # registry.ROLES, unimported
+ROLE_NAMES = ("policy", "sampler", "reward", "regularizer", "data", "metric", "logger")  # registry.ROLES, unimported
 
 
 def _experiment_arguments(parser: argparse.ArgumentParser) -> None:

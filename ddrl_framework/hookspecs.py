@@ -60,3 +60,12 @@ def register_data_sources(register: Register) -> None:
 @hookspec
 def register_metrics(register: Register) -> None:
     """Register evaluation Metric factories: ``register("frechet-distance", FrechetDistance)``."""
+
+
+@hookspec
+def register_loggers(register: Register) -> None:
+    """Register Logger factories: ``register("tensorboard", "my_pkg.tb:TensorBoardLogger")``.
+
+    A logger factory may declare ``requires = {"module": "install hint"}``: a module that cannot be
+    imported is a user error naming the hint (e.g. ``pip install "ddrl-framework[tensorboard]"``),
+    before any work."""

@@ -169,6 +169,27 @@ class Metric(Protocol):
 
 
 @runtime_checkable
+class Logger(Protocol):
+    """Receives what a run logs, as it logs it (``metrics.jsonl`` and ``eval.jsonl`` are always
+    written besides). Rank 0 alone calls it.
+
+    ``start`` opens it for the run folder and returns one line saying where to look (e.g.
+    ``tensorboard --logdir runs/x/tensorboard``); ``log_metrics`` gets one record of named
+    floats at ``step`` (the iteration), ``kind`` ``"train"`` (each iteration) or ``"eval"``
+    (each evaluation); ``log_samples`` gets pixels in [0, 1], images ``[N, C, H, W]`` or videos
+    ``[N, C, T, H, W]`` (the evaluation's, at every evaluation); ``close`` flushes.
+    """
+
+    def start(self, output_dir: Path, config: Mapping[str, Any]) -> str: ...
+
+    def log_metrics(self, values: Mapping[str, float], step: int, kind: str) -> None: ...
+
+    def log_samples(self, name: str, pixels: Tensor, step: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
 class ResumableIterator(Protocol):
     """An endless iterator of batches whose position can be saved and restored."""
 

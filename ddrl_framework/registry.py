@@ -41,6 +41,7 @@ ROLES: dict[str, tuple[str, str, str]] = {
     "regularizer": ("register_regularizers", "regularizer", "regularizers"),
     "data": ("register_data_sources", "data source", "data sources"),
     "metric": ("register_metrics", "metric", "metrics"),
+    "logger": ("register_loggers", "logger", "loggers"),
 }
 HOOKS = [hook for hook, _, _ in ROLES.values()]
 

@@ -27,3 +27,12 @@ def test_benchmark_prints_its_table(tiny_config, script, args, expected):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert expected in result.stdout
+
+
+@pytest.mark.slow
+def test_metric_cost_prints_its_table():
+    config = Path(__file__).parents[1] / "configs" / "sd-tiny.toml"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "metric_cost.py"), "--configs", str(config),
+                             "--rounds", "1"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "| evaluation rollout |" in result.stdout and "| clip-diversity |" in result.stdout

@@ -16,10 +16,10 @@ HOOKS = [name for name, f in vars(hookspecs).items()
          if inspect.isfunction(f) and hasattr(f, "ddrl_framework_spec")]
 
 
-def test_there_are_six_hooks():
+def test_there_are_seven_hooks():
     assert sorted(HOOKS) == sorted(["register_policies", "register_samplers", "register_reward_models",
                                     "register_regularizers", "register_data_sources",
-                                    "register_metrics"])
+                                    "register_metrics", "register_loggers"])
 
 
 @pytest.mark.parametrize("hook", HOOKS)

@@ -9,6 +9,7 @@ import torch
 from ddrl_framework.registry import Registry, make_plugin_manager
 from ddrl_framework.testing import (
     DataSourceContract,
+    LoggerContract,
     MetricContract,
     PolicyContract,
     RegularizerContract,
@@ -109,3 +110,17 @@ def test_register_metrics():
 class TestRegisterMetricsExample(MetricContract):
     def make_metric(self):
         return build_example("register_metrics", "metric", "saturated-fraction")
+
+
+def test_register_loggers(tmp_path):
+    logger = build_example("register_loggers", "logger", "csv", filename="out/values.csv")
+    assert logger.start(tmp_path, {}) == f"values: {tmp_path / 'out' / 'values.csv'}"
+    logger.log_metrics({"iteration": 4, "reward_mean": 0.25, "note": "x"}, 4, "eval")
+    logger.close()
+    assert (tmp_path / "out" / "values.csv").read_text().splitlines() == ["kind,step,key,value",
+                                                                           "eval,4,reward_mean,0.25"]
+
+
+class TestRegisterLoggersExample(LoggerContract):
+    def make_logger(self):
+        return build_example("register_loggers", "logger", "csv")

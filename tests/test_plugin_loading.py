@@ -67,7 +67,7 @@ def test_the_cli_offers_every_role():
 
 def test_a_wrong_role_string_names_the_roles():
     with pytest.raises(PluginError, match="unknown role 'regularizers'. Did you mean 'regularizer'\\? The roles "
-                       "\\(registry.ROLES\\): 'policy', 'sampler', 'reward', 'regularizer', 'data', 'metric'."):
+                       "\\(registry.ROLES\\): 'policy', 'sampler', 'reward', 'regularizer', 'data', 'metric', 'logger'."):
         load_registry().build("regularizers", "none", {}, "[regularizer]")
 
 
@@ -178,7 +178,7 @@ def test_registering_and_checking_the_digits_config_imports_no_heavy_library():
             "from ddrl_framework.running.validation import validate_experiment\n"
             "file = load_file('configs/digits-brightness.toml')\n"
             "validate_experiment(file.base, load_registry(), file.source, writes_output=False)\n"
-            "print(sorted(m for m in ('diffusers', 'transformers', 'peft', 'open_clip', 'sklearn', "
+            "print(sorted(m for m in ('diffusers', 'transformers', 'peft', 'open_clip', 'sklearn', 'tensorboard', 'wandb', "
             "'matplotlib', 'PIL') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=Path(__file__).parents[1])

@@ -11,10 +11,11 @@ import pytest
 
 from ddrl_framework.cli import main
 
-ROLES = ["policy", "sampler", "reward", "regularizer", "data", "metric"]
+ROLES = ["policy", "sampler", "reward", "regularizer", "data", "metric", "logger"]
 # the role's contract suite, plus the generated test of the component's own option
 PASSED = {"policy": "11 passed", "sampler": "8 passed, 2 skipped", "reward": "7 passed",
-          "regularizer": "5 passed", "data": "7 passed", "metric": "4 passed"}
+          "regularizer": "5 passed", "data": "7 passed", "metric": "4 passed",
+          "logger": "7 passed"}
 
 
 @pytest.fixture(scope="module")

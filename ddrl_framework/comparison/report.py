@@ -15,6 +15,7 @@ from pathlib import Path
 import attrs
 
 from ddrl_framework import __version__
+from ddrl_framework.comparison.gallery import extra_sections
 from ddrl_framework.comparison.report_plots import curves, forest, pareto
 from ddrl_framework.comparison.report_tables import (
     FIDELITY,
@@ -175,7 +176,8 @@ def write_report(folder: str | Path) -> Path:
         lines += ["![fidelity](fidelity.png)", "", "![pareto](pareto.png)", ""]
     lines += ["## Evaluation noise", ""]
     lines += noise_table(references) if references else ["(no references.json: the evaluation spread was not measured)"]
-    lines += [""] + (targets_table(references) if references else []) + _components_section(folder, manifest)
+    lines += [""] + extra_sections(folder, settings)  # every metric, the gallery: comparison/gallery.py
+    lines += (targets_table(references) if references else []) + _components_section(folder, manifest)
     lines += ["## Samples", "", "Every run's grid before training (start) and after (final), from the same "
               "noise.", "", *samples_table(rows)]
     path = folder / "report.md"

@@ -1,6 +1,7 @@
 """Evaluation on fixed noise: the same noise and conditions at every evaluation of every arm.
 
-Each evaluation rolls out ``train.eval_samples`` samples, scores them with the experiment's
+Each evaluation rolls out ``train.eval_samples`` samples (``train.eval_samples_per_prompt`` of each
+held-out prompt in a row), scores them with the experiment's
 rewards, and runs every ``[[metrics]]`` plugin on them. Records go to ``eval.jsonl``.
 """
 
@@ -19,10 +20,30 @@ from ddrl_framework.protocols import Metric, Policy, Sampler
 from ddrl_framework.types import DataBatch, EvalContext, take
 
 
-def repeat_to(batch: DataBatch, count: int) -> DataBatch:
-    """The first ``count`` members of ``batch`` cycled as often as needed (without ``x0``)."""
+def distinct(batch: DataBatch) -> DataBatch:
+    """The first member of each distinct (prompt, label) of ``batch``, in order (without ``x0``)."""
+    labels = [None] * len(batch) if batch.labels is None else batch.labels.tolist()
+    seen: dict[tuple, int] = {}
+    for i, key in enumerate(zip(batch.prompts, labels)):
+        seen.setdefault(key, i)
+    index = list(seen.values())
+    return DataBatch(prompts=tuple(batch.prompts[i] for i in index),
+                     labels=None if batch.labels is None else batch.labels[index])
+
+
+def repeat_to(batch: DataBatch, count: int, per_member: int = 1) -> DataBatch:
+    """``count`` conditions (without ``x0``). ``per_member = 1``: the first ``count`` members of
+    ``batch`` (each repeated in a row when there are fewer). ``per_member > 1``: the distinct
+    conditions of ``batch``, cycled, each ``per_member`` times in a row."""
     conditions = attrs.evolve(batch, x0=None)
-    return take(conditions.repeat_each(-(-count // len(conditions))), count)
+    if per_member == 1:
+        return take(conditions.repeat_each(-(-count // len(conditions))), count)
+    unique = distinct(conditions)
+    members = -(-count // per_member)
+    cycled = [i % len(unique) for i in range(members)]
+    chosen = DataBatch(prompts=tuple(unique.prompts[i] for i in cycled),
+                       labels=None if unique.labels is None else unique.labels[cycled])
+    return take(chosen.repeat_each(per_member), count)
 
 
 class Evaluator:
@@ -30,18 +51,19 @@ class Evaluator:
 
     ``rewards``: the experiment's weighted rewards; ``metrics``: ``(name, Metric)`` pairs;
     ``reference``: the frozen reference policy for metrics that need it (else None); ``chunk``:
-    samples per rollout (0: all at once).
+    samples per rollout (0: all at once); ``per_prompt``: samples of each held-out condition.
     """
 
     def __init__(self, *, policy: Policy, sampler: Sampler, rewards: Sequence[WeightedReward],
                  held_out: DataBatch, metrics: Sequence[tuple[str, Metric]], reference: Policy | None,
-                 count: int, seed: int, device: torch.device, chunk: int = 0):
+                 count: int, seed: int, device: torch.device, chunk: int = 0, per_prompt: int = 1):
         self.policy, self.sampler, self.rewards = policy, sampler, tuple(rewards)
         self.metrics, self.reference = list(metrics), reference
         self.chunk = chunk
         self.count, self.seed, self.device = count, seed, device
         self.held_out = held_out.to(device)
-        self.conditions = repeat_to(self.held_out, count).to(device)
+        self.conditions = repeat_to(self.held_out, count, per_prompt).to(device)
+        self.last_samples: torch.Tensor | None = None  # the latest evaluate()'s samples, for loggers
         generator = make_generator(device, seed)
         self.noise = torch.randn((count, *policy.sample_shape), generator=generator, device=device)
 
@@ -70,6 +92,7 @@ class Evaluator:
         generator = make_generator(self.device, self.seed + 1 if noise_seed is None else noise_seed + 1)
         trajectory, samples = sample_in_chunks(self.sampler, policy, self.conditions, noise,
                                                generator, self.chunk)
+        self.last_samples = samples
         rewards, record = self._reward_record(samples, self.conditions.prompts)
         context = EvalContext(
             policy=policy, reference=self.reference, sampler=self.sampler,

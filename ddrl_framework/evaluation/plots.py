@@ -43,26 +43,33 @@ def _upscaled(pixels: Tensor, min_tile: int) -> Tensor:
     return torch.nn.functional.interpolate(pixels.float().cpu(), scale_factor=scale, mode="nearest")
 
 
-def save_grid(pixels: Tensor, path: Path, min_tile: int = 32, pad: int = 2) -> None:
-    """Save images ``[N, C, H, W]`` in [0, 1] as a square-ish grid, each tile upscaled (nearest) to
-    at least ``min_tile`` pixels. Videos ``[N, C, T, H, W]`` become frame strips (one row per
-    video, one column per frame) and, beside the PNG, an animated GIF of the videos side by side."""
+def grid_image(pixels: Tensor, min_tile: int = 32, pad: int = 2) -> Image.Image:
+    """Images ``[N, C, H, W]`` in [0, 1] as one square-ish grid, each tile upscaled (nearest) to at
+    least ``min_tile`` pixels; videos ``[N, C, T, H, W]`` as frame strips (one row per video)."""
     if pixels.ndim == 5:
-        return _save_video_grid(pixels, path, min_tile, pad)
+        tiles = _upscaled(pixels.transpose(1, 2).flatten(0, 1), min_tile)  # [N * T, C, h, w], video-major
+        return _image(_canvas(tiles, pixels.shape[2], pad))
     tiles = _upscaled(pixels, min_tile)
-    atomic_write_bytes(path, _png_bytes(_image(_canvas(tiles, math.ceil(math.sqrt(len(tiles))), pad))))
+    return _image(_canvas(tiles, math.ceil(math.sqrt(len(tiles))), pad))
 
 
-def _save_video_grid(videos: Tensor, path: Path, min_tile: int, pad: int) -> None:
-    n, channels, frames, height, width = videos.shape
-    tiles = _upscaled(videos.transpose(1, 2).flatten(0, 1), min_tile)  # [N * T, C, h, w], video-major
-    atomic_write_bytes(path, _png_bytes(_image(_canvas(tiles, frames, pad))))
+def video_gif(videos: Tensor, min_tile: int = 32, pad: int = 2, duration_ms: int = 200) -> bytes:
+    """Videos ``[N, C, T, H, W]`` in [0, 1] side by side as one animated GIF (looping)."""
+    n, _, frames = videos.shape[:3]
+    tiles = _upscaled(videos.transpose(1, 2).flatten(0, 1), min_tile)
     per_frame = tiles.view(n, frames, *tiles.shape[1:]).transpose(0, 1)  # [T, N, C, h, w]
     cols = math.ceil(math.sqrt(n))
     images = [_image(_canvas(frame, cols, pad)) for frame in per_frame]
     buffer = io.BytesIO()
-    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=200, loop=0)
-    atomic_write_bytes(Path(path).with_suffix(".gif"), buffer.getvalue())
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    return buffer.getvalue()
+
+
+def save_grid(pixels: Tensor, path: Path, min_tile: int = 32, pad: int = 2) -> None:
+    """Save :func:`grid_image` as a PNG; for videos also, beside it, :func:`video_gif`."""
+    atomic_write_bytes(path, _png_bytes(grid_image(pixels, min_tile, pad)))
+    if pixels.ndim == 5:
+        atomic_write_bytes(Path(path).with_suffix(".gif"), video_gif(pixels, min_tile, pad))
 
 
 def plot_metrics(records: Sequence[dict], keys: Sequence[str], path: Path, title: str = "") -> None:

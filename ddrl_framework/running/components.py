@@ -106,4 +106,4 @@ def make_evaluator(parts: Components, reference: Policy | None, train: TrainConf
     return Evaluator(policy=parts.policy, sampler=parts.sampler, rewards=parts.rewards,
                      held_out=parts.data.held_out(), metrics=parts.metrics, reference=reference,
                      count=train.eval_samples, seed=train.eval_seed, device=device,
-                     chunk=train.eval_batch_size)
+                     chunk=train.eval_batch_size, per_prompt=train.eval_samples_per_prompt)

@@ -104,6 +104,8 @@ class TrainConfig:
     # iterations between evaluations with [[metrics]] (0: start and end only)
     eval_every: int = _ranged(10, at_least=0)
     eval_samples: int = _ranged(256, at_least=1)  # samples per evaluation, from fixed noise
+    # samples of each held-out prompt per evaluation, in a row (>= 2: per-prompt diversity metrics)
+    eval_samples_per_prompt: int = _ranged(1, at_least=1)
     eval_seed: int = 1000  # the evaluation noise, shared by every seed and arm
     # samples per rollout in evaluations and grids (0: all at once)
     eval_batch_size: int = _ranged(0, at_least=0)
@@ -126,6 +128,7 @@ class Experiment:
     regularizer: Component = Component(name="none")
     data: Component
     metrics: tuple[Component, ...] = ()  # [[metrics]]: evaluation metrics, written to eval.jsonl
+    loggers: tuple[Component, ...] = ()  # [[loggers]]: e.g. tensorboard, wandb (the JSONL files always)
     pretrain: PretrainConfig = PretrainConfig()
     train: TrainConfig = TrainConfig()
 
@@ -236,6 +239,7 @@ def to_dict(experiment: Experiment) -> dict[str, Any]:
         data[key] = flat(data[key])
     data["rewards"] = [flat(r) for r in experiment.rewards]
     data["metrics"] = [flat(m) for m in experiment.metrics]
+    data["loggers"] = [flat(m) for m in experiment.loggers]
     data["pretrain"] = attrs.asdict(experiment.pretrain)
     data["train"] = attrs.asdict(experiment.train)
     return data

@@ -54,6 +54,7 @@ def config_default(path: str):
 def run_identity(experiment: Experiment) -> str:
     """A hash of everything a resume must keep the same."""
     data = to_dict(experiment)
+    data.pop("loggers")  # where a run is watched is not what it is: a resume may add a logger
     data["train"] = {k: v for k, v in data["train"].items() if f"train.{k}" not in RESUMABLE_CHANGES}
     return config_hash(data)
 

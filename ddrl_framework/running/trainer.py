@@ -23,8 +23,9 @@ from ddrl_framework.kit.seeding import make_generator
 from ddrl_framework.registry import Registry
 from ddrl_framework.running.checkpoint import latest_checkpoint, load_training_state, save_training_state
 from ddrl_framework.running.components import Components, build_components, make_evaluator
-from ddrl_framework.running.config import Experiment
+from ddrl_framework.running.config import Experiment, to_dict
 from ddrl_framework.running.device import resolve_device
+from ddrl_framework.running.loggers import RunLoggers, build_loggers
 from ddrl_framework.running.metrics_log import MetricsLog
 from ddrl_framework.running.nonfinite import NonFinite, NonFiniteGuard, require_finite
 from ddrl_framework.running.passes import PassCounter
@@ -81,6 +82,7 @@ class Trainer:
             record_config(self.output, experiment)  # only once all built and restored: a bad input leaves nothing behind
         self.records = self.log.keep_before(self.start, write=writes)
         self.eval_records = self.eval_log.keep_before(self.start, write=writes)
+        self.loggers = build_loggers(experiment, registry) if writes else RunLoggers()
 
     # --- set-up ---------------------------------------------------------------------------
     def _trained_steps(self) -> list[int]:
@@ -204,8 +206,18 @@ class Trainer:
     # --- the run --------------------------------------------------------------------------
     def run(self) -> Path:
         """Train from ``self.start`` to ``train.iterations``; returns the output folder."""
-        cfg, main = self.cfg, self.world.is_main
+        main = self.world.is_main
         forwards = main or self.shards.collective_forward  # under FSDP2 every rank takes part
+        for line in self.loggers.start(self.output, to_dict(self.experiment)):
+            print(f"logging: {line}", flush=True)
+        try:
+            self._train(forwards, main)
+        finally:
+            self.loggers.close()
+        return self.output
+
+    def _train(self, forwards: bool, main: bool) -> None:
+        cfg = self.cfg
         if self.start == 0 and forwards:
             self.save_samples("samples_start.png")
         bar = tqdm(total=cfg.iterations, initial=self.start, desc="train", unit="it",
@@ -216,6 +228,7 @@ class Trainer:
             record = self.iteration(index)
             if main:
                 self.log.append(record)
+                self.loggers.log_metrics(record, index, "train")
             self.records.append(record)
             if index + 1 == cfg.iterations or (cfg.checkpoint_every and (index + 1) % cfg.checkpoint_every == 0):
                 self.save(index + 1)
@@ -225,7 +238,6 @@ class Trainer:
         bar.close()
         if forwards:
             self._finish(main)
-        return self.output
 
     def _finish(self, main: bool) -> None:
         """The last evaluation, the final grid and (rank 0) the metric curves."""
@@ -247,6 +259,9 @@ class Trainer:
                   "seconds": time.perf_counter() - began}
         if self.world.is_main:
             self.eval_log.append(record)
+            self.loggers.log_metrics(record, iteration, "eval")
+            if self.loggers.loggers and self.evaluator.last_samples is not None:
+                self.loggers.log_samples("eval/samples", self.evaluator.last_samples, iteration)
         self.eval_records.append(record)
         return record
 

@@ -7,6 +7,7 @@ pretrains, builds a component or writes a file. It checks, each error naming the
 * every component's name (an unknown one with a did-you-mean, and the plugin that has it when the
   environment left that plugin out) and its options: names, types and the validators of its
   option class, without building it;
+* the packages a component declares it needs (a logger's optional extra, e.g. tensorboard);
 * the sampler and the policy: when both declare their forward process (``register(...,
   forward_process="ddpm")``), the sampler must sample the policy's;
 * ``train.trained_denoising_steps`` against the sampler's step count (the sampler is built: a
@@ -21,6 +22,7 @@ It returns the experiment with the plugin and distribution of each component
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -59,6 +61,9 @@ def sections(experiment: Experiment) -> Iterator[Section]:
     for i, spec in enumerate(e.metrics):
         yield Section(key="metrics", where=f"[[metrics]] #{i + 1}", role="metric", name=spec.name,
                       options=spec.options)
+    for i, spec in enumerate(e.loggers):
+        yield Section(key="loggers", where=f"[[loggers]] #{i + 1}", role="logger", name=spec.name,
+                      options=spec.options)
 
 
 def validate_experiment(experiment: Experiment, registry: Registry, source: str, *,
@@ -75,7 +80,8 @@ def validate_experiment(experiment: Experiment, registry: Registry, source: str,
     provenance: dict[str, Any] = {}
     for section, entry in found:
         registry.check(section.role, section.name, section.options, f"{source}: {section.where}")
-        if section.key in ("rewards", "metrics"):
+        check_requirements(entry, f"{source}: {section.where}")
+        if section.key in ("rewards", "metrics", "loggers"):
             provenance.setdefault(section.key, []).append(entry.provenance())
         else:
             provenance[section.key] = entry.provenance()
@@ -84,6 +90,19 @@ def validate_experiment(experiment: Experiment, registry: Registry, source: str,
         check_output_folder(experiment, source, resume)
     values = {f.name: getattr(experiment, f.name) for f in attrs.fields(Experiment)}
     return ResolvedExperiment(**values, provenance=provenance)
+
+
+def check_requirements(entry: Entry, where: str) -> None:
+    """The modules a factory declares in ``requires`` (``{"module": "install hint"}``) can be
+    imported (found, not imported: nothing heavy loads here)."""
+    for module, hint in getattr(entry.factory, "requires", {}).items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise UserError(f"{where}: {entry.component} needs the package '{module.split('.')[0]}', which is "
+                            f"not installed: {hint}")
 
 
 def check_pairing(policy: Entry, sampler: Entry, registry: Registry, source: str) -> None:

@@ -23,7 +23,8 @@ TEMPLATES = Path(__file__).parent / "templates"
 NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 
 SUITES = {"policy": "PolicyContract", "sampler": "SamplerContract", "reward": "RewardModelContract",
-          "regularizer": "RegularizerContract", "data": "DataSourceContract", "metric": "MetricContract"}
+          "regularizer": "RegularizerContract", "data": "DataSourceContract", "metric": "MetricContract",
+          "logger": "LoggerContract"}
 
 USAGE = {
     "policy": '[policy]\nname = "$name"\nsize = 8\n\n[sampler]\nname = "ddim-sde"  # a sampler of its "ddpm" process',
@@ -32,6 +33,7 @@ USAGE = {
     "regularizer": '[regularizer]\nname = "$name"\nbeta = 0.001',
     "data": '[data]\nname = "$name"\ncount = 256',
     "metric": '[[metrics]]\nname = "$name"\nmargin = 0.02',
+    "logger": '[[loggers]]\nname = "$name"',
 }
 
 

@@ -13,6 +13,7 @@ Each contract is a plain pytest class: pytest collects the subclass and runs eve
 
 from ddrl_framework.testing.contracts import (
     DataSourceContract,
+    LoggerContract,
     MetricContract,
     PolicyContract,
     RegularizerContract,
@@ -34,6 +35,7 @@ from ddrl_framework.testing.policy_contract import spread_timesteps
 __all__ = [
     "DataSourceContract",
     "FakeBackbone",
+    "LoggerContract",
     "FakePolicy",
     "FakeSampler",
     "MetricContract",

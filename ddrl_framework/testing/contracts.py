@@ -14,13 +14,14 @@ import torch
 
 from ddrl_framework.protocols import DataSource, Metric, RewardModel
 from ddrl_framework.testing.fakes import FakeBackbone, make_eval_context
+from ddrl_framework.testing.logger_contract import LoggerContract
 from ddrl_framework.testing.messages import brief, protocol_message, shape
 from ddrl_framework.testing.policy_contract import PolicyContract
 from ddrl_framework.testing.regularizer_contract import RegularizerContract
 from ddrl_framework.testing.sampler_contract import SamplerContract
 from ddrl_framework.types import DataBatch
 
-__all__ = ["DataSourceContract", "MetricContract", "PolicyContract", "RegularizerContract",
+__all__ = ["DataSourceContract", "LoggerContract", "MetricContract", "PolicyContract", "RegularizerContract",
            "RewardModelContract", "SamplerContract"]
 
 EDGE_INPUTS = ("black", "white", "noise")

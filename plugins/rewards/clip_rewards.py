@@ -11,7 +11,6 @@ says, as tensors (no PIL round trip).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from torch import Tensor
 
 from ddrl_framework.errors import UserError
 from ddrl_framework.hookspecs import hookimpl
+from ddrl_plugins.shared.open_clip_models import load_open_clip, preprocess
 
 
 @hookimpl
@@ -34,40 +34,8 @@ def register_reward_models(register):
     register("temporal-consistency", TemporalConsistency)
 
 
-@functools.lru_cache(maxsize=4)
-def load_open_clip(model: str, pretrained: str | None, model_config: str | None):
-    """``(model, tokenizer)``, frozen, in eval mode; cached so several rewards share one copy."""
-    import open_clip
-
-    if model_config is not None:
-        config = Path(model_config).expanduser()
-        if not config.is_file():
-            raise UserError(f"model_config = '{model_config}': no such file")
-        if config.stem != model:
-            raise UserError(f"model_config '{config.name}' defines model '{config.stem}', not '{model}'")
-        open_clip.add_model_config(config)
-    if model not in open_clip.list_models():
-        raise UserError(f"open_clip has no model '{model}' (see open_clip.list_models(), or give model_config)")
-    try:
-        network = open_clip.create_model(model, pretrained=pretrained)
-    except (RuntimeError, OSError) as error:
-        raise UserError(f"cannot load open_clip '{model}' with pretrained '{pretrained}': {error}") from None
-    return network.eval().requires_grad_(False), open_clip.get_tokenizer(model)
-
-
 def _preprocess(network, images: Tensor) -> Tensor:
-    """``[N, 3, H, W]`` in [0, 1] to the model's input: resized, center-cropped, normalized."""
-    from open_clip.model import get_model_preprocess_cfg
-
-    cfg = get_model_preprocess_cfg(network)
-    size = cfg.get("size", 224)
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    if images.shape[1] == 1:
-        images = images.expand(-1, 3, -1, -1)
-    images = F.interpolate(images.float(), size=size, mode="bicubic", align_corners=False, antialias=True)
-    mean = torch.tensor(cfg.get("mean", (0.48145466, 0.4578275, 0.40821073)), device=images.device)
-    std = torch.tensor(cfg.get("std", (0.26862954, 0.26130258, 0.27577711)), device=images.device)
-    return (images.clamp(0, 1) - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    return preprocess(network, images)
 
 
 @attrs.frozen(kw_only=True)
