@@ -92,8 +92,8 @@ class Trainer:
         default = getattr(sampler, "default_trained_steps", None)
         if chosen is not None:
             steps = list(chosen)
-        else:
-            steps = default(self.parts.policy) if default is not None else list(range(count))
+        else:  # a deterministic sampler has no default: check_trainable then names its noise knob
+            steps = (default(self.parts.policy) if default is not None else []) or list(range(count))
         if not steps or any(not 0 <= k < count for k in steps):
             raise UserError(f"train.trained_denoising_steps {steps}: each must be in 0..{count - 1} "
                             f"(the sampler has {count} steps)")
