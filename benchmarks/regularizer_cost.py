@@ -7,7 +7,8 @@ Each arm runs in its own process (so its peak resident memory is its own), round
 `--rounds` rounds; the table gives the median seconds per iteration.
 
 Expected cost, in units of one forward pass over the rollout batch B (a backward pass counting
-two): rollout 1 + training pass 3 per step; reverse KL adds the reference's forward pass (1);
+two): rollout 1 + training pass 3 per step; reverse KL adds the reference's forward pass (1), in
+the training pass (per step) or after the rollout (in the reward);
 the data regularizer adds a forward and backward pass over the data batch of G groups
 (3 G / B) on every step, or on the first step only.
 """
@@ -30,15 +31,17 @@ from common import DEFAULT_CONFIG
 ARMS = {
     "none": 'regularizer={name="none"}',
     "reverse-kl": 'regularizer={name="reverse-kl", beta=0.01}',
-    "forward-kl-data": 'regularizer={name="forward-kl-data", beta=10.0}',
-    "forward-kl-data fresh": 'regularizer={name="forward-kl-data", beta=10.0, noise="fresh"}',
-    "forward-kl-data first": 'regularizer={name="forward-kl-data", beta=10.0, every_step=false}',
+    "kl-in-reward": 'regularizer={name="kl-in-reward", beta=0.01}',
+    "forward-kl-data": 'regularizer={name="forward-kl-data", beta=0.1}',
+    "forward-kl-data paper": 'regularizer={name="forward-kl-data", beta=10.0, unit="paper"}',
+    "forward-kl-data fresh": 'regularizer={name="forward-kl-data", beta=0.1, noise="fresh"}',
+    "forward-kl-data first": 'regularizer={name="forward-kl-data", beta=0.1, every_step=false}',
 }
 
 
 def expected_ratio(arm: str, groups: int, group_size: int, steps: int) -> float:
     base = 1 + 3
-    extra = {"none": 0.0, "reverse-kl": 1.0}.get(arm, 3 * groups / (groups * group_size))
+    extra = {"none": 0.0, "reverse-kl": 1.0, "kl-in-reward": 1.0}.get(arm, 3 * groups / (groups * group_size))
     if arm.endswith("first"):
         extra /= steps
     return (base + extra) / base

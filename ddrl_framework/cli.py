@@ -1,4 +1,9 @@
-"""``ddrl``: train, pretrain, compare, report, doctor, plugins. User errors exit with code 2 and a short message."""
+"""``ddrl``: train, pretrain, compare, report, doctor, plugins, new-plugin. User errors exit with code 2
+and a short message, found before any work (``running.validation``); a run stopped by a failing
+component exits with code 3.
+
+Heavy modules are imported inside the commands, so that ``ddrl --help`` and an error in a
+config file answer at once."""
 
 from __future__ import annotations
 
@@ -11,10 +16,11 @@ from ddrl_framework.errors import TrainingError, UserError
 
 if TYPE_CHECKING:
     from ddrl_framework.registry import Registry
-    from ddrl_framework.running.config import Experiment
+    from ddrl_framework.running.config import ResolvedExperiment
 
 EXIT_USER_ERROR = 2
 EXIT_TRAINING_STOPPED = 3
+ROLE_NAMES = ("policy", "sampler", "reward", "regularizer", "data", "metric")  # registry.ROLES, unimported
 
 
 def _experiment_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,10 +35,21 @@ def _experiment_arguments(parser: argparse.ArgumentParser) -> None:
                         "sweeps several; any value is a new point); without --arm: regularizer.beta")
 
 
-def _load(args: argparse.Namespace, registry: Registry) -> Experiment:
-    from ddrl_framework.running.loader import load_experiment
+def _prepare(args: argparse.Namespace, *, writes_output: bool,
+             resume: bool = False) -> tuple[ResolvedExperiment, Registry]:
+    """The experiment of CONFIG, ``--set``, ``--arm/--beta``, checked whole before any work (the
+    file is structured before any plugin loads, so a typo is reported at once)."""
+    from ddrl_framework.registry import load_registry
+    from ddrl_framework.running.loader import load_file
+    from ddrl_framework.running.validation import validate_experiment
 
-    return load_experiment(args.config, args.overrides, arm=args.arm, beta=args.beta, registry=registry)
+    file = load_file(args.config, args.overrides)
+    if args.arm is not None:
+        file.arm(args.arm)  # a misspelled arm, too, is reported before the plugins load
+    registry = load_registry()
+    experiment = file.experiment(args.arm, args.beta, registry)
+    return validate_experiment(experiment, registry, file.source, writes_output=writes_output,
+                               resume=resume), registry
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="fine-tune a policy with RL (pretrains its reference first if needed)")
     _experiment_arguments(train)
     train.add_argument("--resume", action="store_true",
-                       help="continue the run in its folder (output_dir, or the arm's run folder)")
+                       help="continue the run in its folder (output_dir, or the arm's run folder); "
+                       "with no run there yet, start one (and say so)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     pretrain = commands.add_parser("pretrain", help="train the reference model on the data (cached)")
@@ -65,37 +83,51 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--samples", type=int, default=4, help="rollout size (default 4)")
     doctor.add_argument("--quiet", action="store_true")
 
-    commands.add_parser("plugins", help="list every registered component with its plugin")
+    _plugin_commands(commands)
     return parser
 
 
-def _train(args: argparse.Namespace) -> None:
-    from ddrl_framework.distributed.world import current_world
-    from ddrl_framework.registry import load_registry
-    from ddrl_framework.running.trainer import train
+def _plugin_commands(commands: argparse._SubParsersAction) -> None:
+    """``ddrl plugins`` and ``ddrl new-plugin``."""
+    commands.add_parser("plugins", help="list every registered component with its plugin, and every plugin "
+                        "that failed to load (exit 1 if one did)")
+    new_plugin = commands.add_parser("new-plugin", help="write a ready plugin package: a component of ROLE, "
+                                     "its hook, entry point, contract tests and README")
+    new_plugin.add_argument("role", choices=ROLE_NAMES, help="what the plugin registers")
+    new_plugin.add_argument("name", help="the component's registry name, e.g. center-mass (the package is "
+                            "ddrl-<name>, its module ddrl_<name>)")
+    new_plugin.add_argument("--directory", metavar="DIR", help="where to write it (default: ./ddrl-<name>)")
 
-    registry = load_registry()
-    experiment = _load(args, registry)
+
+def _train(args: argparse.Namespace) -> None:
+    experiment, registry = _prepare(args, writes_output=True, resume=args.resume)
+    from ddrl_framework.distributed.world import current_world
+    from ddrl_framework.running.trainer import train
+    from ddrl_framework.running.validation import resume_note
+
+    note = resume_note(experiment) if args.resume else None
+    if note and current_world().is_main:
+        print(f"ddrl train: {note}", file=sys.stderr)
     output = train(experiment, registry, resume=args.resume, show_progress=not args.quiet)
     if current_world().is_main:
         print(f"metrics: {output / 'metrics.jsonl'}\nsamples: {output / 'samples_final.png'}")
 
 
 def _pretrain(args: argparse.Namespace) -> None:
-    from ddrl_framework.registry import load_registry
+    experiment, registry = _prepare(args, writes_output=False)
     from ddrl_framework.running.pretrain import ensure_pretrained
 
-    registry = load_registry()
-    print(ensure_pretrained(_load(args, registry), registry, show_progress=not args.quiet))
+    print(ensure_pretrained(experiment, registry, show_progress=not args.quiet))
 
 
 def _compare(args: argparse.Namespace) -> None:
+    from ddrl_framework.running.loader import load_file
+
+    load_file(args.config, args.overrides).runs()  # a typo is reported before torch and the plugins load
     from ddrl_framework.comparison.compare import run_compare, set_threads_from_env
-    from ddrl_framework.registry import load_registry
 
     set_threads_from_env()
-    path = run_compare(args.config, args.overrides, load_registry(), only=args.only,
-                       show_progress=not args.quiet)
+    path = run_compare(args.config, args.overrides, only=args.only, show_progress=not args.quiet)
     print(f"report: {path}" if args.only is None else f"run: {path}")
 
 
@@ -106,14 +138,12 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from ddrl_framework.registry import load_registry
+    experiment, registry = _prepare(args, writes_output=False)
     from ddrl_framework.running.components import build_components
     from ddrl_framework.running.device import resolve_device
     from ddrl_framework.running.doctor import format_table, make_probe, run_checks
     from ddrl_framework.running.pretrain import pretrain_if_needed
 
-    registry = load_registry()
-    experiment = _load(args, registry)
     device = resolve_device(experiment.train.device)
     pretrain_if_needed(experiment, registry, show_progress=not args.quiet)
     parts = build_components(experiment, registry, device, show_progress=not args.quiet)
@@ -124,23 +154,39 @@ def _doctor(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _plugins(_: argparse.Namespace) -> None:
-    from ddrl_framework.registry import ROLES, load_registry, plugin_distributions
+def _plugins(_: argparse.Namespace) -> int:
+    """Every component, then every broken plugin with its error and how to run without it, then
+    the installed plugins the environment left out. Exit 1 if a plugin is broken."""
+    from ddrl_framework.registry import ROLES, load_registry
 
-    registry = load_registry()
-    distributions = plugin_distributions()
+    registry = load_registry(strict=False)
     for role, (_, _, plural) in ROLES.items():
         print(f"{plural}:")
         for entry in (e for e in registry.entries() if e.role == role):
-            dist = distributions.get(entry.plugin)
-            origin = f"{dist.name} {dist.version}" if dist else "(not installed)"
+            origin = str(entry.distribution) if entry.distribution else "(not installed)"
             print(f"  {entry.name:<26} plugin {entry.plugin:<20} {origin}")
+    if registry.problems:
+        print("\nbroken plugins (every other command refuses to run while one is loaded):")
+        for problem in registry.problems:
+            print(f"  {problem.plugin}: {problem.message}\n    {problem.advice(registry.plugins())}")
+    if registry.skipped():
+        print("\ninstalled, not loaded:")
+        for name, dist, reason in registry.skipped():
+            print(f"  {name:<26} {str(dist or ''):<28} {reason}")
+    return 1 if registry.problems else 0
+
+
+def _new_plugin(args: argparse.Namespace) -> None:
+    from ddrl_framework.scaffold import write_plugin
+
+    folder = write_plugin(args.role, args.name, args.directory)
+    print(f"wrote {folder}\nnext: pip install -e {folder} && pytest {folder}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = {"train": _train, "pretrain": _pretrain, "compare": _compare, "report": _report,
-               "doctor": _doctor, "plugins": _plugins}[args.command]
+               "doctor": _doctor, "plugins": _plugins, "new-plugin": _new_plugin}[args.command]
     try:
         code = handler(args)
     except UserError as error:

@@ -1,18 +1,24 @@
 """Strict structuring of config values, shared by the experiment config and plugin options.
 
-Values are checked, never coerced: ``denoising_steps = "10"`` is an error, not 10. Errors name the key path.
+Values are checked, never coerced: ``denoising_steps = "10"`` is an error, not 10. Errors name the
+key path. Ranges are declared where a value is defined, with :func:`bounded` (or any attrs
+validator) on an attrs field; :func:`structure_options` runs them on a plugin's options without
+building the plugin.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
+import math
+import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 import cattrs
+from cattrs.v import format_exception
 
 from ddrl_framework.errors import UserError
 
@@ -41,13 +47,61 @@ def make_converter() -> cattrs.Converter:
 CONVERTER = make_converter()
 
 
+class OutOfRange(ValueError):
+    """A value outside its field's range (raised by :func:`bounded`); ``field`` names the field."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def bounded(*, at_least: float | None = None, above: float | None = None,
+            at_most: float | None = None) -> Callable[[Any, attrs.Attribute, Any], None]:
+    """An attrs validator: a finite number within the bounds (``None`` passes, for optional
+    fields). ``learning_rate: float = attrs.field(default=1e-4, validator=bounded(above=0))``."""
+    def check(_: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value is None:
+            return
+        wrong = (not math.isfinite(value) or (at_least is not None and value < at_least)
+                 or (above is not None and value <= above) or (at_most is not None and value > at_most))
+        if wrong:
+            limits = [f"{word} {bound:g}" for word, bound in ((">=", at_least), (">", above), ("<=", at_most))
+                      if bound is not None]
+            raise OutOfRange(attribute.name, " ".join(["must be a finite number", " and ".join(limits)]).strip()
+                             + f", got {value!r}")
+
+    return check
+
+
+def _message(error: BaseException, type_: Any) -> str:
+    if type(error) in (TypeError, ValueError, OutOfRange) and str(error):
+        return str(error)  # our own hooks' and validators' messages say what would be right
+    return format_exception(error, type_)
+
+
+def error_paths(error: BaseException, path: str = "", type_: Any = None) -> list[tuple[str, str]]:
+    """Each problem in ``error`` (a cattrs validation error, or one exception) as ``(message, key
+    path)``: ``.field`` per class field, ``[i]`` per list item, and the field an :class:`OutOfRange`
+    names (a validator's error comes from the class, without its field)."""
+    if isinstance(error, (cattrs.ClassValidationError, cattrs.IterableValidationError)):
+        with_notes, without = error.group_exceptions()
+        out = []
+        for sub, note in with_notes:
+            if isinstance(error, cattrs.IterableValidationError):
+                out += error_paths(sub, f"{path}[{note.index!r}]", note.type)
+            else:
+                out += error_paths(sub, f"{path}.{note.name}" if path else note.name, note.type)
+        for sub in without:
+            out += error_paths(sub, path)
+        return out
+    if isinstance(error, OutOfRange):
+        return [(str(error), f"{path}.{error.field}" if path else error.field)]
+    return [(_message(error, type_), path)]
+
+
 def describe_error(error: Exception, where: str) -> str:
-    """One line per problem, each naming the key path (cattrs' ``$`` replaced by ``where``)."""
-    if isinstance(error, cattrs.BaseValidationError):
-        lines = cattrs.transform_error(error, path=where)
-    else:
-        lines = [f"{error} @ {where}"]
-    return "\n".join(f"  {line}" for line in lines)
+    """One line per problem, each naming its key path below ``where``."""
+    return "\n".join(f"  {message} @ {path}" for message, path in error_paths(error, where))
 
 
 def did_you_mean(name: str, known: typing.Iterable[str]) -> str:
@@ -55,6 +109,13 @@ def did_you_mean(name: str, known: typing.Iterable[str]) -> str:
     known = list(known)
     close = difflib.get_close_matches(name, known, n=1) or [k for k in known if k.endswith(f"_{name}")][:1]
     return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def _option_class(factory: Callable[..., Any]) -> type | None:
+    """The attrs class whose fields are the factory's options: the factory itself, or its
+    ``option_class`` (a factory taking ``**kwargs`` for them)."""
+    declared = getattr(factory, "option_class", None)
+    return declared if declared is not None else (factory if attrs.has(factory) else None)
 
 
 def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
@@ -82,13 +143,34 @@ def accepts_option(factory: Callable[..., Any], key: str) -> bool:
     return params is None or key in params
 
 
+def _run_validators(factory: Callable[..., Any], values: Mapping[str, Any], where: str, component: str) -> None:
+    """The attrs validators of the option fields given, run on their values without building
+    anything (a validator reading other fields sees their values or defaults)."""
+    option_class = _option_class(factory)
+    if option_class is None:
+        return
+    fields = {f.name: f for f in attrs.fields(option_class)}
+    defaults = {n: f.default for n, f in fields.items()
+                if f.default is not attrs.NOTHING and not isinstance(f.default, attrs.Factory)}
+    instance = types.SimpleNamespace(**{**defaults, **values})
+    for key, value in values.items():
+        field = fields.get(key)
+        if field is None or field.validator is None:
+            continue
+        try:
+            field.validator(instance, field, value)
+        except (TypeError, ValueError) as error:
+            raise UserError(f"{where}.{key}: {component} rejects {value!r}: {error}") from None
+
+
 def structure_options(
     factory: Callable[..., Any], options: Mapping[str, Any], where: str, component: str
 ) -> dict[str, Any]:
-    """Check ``options`` against ``factory``'s keyword parameters and their type hints.
+    """Check ``options`` against ``factory``'s keyword parameters, their type hints and (for an
+    attrs class, or a factory naming one as its ``option_class``) their fields' validators.
 
-    A factory taking ``**kwargs`` accepts anything, unless it names an attrs class as its
-    ``option_class``: then that class's fields are accepted (and checked) as well.
+    A factory taking ``**kwargs`` accepts anything, unless it names an ``option_class``: then
+    that class's fields are accepted (and checked) as well.
     """
     params = _parameters(factory)
     if params is None:
@@ -114,4 +196,5 @@ def structure_options(
         except Exception as error:
             raise UserError(f"{where}: wrong value for {component}:\n"
                             f"{describe_error(error, f'{where}.{key}')}") from None
+    _run_validators(factory, structured, where, component)
     return structured

@@ -18,12 +18,14 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from ddrl_framework.types import (
+from ddrl_framework.types import (  # noqa: F401 (RolloutContext, UpdateContext: for the docstrings)
     DataBatch,
     EvalContext,
     Gaussian,
+    RolloutContext,
     StepContext,
     Trajectory,
+    UpdateContext,
 )
 
 
@@ -96,7 +98,14 @@ class Policy(Protocol):
 
 @runtime_checkable
 class Sampler(Protocol):
-    """The reverse-time discretization, as a chain of Gaussian transitions."""
+    """The reverse-time discretization, as a chain of Gaussian transitions.
+
+    Optional: ``posterior(policy, x_k, k, x0) -> Gaussian``, step ``k``'s transition when the
+    prediction is ``x0`` itself (the forward posterior ``q(x_{k+1} | x_k, x0)``), which the data
+    term in nats needs (``forward-kl-data`` with ``unit = "nats"``); and
+    ``default_trained_steps(policy) -> list[int]``, the steps trained when
+    ``train.trained_denoising_steps`` is not set (without it: all).
+    """
 
     num_steps: int
 
@@ -132,7 +141,9 @@ class Regularizer(Protocol):
     (``context.reference_transition``); ``needs_data``: the data batch (``context.data``).
 
     Optional: ``update_loss(context: UpdateContext) -> dict[str, Tensor]``, a loss added once per
-    optimizer step (e.g. a penalty on the weights), beside the per-step ``loss``.
+    optimizer step (e.g. a penalty on the weights), beside the per-step ``loss``; and
+    ``reward_term(context: RolloutContext) -> Tensor`` ``[B]``, added to each sample's reward
+    before the advantages (e.g. ``-beta`` times the path's KL to the reference: DPOK's form).
     """
 
     name: str

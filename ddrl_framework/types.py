@@ -153,7 +153,8 @@ def take(batch: DataBatch, stop: int, start: int = 0) -> DataBatch:
 class StepContext:
     """What a regularizer's ``loss`` sees at trained step ``step`` of one iteration.
 
-    ``transition`` is the policy's (with gradients) at ``trajectory.latents[step]``;
+    ``transition`` is the policy's (with gradients) at ``trajectory.latents[step]``; ``sampler``
+    the sampler whose step it is (the trainer always sets it);
     ``reference`` the frozen reference policy (None unless ``needs_reference``);
     ``reference_transition`` its transition at the same state (None unless
     ``needs_reference_transition``); ``data`` the iteration's data batch, one member per group
@@ -166,6 +167,7 @@ class StepContext:
     trajectory: Trajectory
     group_size: int
     transition: Gaussian
+    sampler: Sampler | None = None
     reference: Policy | None = None
     reference_transition: Gaussian | None = None
     data: DataBatch | None = None
@@ -184,6 +186,20 @@ class UpdateContext:
     group_size: int
     data: DataBatch | None
     generator: torch.Generator | None
+
+
+@attrs.frozen(kw_only=True)
+class RolloutContext:
+    """What a regularizer's optional ``reward_term`` sees after a rollout, before the advantages:
+    this rank's trajectories (recorded with the rollout policy's means) and their conditions, the
+    sampler, and the frozen reference (None unless ``needs_reference``)."""
+
+    policy: Policy
+    reference: Policy | None
+    sampler: Sampler
+    trajectory: Trajectory
+    cond: Any
+    group_size: int
 
 
 @attrs.frozen(kw_only=True)

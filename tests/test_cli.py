@@ -69,7 +69,7 @@ def test_the_pretrained_reference_is_cached(tiny_config, monkeypatch):
     (["train", "{config}", "--set", "train.groupz=3"], "extra fields found (groupz) at key train"),
     (["train", "{config}", "--set", "train.groups=two"], "at key train.groups"),
     (["train", "{config}", "--set", "sampler.eta=0.0"], "set eta > 0"),
-    (["train", "{config}", "--set", "train.trained_denoising_steps=[9]"], "train.trained_denoising_steps [9]"),
+    (["train", "{config}", "--set", "train.trained_denoising_steps=[9]"], "train.trained_denoising_steps: [9] out of range: the sampler 'ddim-sde' has 4 denoising steps, 0..3"),
     (["pretrain", "{config}", "--set", "pretrain.optimizer_steps=0"], "[pretrain] optimizer_steps must be > 0"),
     (["train", "{config}", "--arm", "none"],
      "{config}: --arm none: this file has no [compare] table, so it has no arms; drop --arm"),

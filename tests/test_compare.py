@@ -85,6 +85,8 @@ def test_compare_runs_reports_and_never_reruns_a_finished_run(comparison, capsys
     for setting in ("| none | 2 |", "| reverse-kl β=0.01 | 2 |", "| reverse-kl β=0.1 | 2 |"):
         assert setting in report
     assert "Evaluation noise" in report and "| bright | exp-tilt T=0.05 |" in report
+    assert "| policy | unet2d | unet2d | ddrl-framework 0.1.0 | all |" in report  # who provided what
+    assert "| regularizer | reverse-kl | reverse-kl | ddrl-framework 0.1.0 | reverse-kl-beta0.01-seed0," in report
     for png in ("reward.png", "fidelity.png", "pareto.png"):
         Image.open(folder / png).verify()
     references = json.loads((folder / "references.json").read_text())
@@ -110,6 +112,25 @@ def test_runs_side_by_side_in_processes(comparison):
     assert sorted(p.name for p in runs.iterdir()) == ["none-seed0", "reverse-kl-beta0.01-seed0",
                                                       "reverse-kl-beta0.1-seed0"]
     assert all((p / "checkpoints" / "latest").read_text() == "iter-000002" for p in runs.iterdir())
+
+
+def test_the_report_lists_each_components_plugin_and_flags_one_that_differs(tmp_path):
+    from ddrl_framework.comparison.report import write_report
+
+    runs = []
+    for name, dist in (("none-seed0", "ddrl-mass-a"), ("none-seed1", "ddrl-mass-b")):
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        (run / "eval.jsonl").write_text(json.dumps({"iteration": 0, "reward_mean": 0.5, "seconds": 1.0}) + "\n")
+        (run / "metrics.jsonl").write_text(json.dumps({"iteration": 0, "reward_mean": 0.5, "seconds": 1.0}) + "\n")
+        reward = {"name": "center-mass", "plugin": "mass", "distribution": dist, "version": "0.1.0"}
+        (run / "config.json").write_text(json.dumps({"components": {"rewards": [reward]}}))
+        runs.append({"name": name, "arm": "none", "beta": None, "seed": int(name[-1]), "dir": f"runs/{name}"})
+    (tmp_path / "compare.json").write_text(json.dumps(
+        {"config": "x.toml", "compare": {"seeds": [0, 1], "arms": [{"name": "none"}]}, "runs": runs}))
+    report = write_report(tmp_path).read_text()
+    assert "| rewards | center-mass | mass | ddrl-mass-a 0.1.0 (differs across runs) | none-seed0 |" in report
+    assert "| rewards | center-mass | mass | ddrl-mass-b 0.1.0 (differs across runs) | none-seed1 |" in report
 
 
 def test_report_of_a_folder_without_a_comparison_is_a_user_error(tmp_path, capsys):

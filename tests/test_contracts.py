@@ -109,6 +109,24 @@ class TestForwardKLDataFreshNoise(RegularizerContract):
         return build("regularizer", "forward-kl-data", beta=0.1, noise="fresh", every_step=False)
 
 
+class TestForwardKLDataPaperUnit(RegularizerContract):
+    def make_regularizer(self):
+        return build("regularizer", "forward-kl-data", beta=3.0, unit="paper")
+
+
+class TestForwardKLDataNatsOnDdim(RegularizerContract):
+    def make_regularizer(self):
+        return build("regularizer", "forward-kl-data", beta=0.1, unit="nats")
+
+    def make_sampler(self):
+        return build("sampler", "ddim-sde", denoising_steps=4)
+
+
+class TestKLInReward(RegularizerContract):
+    def make_regularizer(self):
+        return build("regularizer", "kl-in-reward", beta=0.1)
+
+
 class TestSklearnDigits(DataSourceContract):
     def make_data_source(self):
         return build("data", "sklearn-digits")

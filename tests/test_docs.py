@@ -2,6 +2,7 @@
 every config field is in the configuration reference."""
 
 import inspect
+import re
 from pathlib import Path
 
 import attrs
@@ -45,3 +46,50 @@ def test_readme_opens_with_the_two_quickstart_commands():
     quickstart = readme.split("## Quickstart")[1].split("\n## ")[0]
     assert "make run" in quickstart and "make test" in quickstart
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+WRITING = ROOT / "docs" / "writing-a-plugin.md"
+
+
+def _section(text: str, heading: str) -> str:
+    return text.split(f"\n{heading}\n")[1].split("\n#")[0]
+
+
+def table_fields(text: str, cls_name: str) -> list[str]:
+    """The fields a ``### `Cls``` table of writing-a-plugin.md lists, in order."""
+    return re.findall(r"^\| `(\w+)` \|", _section(text, f"### `{cls_name}`"), re.M)
+
+
+@pytest.mark.parametrize("cls_name", ["StepContext", "UpdateContext", "EvalContext"])
+def test_every_context_field_is_in_its_table_and_no_other(cls_name):
+    import ddrl_framework.types as types
+
+    documented = table_fields(WRITING.read_text(), cls_name)
+    fields = [f.name for f in attrs.fields(getattr(types, cls_name))]
+    assert documented == fields, f"docs/writing-a-plugin.md's {cls_name} table lists {documented}; the class has {fields}"
+
+
+def test_a_context_table_missing_a_field_is_caught():
+    import ddrl_framework.types as types
+
+    text = WRITING.read_text()
+    row = next(line for line in _section(text, "### `UpdateContext`").splitlines() if line.startswith("| `data` |"))
+    broken = text.replace(_section(text, "### `UpdateContext`"), _section(text, "### `UpdateContext`").replace(row + "\n", ""))
+    assert table_fields(broken, "UpdateContext") != [f.name for f in attrs.fields(types.UpdateContext)]
+
+
+@pytest.mark.parametrize("role", ["policy", "sampler", "reward", "regularizer", "data", "metric"])
+def test_each_role_example_is_what_the_scaffold_writes(role):
+    from ddrl_framework.scaffold import PluginNames, render
+
+    section = WRITING.read_text().split(f"\n### {role} (`ddrl new-plugin {role} ")[1]
+    name = section.split("`")[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert code == render(f"{role}.py", PluginNames(role=role, name=name).values)
+
+
+def test_every_role_string_is_in_the_registry_table():
+    from ddrl_framework.registry import ROLES
+
+    table = _section(WRITING.read_text(), "## The registry")
+    assert re.findall(r'^\| `"(\w+)"` \|', table, re.M) == list(ROLES)

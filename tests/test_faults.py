@@ -82,7 +82,7 @@ def _weights(folder):
 
 def test_a_reward_model_that_raises_is_named(tiny_config):
     trainer, _ = _trainer(tiny_config, bad_call=1, mode="raise")
-    with pytest.raises(TrainingError, match="reward model 'faulty' raised ConnectionError: judge went away"):
+    with pytest.raises(TrainingError, match="reward model 'faulty' of plugin 'faulty-plugin' raised ConnectionError: judge went away"):
         trainer.run()
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from ddrl_framework.kit.policy_gradient import clipped_policy_loss, group_advantages
+from ddrl_framework.kit.policy_gradient import clipped_policy_loss, group_advantages, tilt_log_normalizer
 from ddrl_framework.registry import load_registry
 from ddrl_framework.testing import make_step_context
 from ddrl_framework.types import Gaussian
@@ -114,13 +114,13 @@ def test_stochastic_step_equals_diffusers_step_with_the_same_noise():
 
 
 @pytest.mark.parametrize("noise_mode", ["rollout", "fresh"])
-def test_data_term_equals_the_pretraining_loss_on_the_same_inputs(noise_mode):
+def test_data_term_in_the_papers_unit_equals_the_pretraining_loss_on_the_same_inputs(noise_mode):
     """beta * L_diffusion, with L computed independently from diffusers' DDPMScheduler.add_noise."""
     policy = build("policy", "unet2d", **TINY_UNET)
     sampler = build("sampler", "ddim-sde", denoising_steps=4)
     context = make_step_context(policy, sampler, groups=3, group_size=2, step=1)
     beta = 0.05
-    regularizer = build("regularizer", "forward-kl-data", beta=beta, noise=noise_mode)
+    regularizer = build("regularizer", "forward-kl-data", beta=beta, noise=noise_mode, unit="paper")
     state = context.generator.get_state()
     term = regularizer.loss(context)["loss_forward_kl_data"]
     x0 = policy.encode(context.data.x0)
@@ -161,11 +161,39 @@ def test_raw_advantages_subtract_the_group_mean_only_and_clip():
     assert torch.allclose(advantages, torch.tensor([-1.0, 0.0, 1.0, -5.0, -5.0, 5.0]))
 
 
-def test_neg_exp_transform_is_applied_after_clipping():
-    rewards = torch.tensor([0.0, 1.0, 2.0, 3.0])
-    advantages = group_advantages(rewards, 4, normalization="raw", clip=1.0, transform="neg-exp")
-    expected = -torch.exp(-torch.tensor([-1.0, -0.5, 0.5, 1.0]))
-    assert torch.allclose(advantages, expected)
+def test_neg_exp_exponentiates_then_clamps_as_the_official_code_does():
+    """cosmos-rl's DDRL trainer: A <- -exp(-A), then clamp to [adv_clip_min, adv_clip_max]."""
+    rewards = torch.tensor([0.0, 1.0, 2.0, 30.0])
+    advantages = group_advantages(rewards, 4, normalization="raw", clip=5.0, transform="neg-exp")
+    centered = rewards - rewards.mean()  # [-8.25, -7.25, -6.25, 21.75]: no clip before the exp
+    assert torch.allclose(advantages, (-torch.exp(-centered)).clamp(-5.0, 5.0))
+    assert advantages.min() == -5.0  # clamping first would have let A reach -exp(5) = -148
+    assert advantages.max() < 0 and advantages.max() > -1e-9
+
+
+def test_exp_tilt_with_a_fixed_normalizer_uses_it_for_every_group():
+    rewards = torch.tensor([0.0, 1.0, 2.0, -1.0, 5.0, 6.0])
+    temperature, z = 2.0, 1.5
+    advantages = group_advantages(rewards, 3, transform="exp-tilt", temperature=temperature, clip=50,
+                                  log_normalizer=z)
+    assert torch.allclose(advantages, -torch.exp(-(rewards - z) / temperature))
+    # unlike the per-group Z, a shift of the rewards now changes the advantages
+    shifted = group_advantages(rewards + 3.0, 3, transform="exp-tilt", temperature=temperature, clip=50,
+                               log_normalizer=z)
+    assert not torch.allclose(shifted, advantages)
+
+
+def test_the_tilt_normalizer_is_t_log_mean_exp():
+    rewards = torch.tensor([-3.0, -1.0, 0.5, 2.0])
+    for temperature in (0.5, 1.0, 4.0):
+        expected = temperature * math.log(sum(math.exp(float(r) / temperature) for r in rewards) / 4)
+        assert abs(tilt_log_normalizer(rewards, temperature) - expected) < 1e-9
+
+
+def test_exp_tilt_clamps_after_exponentiating():
+    rewards = torch.tensor([-20.0, 0.0, 1.0])
+    advantages = group_advantages(rewards, 3, transform="exp-tilt", clip=5.0, log_normalizer=0.0)
+    assert torch.allclose(advantages, torch.tensor([-5.0, -1.0, -math.exp(-1.0)]))
 
 
 def test_clipped_loss_stops_the_gradient_outside_the_trust_region():
@@ -195,10 +223,9 @@ def test_exp_tilt_is_the_papers_transform_with_a_per_group_log_mean_exp():
 
 
 def test_per_reward_advantages_are_aggregated_by_weight(tiny_config):
-    from ddrl_framework.kit.policy_gradient import group_advantages
-    from ddrl_framework.registry import load_registry
+    from ddrl_framework.evaluation.scoring import WeightedReward
     from ddrl_framework.running.loader import load_experiment
-    from ddrl_framework.running.trainer import Trainer
+    from ddrl_framework.running.update import advantages
 
     config = tiny_config()
     text = config.read_text().replace('[[rewards]]\nname = "brightness"',
@@ -206,16 +233,23 @@ def test_per_reward_advantages_are_aggregated_by_weight(tiny_config):
                                       '[[rewards]]\nname = "jpeg-compressibility"\nweight = 0.5')
     config.write_text(text)
     values = {"brightness": torch.rand(8), "jpeg_compressibility": 1000 * torch.rand(8)}
+    term = -torch.rand(8)
 
-    def trainer(aggregation):
-        experiment = load_experiment(config, [f"train.reward_aggregation={aggregation}",
-                                              f"output_dir={config.parent / aggregation}"])
-        return Trainer(experiment, load_registry(), show_progress=False)
+    def aggregated(aggregation, **extra):
+        experiment = load_experiment(config, [f"train.reward_aggregation={aggregation}"])
+        weighted = [WeightedReward(key=spec.name.replace("-", "_"), name=spec.name, weight=spec.weight, model=None)
+                    for spec in experiment.rewards]
+        return advantages(experiment.train, weighted, values, **extra)
 
     def of(r):
         return group_advantages(r, 4)
 
-    summed = trainer("sum").advantages(values)
+    summed = aggregated("sum")
     assert torch.allclose(summed, of(2.0 * values["brightness"] + 0.5 * values["jpeg_compressibility"]))
-    each = trainer("advantages").advantages(values)
+    each = aggregated("advantages")
     assert torch.allclose(each, 2.0 * of(values["brightness"]) + 0.5 * of(values["jpeg_compressibility"]))
+    # a regularizer's reward term: added to the sum, or one more reward of weight 1
+    with_term = aggregated("sum", reward_term=term)
+    assert torch.allclose(with_term, of(2.0 * values["brightness"] + 0.5 * values["jpeg_compressibility"] + term))
+    each_with_term = aggregated("advantages", reward_term=term)
+    assert torch.allclose(each_with_term, each + of(term))

@@ -44,7 +44,8 @@ def _trainer(tiny_config, regularizer: _Recorder, *overrides: str) -> Trainer:
     manager = make_plugin_manager()
     manager.register(Plugin(), name="recorder-plugin")
     config = tiny_config("recorder", "")
-    overrides = ("train.grid_samples=0", "train.eval_every=0", "train.iterations=1", *overrides)
+    overrides = ("train.grid_samples=0", "train.eval_every=0", "train.iterations=1",
+                 "train.trained_denoising_steps=[0, 1, 2, 3]", *overrides)
     return Trainer(load_experiment(config, list(overrides)), Registry(manager), show_progress=False)
 
 

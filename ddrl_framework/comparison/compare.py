@@ -36,7 +36,7 @@ from tqdm import tqdm
 from ddrl_framework.errors import UserError
 from ddrl_framework.evaluation.frechet import target_weights
 from ddrl_framework.kit.io import atomic_write_bytes
-from ddrl_framework.registry import Registry
+from ddrl_framework.registry import Registry, load_registry
 from ddrl_framework.running.checkpoint import latest_checkpoint
 from ddrl_framework.running.components import build_components, make_evaluator
 from ddrl_framework.running.config import CompareConfig, Experiment
@@ -44,6 +44,7 @@ from ddrl_framework.running.device import resolve_device
 from ddrl_framework.running.loader import RunSpec, load_file
 from ddrl_framework.running.pretrain import pretrain_if_needed
 from ddrl_framework.running.trainer import Trainer
+from ddrl_framework.running.validation import check_writable_folder, validate_experiment
 
 
 def load_compare(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Experiment, CompareConfig, list[RunSpec]]:
@@ -51,6 +52,17 @@ def load_compare(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Exper
     (the one loader, :mod:`ddrl_framework.running.loader`, makes them)."""
     file = load_file(path, overrides)
     return file.base, file.comparison(), file.runs()
+
+
+def validate_runs(config: str | Path, base: Experiment, runs: list[RunSpec],
+                  registry: Registry) -> tuple[Experiment, list[RunSpec]]:
+    """The base experiment and every run checked whole before any work (``running.validation``):
+    names, options, pairing, steps, and each run's folder (which holds this run or none)."""
+    base = validate_experiment(base, registry, str(config), writes_output=False)
+    check_writable_folder(Path(base.output_dir), str(config))
+    checked = [attrs.evolve(run, experiment=validate_experiment(
+        run.experiment, registry, f"{config} (run {run.name})", resume=True)) for run in runs]
+    return base, checked
 
 
 def is_finished(run: RunSpec) -> bool:
@@ -107,18 +119,23 @@ def measure_references(base: Experiment, compare: CompareConfig, registry: Regis
     return {"evaluation_repeats": repeats, "targets": targets}
 
 
-def run_compare(config: str, overrides: Sequence[str], registry: Registry, *,
+def run_compare(config: str, overrides: Sequence[str], registry: Registry | None = None, *,
                 only: str | None = None, show_progress: bool = True) -> Path:
-    """Run every unfinished run, then measure the references and write the report."""
+    """Run every unfinished run, then measure the references and write the report. The file is
+    structured before the plugins load (``registry``: loaded then when not given)."""
     from ddrl_framework.comparison.report import write_report
 
     base, compare, runs = load_compare(config, overrides)
+    registry = registry or load_registry()
     if only is not None:
         matching = [r for r in runs if r.name == only]
         if not matching:
             raise UserError(f"--only {only}: no such run; runs are {', '.join(r.name for r in runs)}")
-        execute(matching[0], registry, show_progress)
-        return matching[0].directory
+        runs = matching
+    base, runs = validate_runs(config, base, runs, registry)
+    if only is not None:
+        execute(runs[0], registry, show_progress)
+        return runs[0].directory
     output = Path(base.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     manifest = {"config": str(config), "overrides": list(overrides),

@@ -2,7 +2,8 @@
 
 Writes ``report.md``, ``reward.png``, ``fidelity.png`` and ``pareto.png`` into the comparison
 folder. Every number is read from the runs' ``eval.jsonl`` / ``metrics.jsonl`` and from
-``references.json``.
+``references.json``; which plugin and distribution provided each component, from the runs'
+``config.json``.
 """
 
 from __future__ import annotations
@@ -168,6 +169,38 @@ def _targets_section(references: dict | None) -> list[str]:
     return lines + [""]
 
 
+def _provenance_rows(folder: Path, manifest: dict) -> dict[tuple, list[str]]:
+    """``(component, name, plugin, distribution)`` -> the runs that used it, from each run's
+    ``config.json`` (runs recorded before provenance was: none)."""
+    rows: dict[tuple, list[str]] = defaultdict(list)
+    for run in manifest["runs"]:
+        config = folder / run["dir"] / "config.json"
+        components = json.loads(config.read_text()).get("components", {}) if config.is_file() else {}
+        for key, value in components.items():
+            for item in value if isinstance(value, list) else [value]:
+                dist = f"{item['distribution']} {item['version']}" if item.get("distribution") else "(not installed)"
+                rows[(key, item["name"], item["plugin"], dist)].append(run["name"])
+    return rows
+
+
+def _components_section(folder: Path, manifest: dict) -> list[str]:
+    """Which plugin and distribution provided each component; a component name provided by
+    different plugins in different runs is flagged (the runs are then not comparable)."""
+    rows = _provenance_rows(folder, manifest)
+    if not rows:
+        return []
+    providers = defaultdict(set)
+    for key, name, plugin, dist in rows:
+        providers[(key, name)].add((plugin, dist))
+    lines = ["## Components", "", "| component | name | plugin | distribution | runs |", "|---|---|---|---|---|"]
+    total = len(manifest["runs"])
+    for (key, name, plugin, dist), runs in sorted(rows.items()):
+        used = "all" if len(runs) == total else ", ".join(runs)
+        flag = " (differs across runs)" if len(providers[(key, name)]) > 1 else ""
+        lines.append(f"| {key} | {name} | {plugin} | {dist}{flag} | {used} |")
+    return lines + [""]
+
+
 def write_report(folder: str | Path) -> Path:
     folder = Path(folder)
     manifest, settings, references = load(folder)
@@ -202,7 +235,7 @@ def write_report(folder: str | Path) -> Path:
     if fd_sd:
         lines += [f"FD values closer than {2 * fd_sd:.1f} (2 sd of one evaluation) are within "
                   "evaluation noise; with several seeds, compare means against their seed sd too.", ""]
-    lines += _targets_section(references)
+    lines += _targets_section(references) + _components_section(folder, manifest)
     lines += ["## Samples (seed of the first run of each setting)", ""]
     lines += [f"- {r['label']}: ![{r['label']}]({r['sample']})" for r in rows]
     path = folder / "report.md"

@@ -78,6 +78,16 @@ class Evaluator:
         return self._run_metrics(context, record)
 
     @torch.no_grad()
+    def sample_rewards(self, policy: Policy, count: int, seed: int) -> torch.Tensor:
+        """The weighted reward ``[count]`` of ``count`` samples of ``policy`` from the noise of
+        ``seed``, under the held-out conditions (e.g. to estimate a constant of the reference)."""
+        conditions = repeat_to(self.held_out, count).to(self.device)
+        generator = make_generator(self.device, seed)
+        noise = torch.randn((count, *policy.sample_shape), generator=generator, device=self.device)
+        _, samples = sample_in_chunks(self.sampler, policy, conditions, noise, generator, self.chunk)
+        return self.score_pixels(samples, conditions.prompts)
+
+    @torch.no_grad()
     def evaluate_data(self, weights: torch.Tensor | None, seed: int) -> dict[str, Any]:
         """The metrics of held-out data resampled by ``weights`` (``None``: uniformly): the
         values a policy would get if it reached that reweighting of the data exactly.

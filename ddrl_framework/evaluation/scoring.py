@@ -1,4 +1,6 @@
-"""The experiment's rewards: each model's values, their weighted sum, and a model that raises named."""
+"""The experiment's rewards: each model's values, their weighted sum, and a model that breaks its
+contract (raises, or returns anything but one float per sample) named with its plugin: the run
+stops with a TrainingError (exit code 3), its checkpoints intact."""
 
 from __future__ import annotations
 
@@ -18,25 +20,38 @@ class WeightedReward:
     name: str
     weight: float
     model: RewardModel
+    origin: str = ""  # the plugin and distribution, e.g. "plugin 'ink' (ddrl-ink 0.1.0)"
+
+    @property
+    def component(self) -> str:
+        return f"reward model '{self.name}'" + (f" of {self.origin}" if self.origin else "")
 
 
 def score_each(
     rewards: Sequence[WeightedReward], pixels: Tensor, prompts: Sequence[str], metadata: Mapping[str, Any],
 ) -> dict[str, Tensor]:
-    """Each reward model's (unweighted) values ``[B]``, by key; a failing model is named."""
-    values = {}
-    for reward in rewards:
-        try:
-            out = reward.model(pixels, prompts, metadata).to(pixels.device).float()
-        except UserError:
-            raise
-        except Exception as error:
-            raise TrainingError(f"reward model '{reward.name}' raised {type(error).__name__}: {error}") from error
-        if out.shape != (pixels.shape[0],):
-            raise ValueError(f"reward model '{reward.name}' returned shape {tuple(out.shape)}; "
-                             f"expected [{pixels.shape[0]}]")
-        values[reward.key] = out
-    return values
+    """Each reward model's (unweighted) values ``[B]``, by key; a model that raises or returns
+    anything else stops the run (:class:`TrainingError`), named with its plugin."""
+    return {reward.key: _score_one(reward, pixels, prompts, metadata) for reward in rewards}
+
+
+def _score_one(reward: WeightedReward, pixels: Tensor, prompts: Sequence[str],
+               metadata: Mapping[str, Any]) -> Tensor:
+    stopped = "the run stopped there; the checkpoints already written are intact"
+    try:
+        out = reward.model(pixels, prompts, metadata)
+    except (UserError, TrainingError):
+        raise
+    except Exception as error:
+        raise TrainingError(f"{reward.component} raised {type(error).__name__}: {error}; {stopped}") from error
+    expected = (f"expected one float per sample, shape [{pixels.shape[0]}] "
+                f"(RewardModel protocol, samples {list(pixels.shape)})")
+    if not isinstance(out, Tensor):
+        raise TrainingError(f"{reward.component} returned a {type(out).__name__}; {expected}; {stopped}")
+    if out.shape != (pixels.shape[0],) or out.dtype.is_complex:
+        raise TrainingError(f"{reward.component} returned shape {list(out.shape)} {out.dtype}; {expected}; "
+                            f"{stopped}")
+    return out.to(pixels.device).float()
 
 
 def weighted_total(rewards: Sequence[WeightedReward], values: Mapping[str, Tensor]) -> Tensor:

@@ -64,3 +64,19 @@ def sample_in_chunks(sampler: Any, policy: Any, conditions: DataBatch, noise: Te
         trajectories.append(trajectory)
         pixels.append(policy.decode(trajectory.final))
     return concat_trajectories(trajectories), torch.cat(pixels)
+
+
+GAIN_LIMIT = 10.0  # a step is left out of a sampler's default trained steps above this times the median gain
+
+
+def steps_within_gain(gains: Tensor, limit: float = GAIN_LIMIT) -> list[int]:
+    """The steps whose gradient gain ``|d mean / d output| / std`` (``[K]``, inf for a deterministic
+    step) is finite and at most ``limit`` times the median of the finite ones: a sampler's default
+    trained steps. A step far above the median (a near-deterministic last step, a first step whose
+    x0 is ``1 / sqrt(a_t)`` times the network output) would carry most of the policy gradient, and
+    that gradient is mostly noise (``benchmarks/step_gradients.py`` measures the shares)."""
+    finite = gains[torch.isfinite(gains)]
+    if finite.numel() == 0:
+        return []
+    bound = limit * finite.median()
+    return [k for k, gain in enumerate(gains.tolist()) if gain <= bound]

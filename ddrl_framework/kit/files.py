@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageSequence
 from torch import Tensor
 
 from ddrl_framework.errors import UserError
@@ -58,7 +57,7 @@ def read_prompts(path: Path) -> list[str]:
     return prompts
 
 
-def _to_tensor(image: Image.Image) -> Tensor:
+def _to_tensor(image) -> Tensor:
     return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
 
 
@@ -76,6 +75,8 @@ def resize_crop(pixels: Tensor, height: int, width: int) -> Tensor:
 
 def load_image(path: Path, height: int, width: int) -> Tensor:
     """``[3, height, width]`` in [0, 1]."""
+    from PIL import Image  # PIL loads with the first image, not with the plugins that use this module
+
     try:
         with Image.open(path) as image:
             return resize_crop(_to_tensor(image), height, width)
@@ -84,6 +85,8 @@ def load_image(path: Path, height: int, width: int) -> Tensor:
 
 
 def _video_frames(path: Path) -> Tensor:
+    from PIL import Image, ImageSequence
+
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:

@@ -53,6 +53,7 @@ class DdpmProcess(_SimpleLoss):
 
     alphas_cumprod: Tensor  # [T]
     prediction_type: Literal["epsilon", "v_prediction", "sample"] = "epsilon"
+    kind = "ddpm"  # what policies and samplers declare when they register (``forward_process=``)
 
     @property
     def num_train_timesteps(self) -> int:
@@ -88,6 +89,18 @@ class DdpmProcess(_SimpleLoss):
             eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
         return x0, eps
 
+    def output_derivatives(self, a_t: Tensor) -> tuple[Tensor, Tensor]:
+        """``(d x0 / d output, d eps / d output)`` of :meth:`x0_and_eps` (both are linear in the output)."""
+        if self.prediction_type == "epsilon":
+            return -(1 - a_t).sqrt() / a_t.sqrt(), torch.ones_like(a_t)
+        if self.prediction_type == "v_prediction":
+            return -(1 - a_t).sqrt(), a_t.sqrt()
+        return torch.ones_like(a_t), -a_t.sqrt() / (1 - a_t).sqrt()
+
+    def eps_from_x0(self, x_t: Tensor, x0: Tensor, a_t: Tensor) -> Tensor:
+        """The noise that ``x_t`` holds if it came from ``x0``: ``(x_t - sqrt(a_t) x0) / sqrt(1 - a_t)``."""
+        return (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+
     def random_timesteps(self, n: int, generator: torch.Generator | None, device) -> Tensor:
         """``n`` timesteps drawn uniformly, as DDPM pre-training draws them."""
         return torch.randint(0, self.num_train_timesteps, (n,), generator=generator, device=device)
@@ -106,6 +119,7 @@ class FlowMatchingProcess(_SimpleLoss):
     sigmas: Tensor
     scheduler_config: dict = attrs.field(factory=dict)
     prediction_type = "flow"
+    kind = "flow-matching"  # what policies and samplers declare when they register (``forward_process=``)
 
     @property
     def num_train_timesteps(self) -> int:
@@ -125,6 +139,10 @@ class FlowMatchingProcess(_SimpleLoss):
         """The inverse: ``(x0, eps) = (x_t - sigma v, x_t + (1 - sigma) v)`` for the velocity
         ``v = output`` at ``x_t``, given ``sigma`` (broadcastable to ``x_t``)."""
         return x_t - sigma * output, x_t + (1 - sigma) * output
+
+    def velocity_from_x0(self, x_t: Tensor, x0: Tensor, sigma: float | Tensor) -> Tensor:
+        """The velocity ``eps - x0`` that ``x_t`` implies if it came from ``x0``: ``(x_t - x0) / sigma``."""
+        return (x_t - x0) / sigma
 
     def random_timesteps(self, n: int, generator: torch.Generator | None, device) -> Tensor:
         """``n`` timesteps at uniformly drawn training sigmas (the shifted distribution that SD3's

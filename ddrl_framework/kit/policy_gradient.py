@@ -16,39 +16,58 @@ def group_advantages(
     transform: str = "none",
     eps: float = 1e-4,
     temperature: float = 1.0,
+    log_normalizer: float | None = None,
 ) -> Tensor:
     """Advantages ``[B]`` from rewards ``[B]`` laid out as consecutive groups of ``group_size``.
 
     ``group-std``: ``(r - mean_group) / (std_group + eps)`` (GRPO); ``raw``: ``r - mean_group``
-    (beta keeps its meaning in the objective). Then ``clip`` to ``[-clip, clip]``, and with
-    ``transform = "neg-exp"`` the transform ``A <- -exp(-A)``.
+    (beta keeps its meaning in the objective). ``transform = "neg-exp"``: then ``A <- -exp(-A)``
+    (DDRL's monotone transform). Last, the clip to ``[-clip, clip]``: after the transform, in the
+    official implementation's order (exponentiate, then clamp).
 
-    ``transform = "exp-tilt"`` replaces all of that with the DDRL paper's form from raw rewards:
-    ``A = -exp(-(r - Z) / T)``, ``Z = T log mean_group exp(r / T)``, the exponent clipped to
-    ``[-clip, clip]``. With the data regularizer at weight 1 it targets ``p_data exp(r / T)``.
+    ``transform = "exp-tilt"`` is the DDRL paper's form from raw rewards instead:
+    ``A = -exp(-(r - Z) / T)``, then the clip. ``Z = T log E exp(r / T)`` is ``log_normalizer``
+    when given (a constant for the run, estimated under the reference: the paper's Z; then, with
+    the data regularizer at weight 1 in nats, the optimum is ``p_data exp(r / T)``), else the
+    group's own ``T log mean_group exp(r / T)`` (the target then sharpens as the policy improves).
     """
     if rewards.ndim != 1 or rewards.shape[0] % group_size:
         raise ValueError(f"rewards {tuple(rewards.shape)} do not split into groups of {group_size}")
     grouped = rewards.float().reshape(-1, group_size)
     if transform == "exp-tilt":
-        return _exp_tilt(grouped, temperature, clip).reshape(-1)
+        advantages = exp_tilt(grouped, temperature, log_normalizer)
+    else:
+        advantages = _normalized(grouped, normalization, eps)
+        if transform == "neg-exp":
+            advantages = -torch.exp(-advantages)
+        elif transform != "none":
+            raise ValueError(f"unknown advantage transform '{transform}'")
+    return advantages.clamp(-clip, clip).reshape(-1)
+
+
+def _normalized(grouped: Tensor, normalization: str, eps: float) -> Tensor:
     centered = grouped - grouped.mean(dim=1, keepdim=True)
     if normalization == "group-std":
-        centered = centered / (grouped.std(dim=1, unbiased=False, keepdim=True) + eps)
-    elif normalization != "raw":
+        return centered / (grouped.std(dim=1, unbiased=False, keepdim=True) + eps)
+    if normalization != "raw":
         raise ValueError(f"unknown advantage normalization '{normalization}'")
-    advantages = centered.clamp(-clip, clip).reshape(-1)
-    if transform == "neg-exp":
-        advantages = -torch.exp(-advantages)
-    elif transform != "none":
-        raise ValueError(f"unknown advantage transform '{transform}'")
-    return advantages
+    return centered
 
 
-def _exp_tilt(grouped: Tensor, temperature: float, clip: float) -> Tensor:
+def exp_tilt(grouped: Tensor, temperature: float, log_normalizer: float | None = None) -> Tensor:
+    """``-exp(-(r - Z) / T)`` for rewards ``[G, S]``; ``Z`` the given constant, or per group."""
     scaled = grouped / temperature
-    log_mean_exp = torch.logsumexp(scaled, dim=1, keepdim=True) - math.log(grouped.shape[1])
-    return -torch.exp(-(scaled - log_mean_exp).clamp(-clip, clip))
+    if log_normalizer is None:
+        z = torch.logsumexp(scaled, dim=1, keepdim=True) - math.log(grouped.shape[1])
+    else:
+        z = log_normalizer / temperature
+    return -torch.exp(-(scaled - z))
+
+
+def tilt_log_normalizer(rewards: Tensor, temperature: float) -> float:
+    """``Z = T log mean exp(r / T)`` of rewards ``[N]`` (e.g. the reference's own samples)."""
+    scaled = rewards.double().flatten() / temperature
+    return float(temperature * (torch.logsumexp(scaled, dim=0) - math.log(scaled.numel())))
 
 
 def clipped_policy_loss(

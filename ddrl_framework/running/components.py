@@ -1,4 +1,8 @@
-"""Build an experiment's components from the registry (no ``if name == ...`` anywhere)."""
+"""Build an experiment's components from the registry (no ``if name == ...`` anywhere).
+
+The rewards carry their plugin's name for messages, and the regularizer and metrics are wrapped
+so that a contract broken at run time stops the run naming the plugin (``running.guards``).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from ddrl_framework.protocols import (
 )
 from ddrl_framework.registry import Registry
 from ddrl_framework.running.config import Experiment, TrainConfig
+from ddrl_framework.running.guards import CheckedMetric, CheckedRegularizer
 from ddrl_framework.running.pretrain import policy_options
 
 
@@ -47,6 +52,16 @@ def _checked(component: Any, protocol: type, where: str) -> Any:
     return component
 
 
+def _check_forward_process(policy: Policy, registry: Registry, name: str) -> None:
+    """A policy built with the forward process its plugin declared (what the checks before any
+    work relied on)."""
+    declared, built = registry.get("policy", name).forward_process, getattr(policy.forward_process, "kind", None)
+    if declared is not None and built is not None and declared != built:
+        entry = registry.get("policy", name)
+        raise UserError(f"[policy]: {entry.component} declares a '{declared}' forward process but built a "
+                        f"'{built}' one: fix the forward_process= of its register() call")
+
+
 def build_components(
     experiment: Experiment, registry: Registry, device: torch.device, show_progress: bool = True
 ) -> Components:
@@ -55,19 +70,21 @@ def build_components(
     e = experiment
     options = policy_options(e)
     policy = _checked(registry.build("policy", e.policy.name, options, "[policy]"), Policy, "[policy]")
+    _check_forward_process(policy, registry, e.policy.name)
     rewards = []
     for i, spec in enumerate(e.rewards):
         where = f"[[rewards]] #{i + 1}"
         model = _checked(registry.build("reward", spec.name, spec.options, where), RewardModel, where)
         key = spec.name.replace("-", "_")
-        rewards.append(WeightedReward(key=key, name=spec.name, weight=spec.weight, model=model))
+        rewards.append(WeightedReward(key=key, name=spec.name, weight=spec.weight, model=model,
+                                      origin=registry.get("reward", spec.name).origin))
     if not rewards:
         raise UserError("the config has no [[rewards]]: add at least one, e.g. name = \"brightness\"")
     metrics = []
     for i, spec in enumerate(e.metrics):
         where = f"[[metrics]] #{i + 1}"
-        metrics.append((spec.name, _checked(registry.build("metric", spec.name, spec.options, where),
-                                            Metric, where)))
+        metric = _checked(registry.build("metric", spec.name, spec.options, where), Metric, where)
+        metrics.append((spec.name, CheckedMetric(metric, registry.get("metric", spec.name).component)))
     policy = policy.to(device)
     sampler = _checked(registry.build("sampler", e.sampler.name, e.sampler.options, "[sampler]"),
                        Sampler, "[sampler]")
@@ -75,11 +92,11 @@ def build_components(
     if getattr(data, "needs_policy", False):  # e.g. reference-samples: data made by the reference
         identity = config_hash({"policy": [e.policy.name, options], "sampler": [e.sampler.name, e.sampler.options]})
         data.prepare(policy, sampler, identity, show_progress)
+    regularizer = _checked(registry.build("regularizer", e.regularizer.name, e.regularizer.options,
+                                          "[regularizer]"), Regularizer, "[regularizer]")
     return Components(
         metrics=tuple(metrics), policy=policy, sampler=sampler, rewards=tuple(rewards), data=data,
-        regularizer=_checked(
-            registry.build("regularizer", e.regularizer.name, e.regularizer.options, "[regularizer]"),
-            Regularizer, "[regularizer]"),
+        regularizer=CheckedRegularizer(regularizer, registry.get("regularizer", e.regularizer.name).component),
     )
 
 

@@ -8,6 +8,9 @@ Every component section holds the registry ``name`` of a plugin plus that plugin
 
 An optional ``[compare]`` table (:class:`CompareConfig`) names the arms of a comparison; the one
 loader (:mod:`ddrl_framework.running.loader`) builds the experiment of any arm from it.
+
+Each value's range is declared on its field (``bounded``, or a validator of its own), so a bad
+value is refused while the file is structured, with its key path.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import attrs
 import cattrs
 
 from ddrl_framework.errors import UserError
-from ddrl_framework.options import CONVERTER
+from ddrl_framework.options import CONVERTER, OutOfRange, bounded, error_paths
 
 
 @attrs.frozen(kw_only=True)
@@ -37,17 +40,29 @@ class RewardSpec:
     """One reward model and its weight in the summed reward."""
 
     name: str
-    weight: float = 1.0
+    weight: float = attrs.field(default=1.0, validator=bounded())
     options: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+def _ranged(default: float, **bounds: float) -> Any:
+    """A field whose value must be a finite number within ``bounds`` (see ``options.bounded``)."""
+    return attrs.field(default=default, validator=bounded(**bounds))
+
+
+def _step_indices(_: Any, attribute: attrs.Attribute, value: tuple[int, ...] | None) -> None:
+    """None, or distinct indices >= 0 (the upper bound is the sampler's, checked before any work)."""
+    if value is not None and (not value or min(value) < 0 or len(set(value)) != len(value)):
+        raise OutOfRange(attribute.name, f"must be distinct sampler step indices >= 0, got {list(value)}; "
+                         "leave it out for the sampler's default")
 
 
 @attrs.frozen(kw_only=True)
 class PretrainConfig:
     """Plain diffusion-loss training on the data source, giving the reference to fine-tune."""
 
-    optimizer_steps: int = 0  # 0: fine-tune the policy as its plugin builds it
-    batch_size: int = 128  # data samples per step
-    learning_rate: float = 1e-3  # AdamW, cosine-decayed to 0
+    optimizer_steps: int = _ranged(0, at_least=0)  # 0: fine-tune the policy as its plugin builds it
+    batch_size: int = _ranged(128, at_least=1)  # data samples per step
+    learning_rate: float = _ranged(1e-3, above=0)  # AdamW, cosine-decayed to 0
     seed: int = 0  # initial weights, data order and noise
 
 
@@ -55,32 +70,43 @@ class PretrainConfig:
 class TrainConfig:
     """The RL loop (GRPO-style clipped policy gradient + the regularizer)."""
 
-    iterations: int = 100  # RL iterations (one rollout batch each)
-    groups: int = 8  # prompts (groups) per iteration
-    group_size: int = 8  # rollouts per prompt; advantages are normalized within a group
-    learning_rate: float = 1e-4  # AdamW
-    weight_decay: float = 0.0  # AdamW
-    max_grad_norm: float = 1.0  # gradient clipping (0: off)
-    clip_range: float = 0.2  # PPO ratio clip eps
+    iterations: int = _ranged(100, at_least=0)  # RL iterations (one rollout batch each)
+    groups: int = _ranged(8, at_least=1)  # prompts (groups) per iteration
+    # rollouts per prompt; advantages are normalized within a group
+    group_size: int = _ranged(8, at_least=1)
+    learning_rate: float = _ranged(1e-4, above=0)  # AdamW
+    weight_decay: float = _ranged(0.0, at_least=0)  # AdamW
+    max_grad_norm: float = _ranged(1.0, at_least=0)  # gradient clipping (0: off)
+    clip_range: float = _ranged(0.2, above=0)  # PPO ratio clip eps
     advantage_normalization: Literal["group-std", "raw"] = "group-std"
-    advantage_clip: float = 5.0  # |A| <= this after normalization
-    # neg-exp: A <- -exp(-A) after normalization; exp-tilt: A = -exp(-(r - Z) / T) from raw rewards,
-    # Z = T log mean_group exp(r / T), T = advantage_temperature (the DDRL paper's form)
+    advantage_clip: float = _ranged(5.0, above=0)  # |A| <= this after normalization
+    # neg-exp: A <- -exp(-A) after normalization; exp-tilt: A = -exp(-(r - Z) / T) from raw rewards
+    # (the DDRL paper's form); either way then clipped to advantage_clip (the official order)
     advantage_transform: Literal["none", "neg-exp", "exp-tilt"] = "none"
-    advantage_temperature: float = 1.0  # T of exp-tilt (the paper's beta; then regularizer beta = 1)
+    # T of exp-tilt (the paper's beta; then regularizer beta = 1)
+    advantage_temperature: float = _ranged(1.0, above=0)
+    # exp-tilt's Z = T log E exp(r / T): "reference" = over the reference's own samples, estimated
+    # once before training (the paper's constant); "data" = over the held-out data; "group" = each
+    # group's own (the target then sharpens as the policy improves)
+    exp_tilt_normalizer: Literal["reference", "data", "group"] = "reference"
+    exp_tilt_samples: int = _ranged(256, at_least=1)  # reference samples Z is estimated from
     # several [[rewards]]: "sum" = advantages of the weighted sum; "advantages" = each reward's own
     # group advantages, then their weighted sum (a reward with a large scale cannot drown the others)
     reward_aggregation: Literal["sum", "advantages"] = "sum"
-    trained_denoising_steps: tuple[int, ...] | None = None  # sampler steps trained on (None: all)
-    inner_epochs: int = 1  # passes over each rollout batch
-    denoising_steps_per_update: int = 0  # optimizer step every N trained steps (0: once per pass)
-    checkpoint_every: int = 50  # iterations between checkpoints (0: only at the end)
-    keep_checkpoints: int = 2  # older checkpoints are deleted
-    grid_samples: int = 64  # samples in the PNG grids, from fixed noise
-    eval_every: int = 10  # iterations between evaluations with [[metrics]] (0: start and end only)
-    eval_samples: int = 256  # samples per evaluation, from fixed noise
+    # sampler steps trained on (None: the sampler's default)
+    trained_denoising_steps: tuple[int, ...] | None = attrs.field(default=None, validator=_step_indices)
+    inner_epochs: int = _ranged(1, at_least=1)  # passes over each rollout batch
+    # optimizer step every N trained steps (0: once per pass)
+    denoising_steps_per_update: int = _ranged(0, at_least=0)
+    checkpoint_every: int = _ranged(50, at_least=0)  # iterations between checkpoints (0: only at the end)
+    keep_checkpoints: int = _ranged(2, at_least=1)  # older checkpoints are deleted
+    grid_samples: int = _ranged(64, at_least=0)  # samples in the PNG grids, from fixed noise
+    # iterations between evaluations with [[metrics]] (0: start and end only)
+    eval_every: int = _ranged(10, at_least=0)
+    eval_samples: int = _ranged(256, at_least=1)  # samples per evaluation, from fixed noise
     eval_seed: int = 1000  # the evaluation noise, shared by every seed and arm
-    eval_batch_size: int = 0  # samples per rollout in evaluations and grids (0: all at once)
+    # samples per rollout in evaluations and grids (0: all at once)
+    eval_batch_size: int = _ranged(0, at_least=0)
     # a NaN / inf reward, advantage, loss or gradient: "stop" the run (nothing corrupt is saved),
     # or "skip" the rest of that iteration's update (counted as skipped_update in metrics.jsonl)
     on_nonfinite: Literal["stop", "skip"] = "stop"
@@ -109,6 +135,16 @@ class Experiment:
 
 
 @attrs.frozen(kw_only=True)
+class ResolvedExperiment(Experiment):
+    """An experiment checked against the registry before any work (``running.validation``): the
+    same values, and which plugin and distribution provide each component, by config key
+    (``{"policy": {"name", "plugin", "distribution", "version"}, "rewards": [...], ...}``). The
+    run's ``config.json`` records them; they are not config, so a resume does not compare them."""
+
+    provenance: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
 class Arm:
     """One setting of a comparison: a regularizer table, optionally swept over betas."""
 
@@ -125,7 +161,7 @@ class Target:
 
     name: str
     weighting: Literal["none", "exp-tilt", "forward-kl"] = "none"
-    temperature: float = 1.0
+    temperature: float = _ranged(1.0, above=0)
 
 
 DEFAULT_ARMS = (
@@ -143,8 +179,8 @@ class CompareConfig:
     arms: tuple[Arm, ...] = DEFAULT_ARMS
     targets: tuple[Target, ...] = (Target(name="data"),)
     common_target: str | None = None  # the eval key of the FD to the common target
-    evaluation_repeats: int = 5  # evaluations of the reference with fresh noise: the spread
-    jobs: int = 1  # runs side by side (each in its own process, on cores / jobs threads)
+    evaluation_repeats: int = _ranged(5, at_least=0)  # evaluations of the reference with fresh noise: the spread
+    jobs: int = _ranged(1, at_least=1)  # runs side by side (each in its own process, on cores / jobs threads)
 
 
 def _split_name(section: Any, keep: Sequence[str] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -180,7 +216,7 @@ def to_dict(experiment: Experiment) -> dict[str, Any]:
             out["weight"] = c.weight
         return out
 
-    data = attrs.asdict(experiment, recurse=False)
+    data = {f.name: getattr(experiment, f.name) for f in attrs.fields(Experiment)}
     for key in ("policy", "sampler", "regularizer", "data"):
         data[key] = flat(data[key])
     data["rewards"] = [flat(r) for r in experiment.rewards]
@@ -225,26 +261,22 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not a text file (byte {error.start} is not UTF-8): an experiment is a "
+                        "TOML file (docs/configuration.md)") from None
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"{path}: not valid TOML: {error}") from None
-
-
-def _format_exception(error: BaseException, type_: Any) -> str:
-    if type(error) in (TypeError, ValueError) and str(error):
-        return str(error)  # our own hooks' messages say what would be right
-    return cattrs.v.format_exception(error, type_)
 
 
 def structure(data: Mapping[str, Any], cls: type, source: str, prefix: str = "") -> Any:
     """``data`` as ``cls``; problems become a UserError naming ``source`` and each key path."""
     try:
         return CONVERTER.structure(dict(data), cls)
-    except cattrs.BaseValidationError as error:
-        lines = cattrs.transform_error(error, path="$", format_exception=_format_exception)
-        top = f" at key {prefix.rstrip('.')}" if prefix else " at the top level"
-        lines = [line.replace(" @ $.", f" at key {prefix}").replace(" @ $", top) for line in lines]
-        raise UserError(f"{source}: invalid config:\n" + "\n".join(f"  {l}" for l in lines)) from None
+    except (cattrs.BaseValidationError, OutOfRange) as error:
+        lines = [f"{message} at key {path}" if path else f"{message} at the top level"
+                 for message, path in error_paths(error, prefix.rstrip("."))]
+        raise UserError(f"{source}: invalid config:\n" + "\n".join(f"  {line}" for line in lines)) from None
 
 
 # keys renamed in 0.2 so that each "steps" says what it counts

@@ -120,18 +120,30 @@ class ExperimentFile:
                     f"pick one with --beta (e.g. --beta {arm.betas[0]:g}), or any other value for a new point")
             return self.run(arm, arm.betas[0] if arm.betas else None, self.base.seed)
         registry = registry or load_registry()
-        if not _has_beta(arm.regularizer, registry):
-            with_beta = [a.name for a in self.comparison().arms if _has_beta(a.regularizer, registry)]
+        where = f"{self.source}: [[compare.arms]] '{{}}' regularizer"
+        if not _has_beta(arm.regularizer, registry, where.format(arm.name)):
+            with_beta = [a.name for a in self.comparison().arms
+                         if _has_beta(a.regularizer, registry, where.format(a.name))]
             raise UserError(
                 f"{self.source}: --beta {beta:g}: the regularizer '{arm.regularizer.get('name')}' of arm "
                 f"'{arm.name}' has no beta option; drop --beta, or pick an arm with one "
                 f"({', '.join(with_beta) or 'none in this file'})")
         return self.run(arm, beta, self.base.seed)
 
+    def experiment(self, arm: str | None = None, beta: float | None = None,
+                   registry: Registry | None = None) -> Experiment:
+        """What ``train``, ``pretrain`` and ``doctor`` run: the file as it is (``[compare]``
+        ignored), with ``regularizer.beta = beta`` when given; or, with ``arm``, that arm's run
+        exactly as ``ddrl compare`` would run it (see :meth:`arm_run`). ``registry`` (loaded when
+        needed) tells which regularizers take a beta."""
+        if arm is not None:
+            return self.arm_run(arm, beta, registry).experiment
+        return self.base if beta is None else self.with_beta(beta, registry)
+
     def with_beta(self, beta: float, registry: Registry | None = None) -> Experiment:
         """The base experiment with ``regularizer.beta = beta`` (``--beta`` without ``--arm``)."""
         regularizer = {"name": self.base.regularizer.name, **self.base.regularizer.options}
-        if not _has_beta(regularizer, registry or load_registry()):
+        if not _has_beta(regularizer, registry or load_registry(), f"{self.source}: [regularizer]"):
             arms = "; or pick an arm with --arm" if self.compare_data is not None else ""
             raise UserError(
                 f"{self.source}: --beta {beta:g}: the regularizer '{regularizer['name']}' has no beta "
@@ -142,13 +154,13 @@ class ExperimentFile:
         return structure_experiment(data, self.source)
 
 
-def _has_beta(regularizer: Mapping[str, Any], registry: Registry) -> bool:
-    """Whether the regularizer table's plugin takes a ``beta`` option."""
+def _has_beta(regularizer: Mapping[str, Any], registry: Registry, where: str) -> bool:
+    """Whether the regularizer table's plugin takes a ``beta`` option (``where`` names the table)."""
     name = regularizer.get("name")
     if not isinstance(name, str):
-        raise UserError("a regularizer table needs a 'name': the registry name of a plugin "
+        raise UserError(f"{where}: a regularizer table needs a 'name': the registry name of a plugin "
                         "(see `ddrl plugins`)")
-    return accepts_option(registry.get("regularizer", name).factory, "beta")
+    return accepts_option(registry.get("regularizer", name, f"{where} name").factory, "beta")
 
 
 def load_file(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentFile:
@@ -165,11 +177,5 @@ def load_file(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentFile
 
 def load_experiment(path: str | Path, overrides: Sequence[str] = (), *, arm: str | None = None,
                     beta: float | None = None, registry: Registry | None = None) -> Experiment:
-    """The experiment ``train``, ``pretrain`` and ``doctor`` run: the file as it is (``[compare]``
-    ignored), with ``regularizer.beta = beta`` when given; or, with ``arm``, that arm's run exactly
-    as ``ddrl compare`` would run it (see :meth:`ExperimentFile.arm_run`). ``registry`` (loaded
-    when needed) tells which regularizers take a beta."""
-    file = load_file(path, overrides)
-    if arm is not None:
-        return file.arm_run(arm, beta, registry).experiment
-    return file.base if beta is None else file.with_beta(beta, registry)
+    """:meth:`ExperimentFile.experiment` of the file at ``path`` after its ``overrides``."""
+    return load_file(path, overrides).experiment(arm, beta, registry)

@@ -1,4 +1,5 @@
-"""A run's folder: its recorded config, and the check that a resume continues the same run."""
+"""A run's folder: its recorded config (with the plugin and distribution of each component), and
+the check that a resume continues the same run."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ddrl_framework.kit.io import atomic_write_bytes
 from ddrl_framework.running.config import (
     Experiment,
     PretrainConfig,
+    ResolvedExperiment,
     TrainConfig,
     to_dict,
 )
@@ -74,6 +76,10 @@ def check_output_dir(output: Path, experiment: Experiment, resume: bool) -> None
 
 
 def record_config(output: Path, experiment: Experiment) -> None:
+    """``config.json``: the run's identity, its experiment, and (for an experiment checked against
+    the registry) which plugin and distribution provided each component, under ``"components"``."""
     output.mkdir(parents=True, exist_ok=True)
     record = {"identity": run_identity(experiment), "experiment": to_dict(experiment)}
+    if isinstance(experiment, ResolvedExperiment):
+        record["components"] = dict(experiment.provenance)
     atomic_write_bytes(output / "config.json", json.dumps(record, indent=2, default=list).encode())

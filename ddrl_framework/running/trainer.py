@@ -29,8 +29,8 @@ from ddrl_framework.running.metrics_log import MetricsLog
 from ddrl_framework.running.nonfinite import NonFinite, NonFiniteGuard, require_finite
 from ddrl_framework.running.pretrain import pretrain_if_needed
 from ddrl_framework.running.run_dir import check_output_dir, record_config
-from ddrl_framework.running.update import PolicyUpdate, Rollout, advantages
-from ddrl_framework.types import DataBatch, Trajectory
+from ddrl_framework.running.update import PolicyUpdate, Rollout, advantages, tilt_normalizer
+from ddrl_framework.types import DataBatch, RolloutContext, Trajectory
 
 
 def iteration_seed(seed: int, iteration: int) -> int:
@@ -72,6 +72,7 @@ class Trainer:
         self.loader = self.parts.data.loader(self.cfg.groups, experiment.seed)
         self.evaluator = make_evaluator(self.parts, self.reference, self.cfg, self.device)
         self.log, self.eval_log = MetricsLog(self.output / "metrics.jsonl"), MetricsLog(self.output / "eval.jsonl")
+        self.tilt_z = tilt_normalizer(self.cfg, self.evaluator, self.parts.policy)  # before weights load
         self.start = self._restore() if resume else 0
         writes = self.world.is_main  # rank 0 alone writes logs, grids and checkpoints
         if writes:
@@ -81,9 +82,14 @@ class Trainer:
 
     # --- set-up ---------------------------------------------------------------------------
     def _trained_steps(self) -> list[int]:
-        """``train.trained_denoising_steps`` (all by default), each stochastic (the sampler says)."""
-        count, chosen = self.parts.sampler.num_steps, self.cfg.trained_denoising_steps
-        steps = list(range(count)) if chosen is None else list(chosen)
+        """``train.trained_denoising_steps``, by default the sampler's ``default_trained_steps``
+        (else all), each stochastic (the sampler says)."""
+        sampler, count, chosen = self.parts.sampler, self.parts.sampler.num_steps, self.cfg.trained_denoising_steps
+        default = getattr(sampler, "default_trained_steps", None)
+        if chosen is not None:
+            steps = list(chosen)
+        else:
+            steps = default(self.parts.policy) if default is not None else list(range(count))
         if not steps or any(not 0 <= k < count for k in steps):
             raise UserError(f"train.trained_denoising_steps {steps}: each must be in 0..{count - 1} "
                             f"(the sampler has {count} steps)")
@@ -116,19 +122,38 @@ class Trainer:
         batch = self.share.local(next(self.loader)).to(self.device)
         trajectory, cond, values = self.rollout(batch, generator)
         rewards = weighted_total(self.parts.rewards, values)
+        term = self.reward_term(trajectory, cond)
         try:
             self._require_finite(trajectory, values)
-            advantage = advantages(self.cfg, self.parts.rewards, values)
+            if term is not None:
+                require_finite(term, f"the reward term of regularizer '{self.parts.regularizer.name}'")
+            advantage = advantages(self.cfg, self.parts.rewards, values, log_normalizer=self.tilt_z,
+                                   reward_term=term)
             require_finite(advantage, "advantages")
             rollout = Rollout(trajectory=trajectory, cond=cond, advantages=advantage[self.share.members],
                               batch=batch, generator=generator)
             stats = {**average_floats(self.update(rollout), self.world), "skipped_update": 0}
         except NonFinite as error:
             stats = self._skip_or_stop(index, error)
+        extra = {} if term is None else {f"reward_term_{self.parts.regularizer.name}": term.mean().item()}
+        if self.tilt_z is not None:
+            extra["exp_tilt_z"] = self.tilt_z
         return {"iteration": index, "reward_mean": rewards.mean().item(),
                 "reward_std": rewards.std(unbiased=False).item(),
-                **{f"reward_{key}": value.mean().item() for key, value in values.items()}, **stats,
+                **{f"reward_{key}": value.mean().item() for key, value in values.items()}, **extra, **stats,
                 "seconds": time.perf_counter() - began}
+
+    def reward_term(self, trajectory: Trajectory, cond) -> torch.Tensor | None:
+        """The regularizer's optional term of each sample's reward (every rank's), or None."""
+        reward_term = getattr(self.parts.regularizer, "reward_term", None)
+        if reward_term is None:
+            return None
+        regularizer = self.parts.regularizer
+        context = RolloutContext(
+            policy=self.parts.policy, reference=self.reference if regularizer.needs_reference else None,
+            sampler=self.parts.sampler, trajectory=trajectory, cond=cond, group_size=self.cfg.group_size)
+        with torch.no_grad():
+            return gather(reward_term(context).float(), self.world)
 
     def rollout(self, batch: DataBatch, generator: torch.Generator):
         """This rank's trajectories and conditions, and every rank's reward values (by reward key)."""
@@ -221,7 +246,7 @@ class Trainer:
 
     def save(self, iteration: int) -> None:
         """A checkpoint (every rank writes its part); the data position is the same on every rank."""
-        state = {"iteration": iteration, "data": self.loader.state_dict()}
+        state = {"iteration": iteration, "data": self.loader.state_dict(), "exp_tilt_z": self.tilt_z}
         save_training_state(self.shards, self.output / "checkpoints", iteration, state, self.cfg.keep_checkpoints)
 
     @torch.no_grad()

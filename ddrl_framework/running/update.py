@@ -15,25 +15,50 @@ import torch
 from torch import Tensor
 
 from ddrl_framework.distributed.sharding import Layout
+from ddrl_framework.errors import UserError
+from ddrl_framework.evaluation.evaluator import Evaluator
 from ddrl_framework.evaluation.scoring import WeightedReward, weighted_total
-from ddrl_framework.kit.policy_gradient import clipped_policy_loss, group_advantages
+from ddrl_framework.kit.policy_gradient import clipped_policy_loss, group_advantages, tilt_log_normalizer
 from ddrl_framework.protocols import Policy, Regularizer, Sampler
 from ddrl_framework.running.config import TrainConfig
 from ddrl_framework.running.nonfinite import NonFiniteGuard
 from ddrl_framework.types import DataBatch, StepContext, Trajectory, UpdateContext
 
 
-def advantages(cfg: TrainConfig, rewards: Sequence[WeightedReward], values: dict[str, Tensor]) -> Tensor:
+def advantages(cfg: TrainConfig, rewards: Sequence[WeightedReward], values: dict[str, Tensor], *,
+               log_normalizer: float | None = None, reward_term: Tensor | None = None) -> Tensor:
     """Group advantages of the weighted reward, or (``reward_aggregation = "advantages"``) the
-    weighted sum of each reward's own group advantages."""
+    weighted sum of each reward's own group advantages. ``log_normalizer``: exp-tilt's constant Z;
+    ``reward_term``: the regularizer's term per sample (added to the sum, or one more reward of
+    weight 1 with its own advantages)."""
 
     def of(reward_values: Tensor) -> Tensor:
         return group_advantages(reward_values, cfg.group_size, cfg.advantage_normalization, cfg.advantage_clip,
-                                cfg.advantage_transform, temperature=cfg.advantage_temperature)
+                                cfg.advantage_transform, temperature=cfg.advantage_temperature,
+                                log_normalizer=log_normalizer)
 
     if cfg.reward_aggregation == "sum":
-        return of(weighted_total(rewards, values))
-    return sum(reward.weight * of(values[reward.key]) for reward in rewards)
+        total = weighted_total(rewards, values)
+        return of(total if reward_term is None else total + reward_term)
+    summed = sum(reward.weight * of(values[reward.key]) for reward in rewards)
+    return summed if reward_term is None else summed + of(reward_term)
+
+
+def tilt_normalizer(cfg: TrainConfig, evaluator: Evaluator, initial_policy: Policy) -> float | None:
+    """exp-tilt's ``Z = T log E exp(r / T)``, fixed for the run (``train.exp_tilt_normalizer``):
+    over ``exp_tilt_samples`` samples of the policy before any update (the reference), or over the
+    held-out data; None where Z is per group or the transform is another."""
+    if cfg.advantage_transform != "exp-tilt" or cfg.exp_tilt_normalizer == "group":
+        return None
+    if cfg.exp_tilt_normalizer == "data":
+        held_out = evaluator.held_out
+        if held_out.x0 is None:
+            raise UserError("train.exp_tilt_normalizer = \"data\" needs a data source with x0; use "
+                            "\"reference\" (the reference's own samples) instead")
+        rewards = evaluator.score_pixels(held_out.x0, held_out.prompts)
+    else:
+        rewards = evaluator.sample_rewards(initial_policy, cfg.exp_tilt_samples, seed=cfg.eval_seed + 2)
+    return tilt_log_normalizer(rewards, cfg.advantage_temperature)
 
 
 @attrs.frozen(kw_only=True)
@@ -120,7 +145,7 @@ class PolicyUpdate:
                                                          rollout.cond)
         return StepContext(
             policy=self.policy, step=k, is_first_trained_step=first, trajectory=rollout.trajectory,
-            group_size=self.cfg.group_size, transition=step,
+            group_size=self.cfg.group_size, transition=step, sampler=self.sampler,
             reference=self.reference if needs.needs_reference else None, reference_transition=reference_step,
             data=rollout.batch if needs.needs_data else None, generator=rollout.generator)
 

@@ -125,15 +125,25 @@ class FakeSampler:
     def _timesteps(self, total: int) -> Tensor:
         return total - 1 - torch.arange(self.num_steps) * (total // self.num_steps)
 
-    def transition(self, policy: Policy, x_k: Tensor, k: int, cond) -> Gaussian:
-        a = policy.forward_process.alphas_cumprod.to(x_k.device)
+    def _coefficients(self, policy: Policy, k: int, device) -> tuple[int, Tensor, Tensor, Tensor]:
+        """``t_k``, ``a_t``, ``a_prev`` and the step's variance."""
+        a = policy.forward_process.alphas_cumprod.to(device)
         t = int(self._timesteps(len(a))[k])
         a_t, a_prev = a[t], a[max(t - len(a) // self.num_steps, 0)]
-        variance = (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)
+        return t, a_t, a_prev, (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)
+
+    def _step(self, x0: Tensor, eps: Tensor, a_prev: Tensor, variance: Tensor) -> Gaussian:
+        return Gaussian(mean=a_prev.sqrt() * x0 + (1 - a_prev - variance).sqrt() * eps, std=variance.sqrt())
+
+    def transition(self, policy: Policy, x_k: Tensor, k: int, cond) -> Gaussian:
+        t, a_t, a_prev, variance = self._coefficients(policy, k, x_k.device)
         eps = policy.predict(x_k, torch.full((x_k.shape[0],), t, device=x_k.device), cond)
-        x0 = (x_k - (1 - a_t).sqrt() * eps) / a_t.sqrt()
-        mean = a_prev.sqrt() * x0 + (1 - a_prev - variance).sqrt() * eps
-        return Gaussian(mean=mean, std=variance.sqrt())
+        return self._step((x_k - (1 - a_t).sqrt() * eps) / a_t.sqrt(), eps, a_prev, variance)
+
+    def posterior(self, policy: Policy, x_k: Tensor, k: int, x0: Tensor) -> Gaussian:
+        """``q(x_{k+1} | x_k, x0)``: the step with ``x0`` as the prediction."""
+        _, a_t, a_prev, variance = self._coefficients(policy, k, x_k.device)
+        return self._step(x0, (x_k - a_t.sqrt() * x0) / (1 - a_t).sqrt(), a_prev, variance)
 
     def check_trainable(self, policy: Policy, steps) -> None:
         """Every step is stochastic."""
@@ -243,7 +253,7 @@ def make_step_context(
     return StepContext(
         policy=policy, step=step, is_first_trained_step=is_first_trained_step, trajectory=run.trajectory,
         group_size=group_size,
-        transition=sampler.transition(policy, run.trajectory.latents[step], step, run.cond),
+        transition=sampler.transition(policy, run.trajectory.latents[step], step, run.cond), sampler=sampler,
         reference=frozen if needs.reference else None, reference_transition=reference_step,
         data=run.data if needs.data else None, generator=run.generator,
     )

@@ -1,7 +1,8 @@
 """Policy ``unet2d``: a pixel-space diffusers ``UNet2DModel`` with a DDPM forward process.
 
 The forward process takes its betas from diffusers' ``DDPMScheduler``; the loss is the usual
-"simple" epsilon (or v) regression, the same one ``ddrl pretrain`` trains with.
+"simple" epsilon (or v) regression, the same one ``ddrl pretrain`` trains with. diffusers is
+imported when a policy is built, not when the plugin registers.
 """
 
 from __future__ import annotations
@@ -9,20 +10,22 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
 from torch import Tensor
 
 from ddrl_framework.hookspecs import hookimpl
 from ddrl_framework.kit.forward_process import DdpmProcess
 from ddrl_framework.types import DataBatch
 
+if TYPE_CHECKING:
+    from diffusers import DDPMScheduler, UNet2DModel
+
 
 @hookimpl
 def register_policies(register):
-    register("unet2d", build_unet2d_policy)
+    register("unet2d", build_unet2d_policy, forward_process="ddpm")
 
 
 class Unet2DPolicy:
@@ -119,6 +122,8 @@ class Unet2DPolicy:
 def _load_pretrained(source: str) -> tuple[UNet2DModel, DDPMScheduler]:
     """A folder written by ``save_pretrained`` (or ``ddrl pretrain``), or a hub id / folder with
     the UNet at its root (as ``google/ddpm-cifar10-32`` has)."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
     has_subfolder = Path(source, "unet").is_dir() or not Path(source).exists()
     try:
         model = UNet2DModel.from_pretrained(source, subfolder="unet" if has_subfolder else None,
@@ -146,6 +151,8 @@ def build_unet2d_policy(
     prediction_type: Literal["epsilon", "v_prediction", "sample"] = "epsilon",
     seed: int = 0,  # initial weights
 ) -> Unet2DPolicy:
+    from diffusers import DDPMScheduler, UNet2DModel
+
     if pretrained is not None:
         return Unet2DPolicy(*_load_pretrained(pretrained))
     levels = len(block_out_channels)

@@ -1,12 +1,25 @@
 """Regularizer ``forward-kl-data`` (DDRL, arXiv 2512.04332): the forward KL from data to policy.
 
-The forward KL ``KL(p_data || p_theta)`` reduces to the backbone's own diffusion loss on data
-(exactly under the ELBO weighting), so the added loss is ``beta * L_diffusion(x0_data, c)``.
+At trained step ``k`` the data batch ``x0`` is noised to the step's timestep, ``x_k =
+add_noise(x0, eps, t_k)``, and the loss is one of two units (``unit``):
 
-Options, as in the official implementation:
-* ``noise = "rollout"``: noise each group's data sample with that group's rollout initial noise, at
-  the trained step's timestep; ``"fresh"``: fresh noise at a uniformly random timestep;
-* ``every_step = false``: add the loss on the first trained step only.
+* ``"nats"`` (default): the exact Gaussian KL, summed over elements, between the sampler's
+  transition with the data-conditioned prediction (the forward posterior ``q(x_{k+1} | x_k, x0)``:
+  DDIM's posterior at the sampler's eta for ``ddim-sde``, the step with the velocity implied by
+  ``x0`` for ``flow-sde``) and the policy's transition at ``x_k``::
+
+      beta * ||mu_q - mu_theta||^2 / (2 sigma_k^2)
+
+  the same formula as ``reverse-kl`` with another anchor and other states, so the two arms'
+  betas are in the same unit (DESIGN.md section 2, "Units").
+* ``"paper"``: ``beta * L_diffusion(x0, c)``, the per-element mean of the backbone's own
+  pre-training loss, as the paper's code computes it. At step ``k`` it is ``D w_k`` times smaller
+  than the KL in nats (``D`` elements, ``w_k = c_k^2 / (2 sigma_k^2)``), so its beta is not in nats.
+
+Options, as in the official implementation: ``noise = "rollout"``: each group's data sample takes
+that group's rollout initial noise at the trained step's timestep; ``"fresh"``: fresh noise (in
+nats at the step's timestep, in the paper's unit at a uniformly random timestep);
+``every_step = false``: the loss on the first trained step only.
 """
 
 from __future__ import annotations
@@ -28,9 +41,8 @@ def register_regularizers(register):
 
 @attrs.frozen(kw_only=True)
 class ForwardKLData:
-    # the data loss is a per-element mean (about 0.1 for the digits model), while the reverse KL
-    # sums over elements and divides by 2 sigma^2: the two betas are on different scales
-    beta: float = attrs.field(default=10.0, validator=attrs.validators.ge(0.0))
+    beta: float = attrs.field(default=0.01, validator=attrs.validators.ge(0.0))
+    unit: Literal["nats", "paper"] = "nats"  # nats: comparable with reverse-kl's beta
     noise: Literal["rollout", "fresh"] = "rollout"
     every_step: bool = True
     name = "forward_kl_data"
@@ -45,11 +57,34 @@ class ForwardKLData:
         if data is None or data.x0 is None:
             raise ValueError("forward-kl-data needs a data source that yields x0 with its prompts")
         policy = context.policy
-        x0 = policy.encode(data.x0)
-        noise = t = None
-        if self.noise == "rollout":
-            noise = context.trajectory.initial_noise[:: context.group_size][: x0.shape[0]]
-            t = context.trajectory.timesteps[context.step].expand(x0.shape[0])
-        loss = policy.diffusion_loss(x0, policy.encode_conditions(data), noise=noise, t=t,
-                                     generator=context.generator)
+        x0, cond = policy.encode(data.x0), policy.encode_conditions(data)
+        noise, t = self._noise_and_timesteps(context, x0)
+        if self.unit == "nats":
+            loss = self._kl_in_nats(context, x0, cond, noise, t)
+        else:
+            loss = policy.diffusion_loss(x0, cond, noise=noise, t=t, generator=context.generator)
         return {"loss_forward_kl_data": self.beta * loss}
+
+    def _noise_and_timesteps(self, context: StepContext, x0: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """The rollout's initial noise of each group (or fresh noise) and the step's timestep;
+        ``(None, None)`` in the paper's unit with fresh noise (the loss draws both)."""
+        t = context.trajectory.timesteps[context.step].expand(x0.shape[0])
+        if self.noise == "rollout":
+            return context.trajectory.initial_noise[:: context.group_size][: x0.shape[0]], t
+        if self.unit == "paper":
+            return None, None
+        noise = torch.randn(x0.shape, generator=context.generator, device=x0.device, dtype=x0.dtype)
+        return noise, t
+
+    @staticmethod
+    def _kl_in_nats(context: StepContext, x0: Tensor, cond, noise: Tensor, t: Tensor) -> Tensor:
+        """``KL(q(x_{k+1} | x_k, x0) || p_theta(x_{k+1} | x_k))`` at ``x_k = add_noise(x0, noise, t_k)``,
+        summed over elements, averaged over the data batch."""
+        policy, sampler, k = context.policy, context.sampler, context.step
+        if sampler is None or not hasattr(sampler, "posterior"):
+            raise ValueError("forward-kl-data with unit = \"nats\" needs a sampler with posterior(policy, "
+                             "x_k, k, x0) (ddim-sde and flow-sde have it); or set unit = \"paper\"")
+        x_k = policy.add_noise(x0, noise, t)
+        with torch.no_grad():
+            anchor = sampler.posterior(policy, x_k, k, x0)
+        return anchor.kl(sampler.transition(policy, x_k, k, cond)).mean()

@@ -11,7 +11,6 @@ from typing import Any
 
 import attrs
 import torch
-from PIL import Image
 from torch import Tensor
 
 from ddrl_framework.hookspecs import hookimpl
@@ -25,6 +24,8 @@ def register_reward_models(register):
 
 def jpeg_kilobytes(image: Tensor, quality: int) -> float:
     """One image ``[C, H, W]`` in [0, 1] (C = 1 or 3) -> its JPEG size in kB."""
+    from PIL import Image  # here, not at registration: `ddrl plugins` stays fast
+
     if image.ndim != 3 or image.shape[0] not in (1, 3):
         raise ValueError(f"JPEG rewards take images [B, C, H, W] with C in (1, 3); got {tuple(image.shape)}")
     pixels = (image.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()

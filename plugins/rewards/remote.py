@@ -20,9 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 from ddrl_framework.hookspecs import hookimpl
@@ -35,6 +33,8 @@ def register_reward_models(register):
 
 def png_base64(image: Tensor) -> str:
     """``[C, H, W]`` in [0, 1] (C = 1 or 3) to a base64 PNG."""
+    from PIL import Image  # here, not at registration: `ddrl plugins` stays fast
+
     pixels = (image.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     buffer = io.BytesIO()
     Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(buffer, format="PNG")
@@ -43,6 +43,9 @@ def png_base64(image: Tensor) -> str:
 
 def decode_png_base64(text: str) -> Tensor:
     """The inverse of :func:`png_base64` (for servers and tests)."""
+    import numpy as np
+    from PIL import Image
+
     array = np.asarray(Image.open(io.BytesIO(base64.b64decode(text))), dtype=np.float32) / 255
     return torch.from_numpy(array[..., None] if array.ndim == 2 else array).permute(2, 0, 1)
 

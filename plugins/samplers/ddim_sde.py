@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.kit.chain import require_process, rollout_chain
+from ddrl_framework.kit.chain import require_process, rollout_chain, steps_within_gain
 from ddrl_framework.kit.forward_process import DdpmProcess
 from ddrl_framework.protocols import Policy
 from ddrl_framework.types import Gaussian, Trajectory
@@ -32,7 +32,7 @@ from ddrl_framework.types import Gaussian, Trajectory
 
 @hookimpl
 def register_samplers(register):
-    register("ddim-sde", DdimSdeSampler)
+    register("ddim-sde", DdimSdeSampler, forward_process="ddpm")
 
 
 @attrs.frozen(kw_only=True)
@@ -70,8 +70,28 @@ class DdimSdeSampler:
         x0, eps = policy.forward_process.x0_and_eps(output, x_k, c.a_t[k].to(device))
         if self.clip_sample:
             x0 = x0.clamp(-1, 1)
+        return self._step(c, k, x0, eps)
+
+    def posterior(self, policy: Policy, x_k: Tensor, k: int, x0: Tensor) -> Gaussian:
+        """``q(x_{k+1} | x_k, x0)``: step ``k`` when the prediction is ``x0`` itself (DDIM's
+        posterior at this ``eta``; DDPM's at ``eta = 1`` over consecutive timesteps)."""
+        c = self.coefficients(policy)
+        eps = policy.forward_process.eps_from_x0(x_k, x0, c.a_t[k].to(x_k.device))
+        return self._step(c, k, x0, eps)
+
+    @staticmethod
+    def _step(c: DdimCoefficients, k: int, x0: Tensor, eps: Tensor) -> Gaussian:
+        """``N(sqrt(a_prev) x0 + sqrt(1 - a_prev - std^2) eps, std^2 I)``."""
+        device = x0.device
         mean = c.sqrt_a_prev[k].to(device) * x0 + c.direction[k].to(device) * eps
         return Gaussian(mean=mean, std=c.std[k].to(device))
+
+    def default_trained_steps(self, policy: Policy) -> list[int]:
+        """The steps whose gradient gain is at most ``GAIN_LIMIT`` times the median (see
+        :func:`gradient_gains`): a near-deterministic last step, or a first step whose x0 is
+        1 / sqrt(a_t) times its network output, would otherwise carry most of the policy
+        gradient, as noise."""
+        return steps_within_gain(gradient_gains(self.coefficients(policy), policy.forward_process))
 
     def check_trainable(self, policy: Policy, steps: Sequence[int]) -> None:
         """A ``ValueError`` naming ``eta`` if any of ``steps`` has std 0 (no density to train)."""
@@ -132,3 +152,10 @@ def _coefficients(process: DdpmProcess, steps: int, eta: float, spacing: str,
     a_t, a_prev = a_t.float(), a_prev.float()
     direction = (1 - a_prev - std.square()).clamp(min=0).sqrt()
     return DdimCoefficients(timesteps=t, a_t=a_t, sqrt_a_prev=a_prev.sqrt(), direction=direction, std=std)
+
+
+def gradient_gains(c: DdimCoefficients, process: DdpmProcess) -> Tensor:
+    """Each step's ``|d mean / d output| / std`` ``[K]`` (inf where std is 0): how much its
+    log-prob gradient is amplified per unit of the network's output, ignoring the x0 clip."""
+    dx0, deps = process.output_derivatives(c.a_t)
+    return (c.sqrt_a_prev * dx0 + c.direction * deps).abs() / c.std

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.kit.chain import require_process, rollout_chain
+from ddrl_framework.kit.chain import require_process, rollout_chain, steps_within_gain
 from ddrl_framework.kit.forward_process import FlowMatchingProcess
 from ddrl_framework.protocols import Policy
 from ddrl_framework.types import Gaussian, Trajectory
@@ -34,7 +34,7 @@ from ddrl_framework.types import Gaussian, Trajectory
 
 @hookimpl
 def register_samplers(register):
-    register("flow-sde", FlowSdeSampler)
+    register("flow-sde", FlowSdeSampler, forward_process="flow-matching")
 
 
 @attrs.frozen(kw_only=True)
@@ -71,13 +71,31 @@ class FlowSdeSampler:
 
     def transition(self, policy: Policy, x_k: Tensor, k: int, cond: Any) -> Gaussian:
         step, total = self.steps(policy)[k], self._process(policy).num_train_timesteps
+        t = torch.full((x_k.shape[0],), step.sigma * total, device=x_k.device)
+        return self._step(step, x_k, policy.predict(x_k, t, cond).float())
+
+    def posterior(self, policy: Policy, x_k: Tensor, k: int, x0: Tensor) -> Gaussian:
+        """``q(x_{k+1} | x_k, x0)``: step ``k`` with the velocity that predicts ``x0`` exactly,
+        ``v = (x_k - x0) / sigma``."""
+        step = self.steps(policy)[k]
+        v = self._process(policy).velocity_from_x0(x_k.float(), x0.float(), step.sigma)
+        return self._step(step, x_k, v)
+
+    @staticmethod
+    def _step(step: FlowStep, x_k: Tensor, v: Tensor) -> Gaussian:
+        """``N(x + (g^2 / (2 sigma)) (x + (1 - sigma) v) dt + v dt, g^2 (-dt) I)``."""
         sigma, dt, g = step.sigma, step.dt, step.g
-        t = torch.full((x_k.shape[0],), sigma * total, device=x_k.device)
-        v = policy.predict(x_k, t, cond).float()
         x = x_k.float()
         drift = (g * g / (2 * sigma)) * (x + (1 - sigma) * v) if g > 0 else torch.zeros_like(x)
         mean = x + drift * dt + v * dt
         return Gaussian(mean=mean, std=torch.tensor(step.std, device=x_k.device, dtype=torch.float32))
+
+    def default_trained_steps(self, policy: Policy) -> list[int]:
+        """The steps whose gradient gain ``|d mean / d v| / std = |dt (1 + g^2 (1 - sigma) /
+        (2 sigma))| / std`` is at most ``GAIN_LIMIT`` times the median (``kit.chain.steps_within_gain``)."""
+        gains = [abs(s.dt * (1 + s.g * s.g * (1 - s.sigma) / (2 * s.sigma))) / s.std if s.std > 0 else float("inf")
+                 for s in self.steps(policy)]
+        return steps_within_gain(torch.tensor(gains, dtype=torch.float64))
 
     def check_trainable(self, policy: Policy, steps: Sequence[int]) -> None:
         """A ``ValueError`` naming ``noise_level`` if any of ``steps`` has std 0."""

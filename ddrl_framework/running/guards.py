@@ -1,0 +1,97 @@
+"""Plugins held to their contract while a run goes: a regularizer or a metric that raises, or
+returns something other than its protocol says, stops the run with a :class:`TrainingError`
+(exit code 3) naming the component, its plugin and distribution, and what was expected. It stops
+before that update is applied, so the weights and every checkpoint are as they were. (Rewards
+are checked where they are scored: ``evaluation.scoring``.)
+
+A non-finite loss is not a contract breach here: ``train.on_nonfinite`` decides (stop or skip).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor
+
+from ddrl_framework.errors import TrainingError, UserError
+
+STOPPED = "the run stopped there; the checkpoints already written are intact"
+
+
+def _call(component: str, method: str, function: Callable[[Any], Any], context: Any) -> Any:
+    try:
+        return function(context)
+    except (UserError, TrainingError):
+        raise
+    except Exception as error:
+        raise TrainingError(f"{component} raised in {method}: {type(error).__name__}: {error}; "
+                            f"{STOPPED}") from error
+
+
+def check_losses(losses: Any, component: str, method: str) -> dict[str, Tensor]:
+    """``losses`` is what the Regularizer protocol says: a dict of ``loss_*`` scalar float tensors."""
+    expected = "expected a dict of 'loss_*' names to scalar float tensors (Regularizer protocol)"
+    if not isinstance(losses, dict):
+        raise TrainingError(f"{component}: {method} returned a {type(losses).__name__}; {expected}; {STOPPED}")
+    for key, value in losses.items():
+        if not (isinstance(key, str) and key.startswith("loss_")):
+            raise TrainingError(f"{component}: {method} returned the key {key!r}; {expected}; {STOPPED}")
+        if not isinstance(value, Tensor) or value.ndim != 0 or not value.dtype.is_floating_point:
+            got = (f"shape {list(value.shape)} {value.dtype}" if isinstance(value, Tensor)
+                   else type(value).__name__)
+            raise TrainingError(f"{component}: {method}['{key}'] is {got}; {expected}; {STOPPED}")
+    return losses
+
+
+class CheckedRegularizer:
+    """A regularizer whose ``loss`` (and ``update_loss``, when it has one) is checked on every call.
+    Every other attribute (``name``, ``beta``, ...) is the plugin's own."""
+
+    def __init__(self, regularizer: Any, component: str):
+        self.regularizer, self.component = regularizer, component
+        self.name = regularizer.name
+        self.needs_reference = regularizer.needs_reference
+        self.needs_reference_transition = regularizer.needs_reference_transition
+        self.needs_data = regularizer.needs_data
+
+    def loss(self, context: Any) -> dict[str, Tensor]:
+        losses = _call(self.component, "loss()", self.regularizer.loss, context)
+        return check_losses(losses, self.component, "loss()")
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute == "regularizer":  # not set yet (a copy in the making)
+            raise AttributeError(attribute)
+        value = getattr(self.regularizer, attribute)
+        if attribute != "update_loss" or value is None:  # None: no update_loss, as the protocol allows
+            return value
+        return lambda context: check_losses(_call(self.component, "update_loss()", value, context),
+                                            self.component, "update_loss()")
+
+
+class CheckedMetric:
+    """A metric whose every evaluation is checked: named finite floats."""
+
+    def __init__(self, metric: Any, component: str):
+        self.metric, self.component = metric, component
+        self.needs_reference = metric.needs_reference
+
+    def __call__(self, context: Any) -> dict[str, float]:
+        values = _call(self.component, "its evaluation", self.metric, context)
+        expected = "expected a dict of names to finite floats (Metric protocol)"
+        if not isinstance(values, dict):
+            raise TrainingError(f"{self.component} returned a {type(values).__name__}; {expected}; {STOPPED}")
+        for key, value in values.items():
+            try:
+                finite = isinstance(key, str) and math.isfinite(float(value))
+            except (TypeError, ValueError, RuntimeError):
+                finite = False
+            if not finite:
+                raise TrainingError(f"{self.component} returned {key!r}: {value!r}; {expected}; {STOPPED}")
+        return values
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute == "metric":
+            raise AttributeError(attribute)
+        return getattr(self.metric, attribute)

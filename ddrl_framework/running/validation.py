@@ -1,0 +1,139 @@
+"""Everything about an experiment that can be known before any work, checked before any work.
+
+Every command (``train``, ``pretrain``, ``doctor``, ``compare``) calls :func:`validate_experiment`
+after the file is structured (types and value ranges: ``running.config``) and before it
+pretrains, builds a component or writes a file. It checks, each error naming the file and the key:
+
+* every component's name (an unknown one with a did-you-mean, and the plugin that has it when the
+  environment left that plugin out) and its options: names, types and the validators of its
+  option class, without building it;
+* the sampler and the policy: when both declare their forward process (``register(...,
+  forward_process="ddpm")``), the sampler must sample the policy's;
+* ``train.trained_denoising_steps`` against the sampler's step count (the sampler is built: a
+  sampler is a few numbers);
+* the output folder: not a file, writable, and holding no other run (a run there is continued
+  only by ``--resume`` with the same config).
+
+It returns the experiment with the plugin and distribution of each component
+(:class:`~ddrl_framework.running.config.ResolvedExperiment`), which the run records in its
+``config.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ddrl_framework.errors import UserError
+from ddrl_framework.registry import Entry, Registry
+from ddrl_framework.running.config import Experiment, ResolvedExperiment
+from ddrl_framework.running.run_dir import check_output_dir
+
+
+@attrs.frozen(kw_only=True)
+class Section:
+    """One component of an experiment, as the file names it."""
+
+    key: str  # the Experiment field: "policy", "rewards", ...
+    where: str  # how messages name the table: "[policy]", "[[rewards]] #2"
+    role: str  # the registry role
+    name: str
+    options: Mapping[str, Any]
+
+
+def sections(experiment: Experiment) -> Iterator[Section]:
+    """Every component of ``experiment``, in the order of the file's tables."""
+    e = experiment
+    yield Section(key="policy", where="[policy]", role="policy", name=e.policy.name, options=e.policy.options)
+    yield Section(key="sampler", where="[sampler]", role="sampler", name=e.sampler.name, options=e.sampler.options)
+    for i, spec in enumerate(e.rewards):
+        yield Section(key="rewards", where=f"[[rewards]] #{i + 1}", role="reward", name=spec.name,
+                      options=spec.options)
+    yield Section(key="regularizer", where="[regularizer]", role="regularizer", name=e.regularizer.name,
+                  options=e.regularizer.options)
+    yield Section(key="data", where="[data]", role="data", name=e.data.name, options=e.data.options)
+    for i, spec in enumerate(e.metrics):
+        yield Section(key="metrics", where=f"[[metrics]] #{i + 1}", role="metric", name=spec.name,
+                      options=spec.options)
+
+
+def validate_experiment(experiment: Experiment, registry: Registry, source: str, *,
+                        writes_output: bool = True, resume: bool = False) -> ResolvedExperiment:
+    """``experiment`` checked as the module docstring says, with its components' provenance.
+    ``writes_output``: the command writes into ``output_dir`` (``train``, each run of ``compare``)."""
+    if not experiment.rewards:
+        raise UserError(f"{source}: the config has no [[rewards]]: add at least one, e.g. "
+                        "[[rewards]] name = \"brightness\"")
+    found = [(section, registry.get(section.role, section.name, f"{source}: {section.where} name"))
+             for section in sections(experiment)]
+    entries = {section.key: entry for section, entry in reversed(found)}  # the first of each key
+    check_pairing(entries["policy"], entries["sampler"], registry, source)
+    provenance: dict[str, Any] = {}
+    for section, entry in found:
+        registry.check(section.role, section.name, section.options, f"{source}: {section.where}")
+        if section.key in ("rewards", "metrics"):
+            provenance.setdefault(section.key, []).append(entry.provenance())
+        else:
+            provenance[section.key] = entry.provenance()
+    check_trained_steps(experiment, registry, source)
+    if writes_output:
+        check_output_folder(experiment, source, resume)
+    values = {f.name: getattr(experiment, f.name) for f in attrs.fields(Experiment)}
+    return ResolvedExperiment(**values, provenance=provenance)
+
+
+def check_pairing(policy: Entry, sampler: Entry, registry: Registry, source: str) -> None:
+    """The sampler samples the policy's forward process (when both declare theirs)."""
+    have, need = policy.forward_process, sampler.forward_process
+    if have is None or need is None or have == need:
+        return
+    fitting = [e.name for e in registry.entries() if e.role == "sampler" and e.forward_process == have]
+    raise UserError(
+        f"{source}: [sampler] name: the sampler '{sampler.name}' samples a '{need}' forward process, but "
+        f"the policy '{policy.name}' ({policy.origin}) has a '{have}' one: use a sampler for '{have}' "
+        f"({', '.join(fitting) or 'none is installed'}), or a policy with a '{need}' process.")
+
+
+def check_trained_steps(experiment: Experiment, registry: Registry, source: str) -> None:
+    """``train.trained_denoising_steps`` are steps of the sampler (built for its step count)."""
+    steps = experiment.train.trained_denoising_steps
+    if steps is None:
+        return
+    spec = experiment.sampler
+    count = registry.build("sampler", spec.name, spec.options, f"{source}: [sampler]").num_steps
+    outside = [k for k in steps if k >= count]
+    if outside:
+        raise UserError(f"{source}: train.trained_denoising_steps: {outside} out of range: the sampler "
+                        f"'{spec.name}' has {count} denoising steps, 0..{count - 1}")
+
+
+def check_output_folder(experiment: Experiment, source: str, resume: bool) -> None:
+    """``output_dir`` can be a run folder: no file in its way, writable, and no other run in it."""
+    check_writable_folder(Path(experiment.output_dir), source)
+    check_output_dir(Path(experiment.output_dir), experiment, resume)
+
+
+def check_writable_folder(output: Path, source: str) -> None:
+    """``output`` is a folder, or can be made one: no file in its way, and writable."""
+    for folder in (output, *output.parents):
+        if not folder.exists():
+            continue
+        if not folder.is_dir():
+            raise UserError(f"{source}: output_dir = '{output}': {folder} is a file, not a folder; "
+                            "choose another output_dir (--set output_dir=...)")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UserError(f"{source}: output_dir = '{output}': cannot write into {folder}; "
+                            "choose another output_dir (--set output_dir=...)")
+        return
+
+
+def resume_note(experiment: Experiment) -> str | None:
+    """What ``--resume`` does when there is no run to resume (None: there is one)."""
+    output = Path(experiment.output_dir)
+    if (output / "config.json").is_file():
+        return None
+    return f"--resume: {output} holds no run yet, so this starts a new one there"

@@ -1,0 +1,96 @@
+"""``ddrl new-plugin ROLE NAME``: a ready plugin package for one component.
+
+It writes ``ddrl-<name>/`` with ``pyproject.toml`` (the ``[project.entry-points.ddrl_framework]``
+entry point), ``ddrl_<name>.py`` (the hook and a minimal working component of the role),
+``tests/test_ddrl_<name>.py`` (the component built through the registry and the role's contract
+suite), a README, a ``.gitignore`` and a GitHub Actions workflow running the tests. The
+templates are in ``templates/``, filled with :class:`string.Template` (``$name``, ``$cls``, ...).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+
+import attrs
+
+from ddrl_framework import __version__
+from ddrl_framework.errors import UserError
+from ddrl_framework.registry import ROLES, load_registry
+
+TEMPLATES = Path(__file__).parent / "templates"
+NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
+
+SUITES = {"policy": "PolicyContract", "sampler": "SamplerContract", "reward": "RewardModelContract",
+          "regularizer": "RegularizerContract", "data": "DataSourceContract", "metric": "MetricContract"}
+
+USAGE = {
+    "policy": '[policy]\nname = "$name"\nsize = 8\n\n[sampler]\nname = "ddim-sde"  # a sampler of its "ddpm" process',
+    "sampler": '[sampler]\nname = "$name"\ndenoising_steps = 10',
+    "reward": '[[rewards]]\nname = "$name"\nweight = 1.0\nscale = 1.0',
+    "regularizer": '[regularizer]\nname = "$name"\nbeta = 0.001',
+    "data": '[data]\nname = "$name"\ncount = 256',
+    "metric": '[[metrics]]\nname = "$name"\nmargin = 0.02',
+}
+
+
+@attrs.frozen(kw_only=True)
+class PluginNames:
+    """Every spelling of the plugin's name the templates use, for a component called ``name``."""
+
+    role: str
+    name: str  # the registry name and entry-point name: "center-mass"
+
+    @property
+    def values(self) -> dict[str, str]:
+        key = self.name.replace("-", "_")
+        hook, title, plural = ROLES[self.role]
+        values = {"name": self.name, "key": key, "module": f"ddrl_{key}", "package": f"ddrl-{self.name}",
+                  "cls": "".join(part.capitalize() for part in self.name.split("-")), "role": self.role,
+                  "role_title": title, "role_plural": plural, "hook": hook, "suite": SUITES[self.role],
+                  "framework_version": __version__}
+        values["usage"] = string.Template(USAGE[self.role]).substitute(values)
+        return values
+
+
+def check_name(role: str, name: str) -> None:
+    """A usable registry name, not taken in ``role`` by an installed plugin."""
+    if not NAME.fullmatch(name):
+        raise UserError(f"new-plugin: '{name}' cannot be a plugin name: use lower-case letters, digits and "
+                        "single hyphens, starting with a letter (e.g. center-mass)")
+    registry = load_registry(strict=False)
+    if name in registry.names(role):
+        entry = registry.get(role, name)
+        raise UserError(f"new-plugin: {entry.component} already exists: pick another name, or an "
+                        "experiment could not tell the two apart")
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    return string.Template((TEMPLATES / f"{template}.tmpl").read_text()).substitute(values)
+
+
+def write_plugin(role: str, name: str, directory: str | Path | None = None) -> Path:
+    """Write the package of a ``role`` component called ``name``; returns its folder (default
+    ``./ddrl-<name>``, which must not exist or be empty)."""
+    if role not in ROLES:
+        raise UserError(f"new-plugin: unknown role '{role}'; roles: {', '.join(ROLES)}")
+    check_name(role, name)
+    values = PluginNames(role=role, name=name).values
+    folder = Path(directory) if directory is not None else Path(values["package"])
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise UserError(f"new-plugin: {folder} exists and is not an empty folder: choose another with "
+                        "--directory, or remove it")
+    files = {
+        "pyproject.toml": render("pyproject.toml", values),
+        "README.md": render("README.md", values),
+        f"{values['module']}.py": render(f"{role}.py", values),
+        f"tests/test_{values['module']}.py": render(f"test_{role}.py", values),
+        ".gitignore": render("gitignore", values),
+        ".github/workflows/test.yml": render("workflow.yml", values),
+    }
+    for relative, text in files.items():
+        path = folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return folder

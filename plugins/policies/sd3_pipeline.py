@@ -1,0 +1,103 @@
+"""Policy ``sd3``: Stable Diffusion 3 / 3.5 through diffusers' ``StableDiffusion3Pipeline`` folders
+(``SD3Transformer2DModel`` + ``AutoencoderKL`` + two CLIP text encoders and an optional T5), a
+flow-matching forward process with the scheduler's shifted sigmas, and the flow-matching loss.
+Sample it with the ``flow-sde`` sampler.
+
+``pretrained`` is a local folder or hub id (e.g. ``stabilityai/stable-diffusion-3.5-medium``);
+without it a tiny random configuration is built (CPU-sized, for tests and ``configs/sd3-tiny.toml``).
+
+The implementation of the plugin in ``sd3.py``, imported when a policy is built or its
+options are checked (never when the plugin registers).
+"""
+
+from __future__ import annotations
+
+from diffusers import (
+    AutoencoderKL,
+    FlowMatchEulerDiscreteScheduler,
+    SD3Transformer2DModel,
+    StableDiffusion3Pipeline,
+)
+from torch import Tensor
+
+from ddrl_framework.kit import tiny_text
+from ddrl_framework.kit.diffusers_policy import (
+    DiffusersPolicy,
+    TrainingOptions,
+    flow_matching_process,
+    load_pipeline,
+)
+from ddrl_framework.kit.seeding import seeded
+
+
+class Sd3Policy(DiffusersPolicy):
+    pipeline_class = StableDiffusion3Pipeline
+    denoiser_name = "transformer"
+    denoiser_input = "hidden_states"
+    max_sequence_length = 256  # T5 tokens, as the pipeline's default
+
+    def encode_prompts(self, prompts) -> dict[str, Tensor]:
+        embeds, _, pooled, _ = self.pipeline.encode_prompt(
+            prompt=list(prompts), prompt_2=None, prompt_3=None, device=self.device,
+            do_classifier_free_guidance=False, max_sequence_length=self.max_sequence_length)
+        return {"encoder_hidden_states": embeds, "pooled_projections": pooled}
+
+    def vae_encode(self, pixels: Tensor) -> Tensor:
+        vae = self.pipeline.vae
+        z = vae.encode(pixels.to(vae.dtype)).latent_dist.mean
+        return (z - vae.config.shift_factor) * vae.config.scaling_factor
+
+    def vae_decode(self, latents: Tensor) -> Tensor:
+        vae = self.pipeline.vae
+        z = latents.to(vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
+        return vae.decode(z, return_dict=False)[0]
+
+
+def tiny_pipeline(seed: int = 0) -> StableDiffusion3Pipeline:
+    """A random SD3-shaped pipeline: 32x32 pixels, 4x16x16 latents, T5 included."""
+    def transformer():
+        return SD3Transformer2DModel(
+            sample_size=16, patch_size=2, in_channels=4, out_channels=4, num_layers=2,
+            attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32,
+            caption_projection_dim=16, pooled_projection_dim=32, pos_embed_max_size=16)
+
+    def vae():
+        return AutoencoderKL(
+            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8),
+            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+            layers_per_block=1, norm_num_groups=4, sample_size=32, use_quant_conv=False,
+            use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
+
+    return StableDiffusion3Pipeline(
+        transformer=seeded(seed, transformer), vae=seeded(seed + 1, vae),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        text_encoder=tiny_text.clip_text_model(16, seed + 2, with_projection=True),
+        tokenizer=tiny_text.clip_tokenizer(),
+        text_encoder_2=tiny_text.clip_text_model(16, seed + 3, with_projection=True),
+        tokenizer_2=tiny_text.clip_tokenizer(),
+        text_encoder_3=tiny_text.t5_encoder(32, seed + 4), tokenizer_3=tiny_text.t5_tokenizer())
+
+
+def build_sd3_policy(
+    *,
+    pretrained: str | None = None,  # a pipeline folder or hub id; None: the tiny random configuration
+    resolution: int | None = None,  # pixels per side; None: the transformer's sample size x the VAE factor
+    shift: float | None = None,  # override the scheduler's sigma shift
+    max_sequence_length: int = 256,  # T5 tokens per prompt
+    seed: int = 0,  # weights of the tiny configuration
+    **training: object,  # TrainingOptions: lora_rank, guidance_scale, mixed_precision, ...
+) -> Sd3Policy:
+    options = TrainingOptions(**training)
+    pipeline = tiny_pipeline(seed) if pretrained is None else load_pipeline(StableDiffusion3Pipeline, pretrained)
+    if shift is not None:
+        pipeline.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipeline.scheduler.config, shift=shift)
+    factor = 2 ** (len(pipeline.vae.config.block_out_channels) - 1)
+    side = (resolution or pipeline.transformer.config.sample_size * factor) // factor
+    shape = (pipeline.transformer.config.in_channels, side, side)
+    pixels = (3, side * factor, side * factor)
+    policy = Sd3Policy(pipeline, flow_matching_process(pipeline.scheduler), shape, pixels, options)
+    policy.max_sequence_length = max_sequence_length
+    return policy
+
+
+build_sd3_policy.option_class = TrainingOptions

@@ -1,0 +1,99 @@
+"""Policy ``stable-diffusion``: SD 1.x / 2.x through diffusers' ``StableDiffusionPipeline`` folders
+(``UNet2DConditionModel`` + ``AutoencoderKL`` + CLIP text encoder and tokenizer), in latent space,
+epsilon or v-prediction as the folder's scheduler config says, with a DDPM forward process for
+the ``ddim-sde`` sampler.
+
+``pretrained`` is a local folder or hub id (e.g. ``stable-diffusion-v1-5/stable-diffusion-v1-5``);
+without it a tiny random configuration is built (CPU-sized, for tests and ``configs/sd-tiny.toml``).
+
+The implementation of the plugin in ``stable_diffusion.py``, imported when a policy is built or its
+options are checked (never when the plugin registers).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from diffusers import (
+    AutoencoderKL,
+    DDPMScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
+from torch import Tensor
+
+from ddrl_framework.kit import tiny_text
+from ddrl_framework.kit.diffusers_policy import (
+    DiffusersPolicy,
+    TrainingOptions,
+    load_pipeline,
+)
+from ddrl_framework.kit.forward_process import DdpmProcess
+from ddrl_framework.kit.seeding import seeded
+
+
+class StableDiffusionPolicy(DiffusersPolicy):
+    pipeline_class = StableDiffusionPipeline
+    denoiser_name = "unet"
+    denoiser_input = "sample"
+
+    def encode_prompts(self, prompts) -> dict[str, Tensor]:
+        embeds, _ = self.pipeline.encode_prompt(list(prompts), self.device, 1, False)
+        return {"encoder_hidden_states": embeds}
+
+    def vae_encode(self, pixels: Tensor) -> Tensor:
+        vae = self.pipeline.vae
+        return vae.encode(pixels.to(vae.dtype)).latent_dist.mean * vae.config.scaling_factor
+
+    def vae_decode(self, latents: Tensor) -> Tensor:
+        vae = self.pipeline.vae
+        return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+
+
+def tiny_pipeline(seed: int = 0, prediction_type: str = "epsilon") -> StableDiffusionPipeline:
+    """A random SD-shaped pipeline: 32x32 pixels, 4x16x16 latents, about 0.1M parameters."""
+    def unet():
+        return UNet2DConditionModel(
+            sample_size=16, in_channels=4, out_channels=4, block_out_channels=(16, 32),
+            layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=16,
+            attention_head_dim=4, norm_num_groups=8)
+
+    def vae():
+        return AutoencoderKL(
+            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8),
+            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+            layers_per_block=1, norm_num_groups=4, sample_size=32)
+
+    return StableDiffusionPipeline(
+        unet=seeded(seed, unet), vae=seeded(seed + 1, vae),
+        text_encoder=tiny_text.clip_text_model(16, seed + 2), tokenizer=tiny_text.clip_tokenizer(),
+        scheduler=DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                prediction_type=prediction_type, clip_sample=False, steps_offset=1),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+
+def build_stable_diffusion_policy(
+    *,
+    pretrained: str | None = None,  # a pipeline folder or hub id; None: the tiny random configuration
+    resolution: int | None = None,  # pixels per side; None: the UNet's sample size x the VAE factor
+    prediction_type: Literal["epsilon", "v_prediction"] | None = None,  # None: the folder's config
+    seed: int = 0,  # weights of the tiny configuration
+    **training: object,  # TrainingOptions: lora_rank, guidance_scale, mixed_precision, ...
+) -> StableDiffusionPolicy:
+    options = TrainingOptions(**training)
+    if pretrained is None:
+        pipeline = tiny_pipeline(seed, prediction_type or "epsilon")
+    else:
+        pipeline = load_pipeline(StableDiffusionPipeline, pretrained, safety_checker=None,
+                                 requires_safety_checker=False)
+    ddpm = DDPMScheduler.from_config(pipeline.scheduler.config)
+    process = DdpmProcess(alphas_cumprod=ddpm.alphas_cumprod.float(),
+                             prediction_type=prediction_type or ddpm.config.prediction_type)
+    factor = 2 ** (len(pipeline.vae.config.block_out_channels) - 1)
+    side = (resolution or pipeline.unet.config.sample_size * factor) // factor
+    shape = (pipeline.unet.config.in_channels, side, side)
+    return StableDiffusionPolicy(pipeline, process, shape, (3, side * factor, side * factor), options)
+
+
+build_stable_diffusion_policy.option_class = TrainingOptions

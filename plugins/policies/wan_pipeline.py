@@ -1,0 +1,114 @@
+"""Policy ``wan``: Wan 2.1 text-to-video through diffusers' ``WanPipeline`` folders
+(``WanTransformer3DModel`` + ``AutoencoderKLWan`` + UMT5 text encoder), on videos
+``[B, C, T, H, W]`` end to end, with a flow-matching forward process (sample with ``flow-sde``).
+
+``pretrained`` is a local folder or hub id (e.g. ``Wan-AI/Wan2.1-T2V-1.3B-Diffusers``); without it a
+tiny random configuration is built (CPU-sized, for tests and ``configs/wan-tiny.toml``). The
+flow-matching sigmas use ``shift`` (Wan's recommendation: 3.0 at 480p, 5.0 at 720p), or the
+folder scheduler's ``flow_shift`` / ``shift``.
+
+The implementation of the plugin in ``wan.py``, imported when a policy is built or its
+options are checked (never when the plugin registers).
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import (
+    AutoencoderKLWan,
+    FlowMatchEulerDiscreteScheduler,
+    WanPipeline,
+    WanTransformer3DModel,
+)
+from torch import Tensor
+
+from ddrl_framework.kit import tiny_text
+from ddrl_framework.kit.diffusers_policy import (
+    DiffusersPolicy,
+    TrainingOptions,
+    flow_matching_process,
+    load_pipeline,
+)
+from ddrl_framework.kit.seeding import seeded
+
+
+class WanPolicy(DiffusersPolicy):
+    pipeline_class = WanPipeline
+    denoiser_name = "transformer"
+    denoiser_input = "hidden_states"
+    max_sequence_length = 226  # UMT5 tokens, as the pipeline's default
+
+    def encode_prompts(self, prompts) -> dict[str, Tensor]:
+        embeds, _ = self.pipeline.encode_prompt(
+            list(prompts), do_classifier_free_guidance=False, device=self.device,
+            max_sequence_length=self.max_sequence_length)
+        return {"encoder_hidden_states": embeds}
+
+    def _latent_stats(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        config = self.pipeline.vae.config
+        view = (1, config.z_dim, 1, 1, 1)
+        mean = torch.tensor(config.latents_mean, device=like.device).view(view)
+        std = torch.tensor(config.latents_std, device=like.device).view(view)
+        return mean, std
+
+    def vae_encode(self, pixels: Tensor) -> Tensor:
+        vae = self.pipeline.vae
+        z = vae.encode(pixels.to(vae.dtype)).latent_dist.mean.float()
+        mean, std = self._latent_stats(z)
+        return (z - mean) / std
+
+    def vae_decode(self, latents: Tensor) -> Tensor:
+        mean, std = self._latent_stats(latents)
+        vae = self.pipeline.vae
+        return vae.decode((latents.float() * std + mean).to(vae.dtype), return_dict=False)[0]
+
+
+def tiny_pipeline(seed: int = 0) -> WanPipeline:
+    """A random Wan-shaped pipeline: 5 frames of 16x16 pixels, 16 x 2 x 2 x 2 latents."""
+    def transformer():
+        return WanTransformer3DModel(
+            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=16,
+            out_channels=16, text_dim=32, freq_dim=32, ffn_dim=32, num_layers=2,
+            rope_max_seq_len=32)
+
+    def vae():
+        return AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                                temperal_downsample=[False, True, True])
+
+    return WanPipeline(
+        transformer=seeded(seed, transformer), vae=seeded(seed + 1, vae),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        text_encoder=tiny_text.t5_encoder(32, seed + 2, umt5=True), tokenizer=tiny_text.t5_tokenizer())
+
+
+def _flow_scheduler(pipeline: WanPipeline, shift: float | None) -> FlowMatchEulerDiscreteScheduler:
+    config = pipeline.scheduler.config
+    shift = shift or config.get("flow_shift") or config.get("shift") or 3.0
+    return FlowMatchEulerDiscreteScheduler(shift=shift, num_train_timesteps=config.get("num_train_timesteps", 1000))
+
+
+def build_wan_policy(
+    *,
+    pretrained: str | None = None,  # a pipeline folder or hub id; None: the tiny random configuration
+    frames: int = 5,  # video length in frames: 1 + 4 k (81 for Wan2.1's 5 s clips)
+    height: int = 16,  # pixels (480 for Wan2.1-T2V-1.3B)
+    width: int = 16,  # pixels (832 for Wan2.1-T2V-1.3B)
+    shift: float | None = None,  # flow-matching sigma shift; None: the folder's, else 3.0
+    max_sequence_length: int = 226,  # UMT5 tokens per prompt
+    seed: int = 0,  # weights of the tiny configuration
+    **training: object,  # TrainingOptions: lora_rank, guidance_scale, mixed_precision, ...
+) -> WanPolicy:
+    options = TrainingOptions(**training)
+    pipeline = tiny_pipeline(seed) if pretrained is None else load_pipeline(WanPipeline, pretrained)
+    if (frames - 1) % pipeline.vae_scale_factor_temporal:
+        raise ValueError(f"frames = {frames}: must be 1 + {pipeline.vae_scale_factor_temporal} k")
+    spatial = pipeline.vae_scale_factor_spatial
+    latent_frames = (frames - 1) // pipeline.vae_scale_factor_temporal + 1
+    shape = (pipeline.transformer.config.in_channels, latent_frames, height // spatial, width // spatial)
+    process = flow_matching_process(_flow_scheduler(pipeline, shift))
+    policy = WanPolicy(pipeline, process, shape, (3, frames, height, width), options)
+    policy.max_sequence_length = max_sequence_length
+    return policy
+
+
+build_wan_policy.option_class = TrainingOptions

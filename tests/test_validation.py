@@ -1,0 +1,125 @@
+"""Every bad input is caught before any work (running/validation.py and the config's value
+ranges): exit code 2, a message naming the file and the key, nothing pretrained, built or
+written. Each case runs on an empty cache with pretraining replaced by a failure."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ddrl_framework.cli import main
+
+
+@pytest.fixture
+def no_work(tmp_path, monkeypatch):
+    """A fresh, empty cache, and pretraining that fails if it is ever reached."""
+    import ddrl_framework.running.pretrain as pretrain
+
+    monkeypatch.setenv("DDRL_CACHE_DIR", str(tmp_path / "empty-cache"))
+
+    def reached(*args, **kwargs):
+        raise AssertionError("a bad input reached pretraining")
+
+    monkeypatch.setattr(pretrain, "_train", reached)
+
+
+# (command, --set overrides or other arguments, what the message must say); "{config}" is the file
+CASES = [
+    ("train", ["rewards.0.name=centre-mass"],
+     "{config}: [[rewards]] #1 name: unknown reward model 'centre-mass'."),
+    ("train", ["sampler.name=ddim"], "{config}: [sampler] name: unknown sampler 'ddim'. Did you mean 'ddim-sde'?"),
+    ("train", ["regularizer.beta=-1.0"], "{config}: [regularizer].beta: regularizer 'forward-kl-data' of plugin"),
+    ("train", ["sampler.eta=-0.5"], "{config}: [sampler].eta: sampler 'ddim-sde' of plugin 'ddim-sde'"),
+    ("train", ["sampler.denoising_steps=0"], "{config}: [sampler].denoising_steps: sampler 'ddim-sde'"),
+    ("train", ["train.trained_denoising_steps=[1, 9]"],
+     "{config}: train.trained_denoising_steps: [9] out of range: the sampler 'ddim-sde' has 4 denoising steps"),
+    ("train", ["train.trained_denoising_steps=[-1]"],
+     "must be distinct sampler step indices >= 0, got [-1]; leave it out to train every step at key "
+     "train.trained_denoising_steps"),
+    ("train", ["train.groups=0"], "must be a finite number >= 1, got 0 at key train.groups"),
+    ("train", ["train.learning_rate=nan"], "must be a finite number > 0, got nan at key train.learning_rate"),
+    ("train", ["train.iterations=-5"], "must be a finite number >= 0, got -5 at key train.iterations"),
+    ("train", ["train.clip_range=-0.2"], "must be a finite number > 0, got -0.2 at key train.clip_range"),
+    ("train", ["pretrain.batch_size=0"], "must be a finite number >= 1, got 0 at key pretrain.batch_size"),
+    ("train", ["rewards.0.weight=inf"], "must be a finite number, got inf at key rewards[0].weight"),
+    ("train", ["sampler.name=flow-sde"],
+     "{config}: [sampler] name: the sampler 'flow-sde' samples a 'flow-matching' forward process, but the "
+     "policy 'unet2d' (plugin 'unet2d' (ddrl-framework 0.1.0)) has a 'ddpm' one: use a sampler for 'ddpm' "
+     "(ddim-sde)"),
+    ("pretrain", ["rewards.0.name=centre-mass"], "{config}: [[rewards]] #1 name: unknown reward model"),
+    ("doctor", ["sampler.name=flow-sde"], "{config}: [sampler] name: the sampler 'flow-sde' samples"),
+    ("pretrain", ["metrics=[{name='fid'}]"], "{config}: [[metrics]] #1 name: unknown metric 'fid'"),
+]
+
+
+@pytest.mark.parametrize("command,overrides,message", CASES)
+def test_a_bad_value_exits_2_before_any_work(tiny_config, no_work, capsys, command, overrides, message):
+    config = tiny_config()
+    argv = [command, str(config), "--quiet", *[x for o in overrides for x in ("--set", o)]]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert message.format(config=config) in error, error
+    assert error.startswith(f"ddrl {command}: error: ") and "Traceback" not in error
+    assert not (config.parent / "run").exists()  # nothing written
+
+
+def test_a_binary_config_file_is_a_user_error(tmp_path, no_work, capsys):
+    config = tmp_path / "weights.toml"
+    config.write_bytes(bytes(range(256)))
+    assert main(["train", str(config), "--quiet"]) == 2
+    assert f"{config}: not a text file (byte 128 is not UTF-8)" in capsys.readouterr().err
+
+
+def test_an_output_dir_that_is_a_file_is_a_user_error(tiny_config, tmp_path, no_work, capsys):
+    config, blocker = tiny_config(), tmp_path / "taken"
+    blocker.write_text("not a folder")
+    assert main(["train", str(config), "--quiet", "--set", f"output_dir={blocker / 'run'}"]) == 2
+    error = capsys.readouterr().err
+    assert f"{config}: output_dir = '{blocker / 'run'}': {blocker} is a file, not a folder" in error
+    assert blocker.read_text() == "not a folder"
+
+
+def test_a_folder_holding_another_run_is_refused_before_pretraining(tiny_config, no_work, capsys):
+    config = tiny_config()
+    (config.parent / "run").mkdir()
+    (config.parent / "run" / "config.json").write_text(json.dumps({"identity": "other", "experiment": {}}))
+    assert main(["train", str(config), "--quiet"]) == 2
+    assert "already holds a run: pass --resume" in capsys.readouterr().err
+
+
+def test_a_bad_arm_of_a_comparison_exits_2_before_any_work(tiny_compare_config, no_work, capsys):
+    config = tiny_compare_config()
+    config.write_text(config.read_text().replace("betas = [0.05]", "betas = [-0.05]"))
+    assert main(["compare", str(config), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert f"{config} (run data-beta-0.05-seed0): [regularizer].beta" in error
+    assert not (config.parent / "cmp").exists()
+
+
+def test_a_valid_config_does_reach_pretraining(tiny_config, no_work):
+    """The fixture's failure is real: a valid config does reach pretraining."""
+    with pytest.raises(AssertionError, match="reached pretraining"):
+        main(["train", str(tiny_config()), "--quiet"])
+
+
+@pytest.mark.slow
+def test_resume_without_a_run_says_it_starts_one(tiny_config, capsys):
+    config = tiny_config("none", "")
+    settings = ["pretrain.optimizer_steps=0", "train.iterations=1", "train.eval_samples=4", "train.grid_samples=0"]
+    assert main(["train", str(config), "--quiet", "--resume", *[x for s in settings for x in ("--set", s)]]) == 0
+    assert f"ddrl train: --resume: {config.parent / 'run'} holds no run yet, so this starts a new one there" \
+        in capsys.readouterr().err
+    assert (config.parent / "run" / "checkpoints" / "latest").read_text() == "iter-000001"
+
+
+def test_a_typo_in_the_file_is_reported_before_torch_or_any_plugin_loads(tiny_config):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom ddrl_framework.cli import main\n"
+            f"code = main(['train', {str(tiny_config())!r}, '--set', 'train.groupz=3'])\n"
+            "print(code, sorted(m for m in ('torch', 'ddrl_plugins') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "2 []", result.stdout + result.stderr
+    assert "extra fields found (groupz) at key train" in result.stderr
