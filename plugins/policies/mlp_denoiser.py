@@ -9,7 +9,8 @@ The network: ``x`` ``[B, d]`` and sinusoidal features of ``t / T`` (``time_featu
 as in the DDPM / Transformer embeddings) go through ``layers`` hidden layers of ``hidden`` units
 with SiLU, to an output ``[B, d]``. The forward process is ``DdpmProcess`` with the betas of
 diffusers' ``DDPMScheduler`` (cosine ``squaredcos_cap_v2`` by default), so ``ddim-sde`` samples
-it and ``ddrl pretrain`` trains it with the usual "simple" loss. Unconditional.
+it and ``ddrl pretrain`` trains it with the usual "simple" loss. Unconditional. diffusers is
+imported when a policy is built, not when the plugin registers.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import Literal
 
 import attrs
 import torch
-from diffusers import DDPMScheduler
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -35,7 +35,7 @@ CONFIG_FILE, WEIGHTS_FILE = "mlp_denoiser.json", "mlp_denoiser.safetensors"
 
 @hookimpl
 def register_policies(register):
-    register("mlp-denoiser", build_mlp_denoiser)
+    register("mlp-denoiser", build_mlp_denoiser, forward_process="ddpm")
 
 
 @attrs.frozen(kw_only=True)
@@ -72,6 +72,10 @@ class MlpNet(nn.Module):
 
 
 def _alphas_cumprod(config: MlpConfig) -> Tensor:
+    """``alpha_bar_t`` ``[T]`` of diffusers' ``DDPMScheduler`` (imported here, when a policy is
+    built, so that registering the plugin stays light)."""
+    from diffusers import DDPMScheduler
+
     scheduler = DDPMScheduler(num_train_timesteps=config.num_train_timesteps, beta_schedule=config.beta_schedule)
     return scheduler.alphas_cumprod.float()
 
