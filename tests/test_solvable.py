@@ -28,6 +28,7 @@ from ddrl_framework.testing import (
     FakeSampler,
     MetricContract,
     PolicyContract,
+    RegularizerContract,
     RewardModelContract,
     SamplerContract,
 )
@@ -348,6 +349,22 @@ class TestDistanceToReferenceTilt(_DistanceSuite):
 
 class TestDistanceToForwardKL(_DistanceSuite):
     target = "forward-kl"
+
+
+class TestKLInRewardPerStep(RegularizerContract):
+    def make_regularizer(self):
+        return build("regularizer", "kl-in-reward", beta=0.3, per_step=True)
+
+    def test_the_per_step_loss_is_reverse_kl_s(self, setup, context):
+        """With ``per_step`` the loss is ``reverse-kl``'s at the same beta (the direct part of the
+        path KL's gradient); the reward term is unchanged; without it the loss is 0."""
+        ours = setup.regularizer.loss(context)["loss_kl_in_reward"]
+        reverse = build("regularizer", "reverse-kl", beta=0.3).loss(context)["loss_reverse_kl"]
+        assert float(ours) > 0 and torch.allclose(ours, reverse)
+        assert build("regularizer", "kl-in-reward", beta=0.3).needs_reference_transition is False
+        assert setup.regularizer.needs_reference_transition is True
+        plain = build("regularizer", "kl-in-reward", beta=0.3).loss(context)["loss_kl_in_reward"]
+        assert float(plain) == 0.0
 
 
 # --- the plugins' own behaviour -------------------------------------------------------------------

@@ -52,8 +52,6 @@ CASES = [
     pytest.param(Case("ddrl-paper", "tilt", 0.5, 30.0), id="ddrl-paper"),
     # plain forward KL in nats at 0.5 -> 0.5 p_data / (lambda - r)
     pytest.param(Case("forward-kl-data", "forward-kl", 0.5, 30.0), id="forward-kl-data"),
-    # the KL in the reward and at the steps (the whole gradient) at 0.5 -> p_ref exp(r / 0.5)
-    pytest.param(Case("kl-in-reward-whole", "reference-tilt", 0.5, 30.0), id="kl-in-reward-whole"),
 ]
 
 
