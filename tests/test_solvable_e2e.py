@@ -13,6 +13,13 @@ regularizer that returns zero) fails it for every optimum, and each arm fails it
 twice its beta (a wrong beta). Arms that do not reach their optimum have no case here; the
 benchmark's table (``benchmarks/solvable.py``) and docs/comparisons.md give their numbers.
 
+Seed 0 only, at the config's 300 iterations: ``ddrl-paper`` is there at 19x its floor. On seeds
+1 and 2 it is slower (0.035 and 0.020 at 300 iterations, 0.011 and 0.015 at 600, floor 0.0002),
+so this case shows that the arm gets to its optimum, not that every seed does in 300 iterations
+(seeds 1 and 2 were still approaching it at 600). ``forward-kl-data`` also passes on seed 0 at 300 iterations, but longer
+runs move it away from its optimum (600 iterations, seeds 1 and 2: 89x, reward -0.44 against the
+optimum's -0.35), so it has no case: its stationary point is a weaker tilt.
+
 To add an arm, add one ``Case`` to ``CASES``: its ``[[compare.arms]]`` name in the config, the
 metric target of its optimum (``tilt``, ``reference-tilt``, ``forward-kl``), that optimum's beta
 in nats, and the tolerance it reaches.
@@ -50,8 +57,6 @@ class Case:
 CASES = [
     # DDRL in the paper's form: data KL in nats at 1, exp-tilt at T = 0.5 -> p_data exp(r / 0.5)
     pytest.param(Case("ddrl-paper", "tilt", 0.5, 30.0), id="ddrl-paper"),
-    # plain forward KL in nats at 0.5 -> 0.5 p_data / (lambda - r)
-    pytest.param(Case("forward-kl-data", "forward-kl", 0.5, 30.0), id="forward-kl-data"),
 ]
 
 
@@ -73,13 +78,15 @@ class Trained:
 
 @pytest.fixture(scope="module")
 def train_arm(tmp_path_factory):
-    """``train_arm(name) -> Trained``: each arm of the config trained once per module, seed 0."""
+    """``train_arm(name) -> Trained``: each arm of the config trained once per module, seed 0, for
+    the config's iterations (``none``: 150, enough to leave the data far behind)."""
     runs: dict[str, Trained] = {}
 
     def train(name: str) -> Trained:
         if name not in runs:
             output = tmp_path_factory.mktemp("solvable")
-            file = load_file(CONFIG, [*QUICK, f"output_dir={output}"])
+            iterations = ["train.iterations=150"] if name == "none" else []
+            file = load_file(CONFIG, [*QUICK, f"output_dir={output}", *iterations])
             arm = file.arm(name)
             trainer = Trainer(file.run(arm, (arm.betas or (None,))[0], seed=0).experiment, REGISTRY,
                               show_progress=False)
@@ -107,14 +114,27 @@ def evaluate(trained: Trained, policy, metrics) -> dict[str, float]:
     return evaluator.evaluate(policy)
 
 
+MEASURED: dict[tuple, dict[str, float]] = {}  # (run, policy, target, beta) -> values: runs and targets are fixed
+
+
+def distance_at(trained: Trained, policy, target: str, beta: float) -> dict[str, float]:
+    """``d``, ``d_floor``, ``d_reward`` and ``reward_mean`` of ``policy``'s evaluation samples
+    against the optimum ``target`` at ``beta`` (computed once per module)."""
+    key = (id(trained), id(policy), target, beta)
+    if key not in MEASURED:
+        MEASURED[key] = evaluate(trained, policy, [("d", distance(target, beta, "d"))])
+    return MEASURED[key]
+
+
 def measure(trained: Trained, target: str, beta: float) -> dict[str, float]:
     """The final policy's distance ``d`` to the optimum at ``beta`` with its floor, ``d_half`` and
     ``d_double`` to the optima at ``beta / 2`` and ``2 beta``, ``start``: the reference's ``d``."""
-    metrics = [(key, distance(target, b, key)) for key, b in (("d", beta), ("d_half", beta / 2),
-                                                               ("d_double", 2 * beta))]
-    end = evaluate(trained, trained.trainer.parts.policy, metrics)
-    start = evaluate(trained, trained.reference, metrics[:1])
-    return {**end, "start": start["d"], "start_reward": start["reward_mean"]}
+    policy = trained.trainer.parts.policy
+    end = distance_at(trained, policy, target, beta)
+    start = distance_at(trained, trained.reference, target, beta)
+    return {**end, "d_half": distance_at(trained, policy, target, beta / 2)["d"],
+            "d_double": distance_at(trained, policy, target, 2 * beta)["d"],
+            "start": start["d"], "start_reward": start["reward_mean"]}
 
 
 def failures(values: dict[str, float], tolerance: float) -> list[str]:
