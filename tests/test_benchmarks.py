@@ -18,6 +18,7 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
     ("checkpoint_time.py", ["--rounds", "2"], "save s"),
     ("checkpoint_check.py", ["--device", "cpu", "--skip-large"], "Fsdp2 -> Ddp on cpu: weights equal"),
     ("startup.py", ["--rounds", "1"], "ratio to torch"),
+    ("solvable.py", ["--arms", "none", "--seeds", "0", "--set", "train.iterations=1"], "| none | - |"),
 ])
 def test_benchmark_prints_its_table(tiny_config, script, args, expected):
     config = ["--config", str(tiny_config())] if script != "checkpoint_check.py" else []  # it runs sd3-tiny
