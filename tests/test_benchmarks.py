@@ -20,6 +20,7 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
     ("startup.py", ["--rounds", "1"], "ratio to torch"),
     ("step_gradients.py", ["--rollouts", "1", "--arm", ""], "share, trained"),
     ("bad_input.py", ["--only", "key typo"], "key typo                                2"),
+    ("solvable.py", ["--arms", "none", "--seeds", "0", "--set", "train.iterations=1"], "| none | - |"),
 ])
 def test_benchmark_prints_its_table(tiny_config, script, args, expected):
     config = ["--config", str(tiny_config())] if script != "checkpoint_check.py" else []  # it runs sd3-tiny

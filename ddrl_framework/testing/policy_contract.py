@@ -35,9 +35,15 @@ class PolicyContract:
     A latent policy has a ``pixel_shape`` attribute (what ``decode`` returns for one sample); a
     policy whose ``encode``/``decode`` round trip is not the identity (a VAE) sets
     ``lossless_codec = False``. ``batch_size``: how many samples each check uses (any number).
+
+    ``decodes_to_unit_range``: True (the protocol's rule) checks that ``decode`` returns pixels in
+    ``[0, 1]``. A suite for a policy whose samples are not images sets it False, and only then is
+    the range check left out (shape and round trip are still checked): e.g. the ``mlp-denoiser``
+    of the solvable benchmark, whose samples are points of R^d and whose ``decode`` is the identity.
     """
 
     batch_size = 3
+    decodes_to_unit_range = True
 
     def make_policy(self) -> Policy:
         raise NotImplementedError
@@ -80,7 +86,10 @@ class PolicyContract:
         assert pixels.shape == expected, (
             f"decode() returned shape {shape(pixels)}; expected {shape(expected)}")
         low, high = float(pixels.min()), float(pixels.max())
-        assert low >= 0 and high <= 1, f"decode() returned pixels in [{low:.4g}, {high:.4g}]; expected [0, 1]"
+        if self.decodes_to_unit_range:
+            assert low >= 0 and high <= 1, (f"decode() returned pixels in [{low:.4g}, {high:.4g}]; expected "
+                                            "[0, 1] (a suite for a policy of points, not images, sets "
+                                            "decodes_to_unit_range = False)")
         inside = torch.rand(pixels.shape, generator=torch.Generator().manual_seed(2))
         encoded = policy.encode(inside)
         assert encoded.shape == latents.shape, (

@@ -1,0 +1,197 @@
+"""Policy ``mlp-denoiser``: a small MLP epsilon (or v, x0) predictor on points of R^d, with a DDPM
+forward process, for the exactly solvable benchmark (``configs/solvable-gmm.toml``).
+
+Its samples are points, not pixels: ``decode`` and ``encode`` are the identity, and the
+protocol's "pixels in [0, 1]" does not apply (its contract suite runs with
+``PolicyContract.decodes_to_unit_range = False``). Rewards and metrics read the points as they are.
+
+The network: ``x`` ``[B, d]`` and sinusoidal features of ``t / T`` (``time_features`` frequencies,
+as in the DDPM / Transformer embeddings) go through ``layers`` hidden layers of ``hidden`` units
+with SiLU, to an output ``[B, d]``. The forward process is ``DdpmProcess`` with the betas of
+diffusers' ``DDPMScheduler`` (cosine ``squaredcos_cap_v2`` by default), so ``ddim-sde`` samples
+it and ``ddrl pretrain`` trains it with the usual "simple" loss. Unconditional. diffusers is
+imported when a policy is built, not when the plugin registers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Literal
+
+import attrs
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from ddrl_framework.hookspecs import hookimpl
+from ddrl_framework.kit.forward_process import DdpmProcess
+from ddrl_framework.types import DataBatch
+
+CONFIG_FILE, WEIGHTS_FILE = "mlp_denoiser.json", "mlp_denoiser.safetensors"
+
+
+@hookimpl
+def register_policies(register):
+    register("mlp-denoiser", build_mlp_denoiser, forward_process="ddpm")
+
+
+@attrs.frozen(kw_only=True)
+class MlpConfig:
+    """The architecture and forward process (what ``save_pretrained`` writes beside the weights)."""
+
+    dim: int = attrs.field(default=2, validator=attrs.validators.ge(1))  # d: points of R^d
+    hidden: int = attrs.field(default=128, validator=attrs.validators.ge(1))
+    layers: int = attrs.field(default=3, validator=attrs.validators.ge(1))  # hidden layers
+    time_features: int = attrs.field(default=16, validator=attrs.validators.ge(1))  # sin/cos pairs
+    num_train_timesteps: int = attrs.field(default=1000, validator=attrs.validators.ge(2))  # T
+    beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2"
+    prediction_type: Literal["epsilon", "v_prediction", "sample"] = "epsilon"
+
+
+class MlpNet(nn.Module):
+    """``(x [B, d], t [B]) -> [B, d]``: an MLP on ``x`` and ``sin``, ``cos`` of ``f_j t / T`` for
+    frequencies ``f_j`` spaced geometrically from 1 to 1000."""
+
+    def __init__(self, config: MlpConfig):
+        super().__init__()
+        self.num_train_timesteps = config.num_train_timesteps
+        frequencies = torch.logspace(0, 3, config.time_features)  # 1 to 1000 radians per unit of t / T
+        self.register_buffer("frequencies", frequencies, persistent=False)
+        width, blocks = config.dim + 2 * config.time_features, []
+        for _ in range(config.layers):
+            blocks += [nn.Linear(width, config.hidden), nn.SiLU()]
+            width = config.hidden
+        self.body = nn.Sequential(*blocks, nn.Linear(width, config.dim))
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        phase = (t.float() / self.num_train_timesteps)[:, None] * self.frequencies  # [B, F]
+        return self.body(torch.cat([x.float(), phase.sin(), phase.cos()], dim=1)).to(x.dtype)
+
+
+def _alphas_cumprod(config: MlpConfig) -> Tensor:
+    """``alpha_bar_t`` ``[T]`` of diffusers' ``DDPMScheduler`` (imported here, when a policy is
+    built, so that registering the plugin stays light)."""
+    from diffusers import DDPMScheduler
+
+    scheduler = DDPMScheduler(num_train_timesteps=config.num_train_timesteps, beta_schedule=config.beta_schedule)
+    return scheduler.alphas_cumprod.float()
+
+
+class MlpPolicy:
+    """Owns an :class:`MlpNet` and its ``DdpmProcess``; ``sample_shape = (d,)``."""
+
+    def __init__(self, net: MlpNet, config: MlpConfig, frozen: bool = False,
+                 reference_names: tuple[str, ...] | None = None):
+        self.net, self.config = net, config
+        self.forward_process = DdpmProcess(alphas_cumprod=_alphas_cumprod(config),
+                                           prediction_type=config.prediction_type)
+        self.sample_shape = (config.dim,)
+        self._reference: MlpPolicy | None = None
+        self._reference_names = reference_names  # on the reference view: the policy's trainable names
+        if frozen:
+            net.requires_grad_(False)
+
+    # --- conditions and the network -------------------------------------------------
+    def encode_conditions(self, batch: DataBatch) -> None:
+        """Unconditional: prompts are ignored."""
+        return None
+
+    def predict(self, x_t: Tensor, t: Tensor, cond: None) -> Tensor:
+        return self.net(x_t, t.to(x_t.device).expand(x_t.shape[0]))
+
+    # --- the forward process ----------------------------------------------------------
+    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        return self.forward_process.add_noise(x0, noise, t)
+
+    def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        return self.forward_process.training_target(x0, noise, t)
+
+    def diffusion_loss(self, x0, cond, *, noise=None, t=None, generator=None) -> Tensor:
+        """Mean squared error to ``training_target`` at uniform timesteps (the "simple" loss)."""
+        return self.forward_process.diffusion_loss(self.predict, x0, cond, noise=noise, t=t, generator=generator)
+
+    # --- points, not pixels -----------------------------------------------------------
+    def decode(self, latents: Tensor) -> Tensor:
+        """The identity: the samples are the points themselves (no [0, 1] range)."""
+        return latents
+
+    def encode(self, pixels: Tensor) -> Tensor:
+        """The identity (see :meth:`decode`)."""
+        return pixels
+
+    # --- parameters, reference, persistence ------------------------------------------
+    def trainable_module(self) -> nn.Module:
+        return self.net
+
+    def trainable_parameters(self) -> Iterable[nn.Parameter]:
+        return [p for p in self.net.parameters() if p.requires_grad]
+
+    def named_trainable_parameters(self) -> list[tuple[str, Tensor]]:
+        """By name; on the reference, the policy's names with the frozen copy's values."""
+        if self._reference_names is not None:
+            values = dict(self.net.named_parameters())
+            return [(name, values[name]) for name in self._reference_names]
+        return [(name, p) for name, p in self.net.named_parameters() if p.requires_grad]
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+
+    def load_trainable_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        self.net.load_state_dict(dict(state))
+
+    def reference(self) -> MlpPolicy:
+        """A frozen copy of the weights as they were at the first call."""
+        if self._reference is None:
+            names = tuple(name for name, _ in self.named_trainable_parameters())
+            self._reference = MlpPolicy(copy.deepcopy(self.net).eval(), self.config, frozen=True,
+                                        reference_names=names)
+        return self._reference
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """``mlp_denoiser.json`` (the :class:`MlpConfig`) and ``mlp_denoiser.safetensors``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / CONFIG_FILE).write_text(json.dumps(attrs.asdict(self.config), indent=2))
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()},
+                  directory / WEIGHTS_FILE)
+
+    def to(self, device: torch.device | str) -> MlpPolicy:
+        self.net.to(device)
+        return self
+
+
+def _load_pretrained(source: str) -> MlpPolicy:
+    folder = Path(source)
+    if not (folder / CONFIG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
+        raise ValueError(f"mlp-denoiser: '{source}' has no {CONFIG_FILE} and {WEIGHTS_FILE}; expected "
+                         "a folder written by save_pretrained (or ddrl pretrain)")
+    config = MlpConfig(**json.loads((folder / CONFIG_FILE).read_text()))
+    net = MlpNet(config)
+    net.load_state_dict(load_file(folder / WEIGHTS_FILE))
+    return MlpPolicy(net, config)
+
+
+def build_mlp_denoiser(
+    *,
+    pretrained: str | None = None,  # a folder written by save_pretrained / ddrl pretrain; overrides the rest
+    dim: int = 2,  # d: the points' dimension
+    hidden: int = 128,  # units per hidden layer
+    layers: int = 3,  # hidden layers
+    time_features: int = 16,  # sin/cos frequency pairs of the time embedding
+    num_train_timesteps: int = 1000,  # T
+    beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2",
+    prediction_type: Literal["epsilon", "v_prediction", "sample"] = "epsilon",
+    seed: int = 0,  # initial weights
+) -> MlpPolicy:
+    if pretrained is not None:
+        return _load_pretrained(pretrained)
+    config = MlpConfig(dim=dim, hidden=hidden, layers=layers, time_features=time_features,
+                       num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
+                       prediction_type=prediction_type)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = MlpNet(config)
+    return MlpPolicy(net, config)
