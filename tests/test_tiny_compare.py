@@ -38,3 +38,17 @@ def test_a_tiny_three_arm_comparison_reports_the_new_metrics(tmp_path, backbone)
         assert f"| {key} | " in table, f"{key} missing from the report's metric table"
     assert (output / "gallery.png").is_file() and "![gallery](gallery.png)" in report
     assert ("samples_final.gif" in report) == (backbone == "wan")
+
+
+@pytest.mark.slow
+def test_the_tiny_comparison_judges_the_new_metrics_over_paired_seeds(tmp_path):
+    """With two seeds the report's verdicts cover the CLIP-space FD and the held-out judge."""
+    output = tmp_path / "cmp"
+    argv = ["compare", str(CONFIGS / "sd3-tiny.toml"), "--quiet", "--set", f"output_dir={output}",
+            "--set", "train.iterations=2", "--set", "train.eval_every=1", "--set", "train.checkpoint_every=0",
+            "--set", "compare.evaluation_repeats=1", "--set", "train.groups=1", "--set", "train.group_size=2",
+            "--set", "compare.seeds=[0, 1]"]
+    assert main(argv) == 0
+    verdicts = (output / "report.md").read_text().split("## Verdicts")[1].split("\n## ")[0]
+    for key in ("fd_clip", "heldout_jpeg_compressibility"):
+        assert f"| {key} (" in verdicts, f"{key} is not judged in the report's verdicts"

@@ -59,8 +59,15 @@ class Judgement:
 
 
 def direction(key: str) -> str | None:
-    """The built-in good direction of an eval key, or None when it has none."""
-    return DIRECTIONS.get(key) or ("lower" if key.startswith("fd_") else None)
+    """The built-in good direction of an eval key, or None when it has none (fd_*: lower; a
+    held-out reward, heldout_<key> but not its _std: higher)."""
+    if key in DIRECTIONS:
+        return DIRECTIONS[key]
+    if key.startswith("fd_"):
+        return "lower"
+    if key.startswith("heldout_") and not key.endswith("_std"):
+        return "higher"
+    return None
 
 
 def noise_sd(references: Mapping[str, Any] | None, key: str) -> float | None:
