@@ -263,9 +263,7 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 def test_tiny_configs_train_with_each_regularizer(tmp_path, backbone, regularizer, key):
     output = tmp_path / "run"
     argv = ["train", str(CONFIGS / f"{backbone}-tiny.toml"), "--quiet", "--set", f"output_dir={output}",
-            "--set", f"regularizer.name={regularizer}", "--set", "train.iterations=2"]
-    if regularizer == "none":
-        argv += ["--set", "regularizer={name='none'}"]
+            "--set", f"regularizer={{name='{regularizer}'}}", "--set", "train.iterations=2"]
     assert main(argv) == 0
     records = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in records] == [0, 1]
