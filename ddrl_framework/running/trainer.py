@@ -144,8 +144,8 @@ class Trainer:
         if self.tilt_z is not None:
             extra["exp_tilt_z"] = self.tilt_z
         passes = self.passes.take()
-        if passes is not None:
-            extra["network_passes"] = passes
+        if passes is not None:  # summed over ranks: the iteration's compute, whatever the world size
+            extra["network_passes"] = round(average_floats({"passes": passes}, self.world)["passes"] * self.world.size)
         return {"iteration": index, "reward_mean": rewards.mean().item(),
                 "reward_std": rewards.std(unbiased=False).item(),
                 **{f"reward_{key}": value.mean().item() for key, value in values.items()}, **extra, **stats,
