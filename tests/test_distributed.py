@@ -235,6 +235,7 @@ def _skip_worker(rank, config, mode):
     manager = make_plugin_manager()
     manager.register(Plugin(), name="nan-plugin")
     experiment = load_experiment(config, ["regularizer={name='nan-on-rank-one'}", f"train.on_nonfinite={mode}",
+                                          "train.trained_denoising_steps=[0, 1, 2, 3]",
                                           f"output_dir={config.parent / mode}"])
     try:
         train(experiment, Registry(manager), show_progress=False)
