@@ -76,14 +76,17 @@ def main() -> None:
     parser.add_argument("--config", default=DEFAULT_CONFIG)
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
+                        help="the arms to measure (none is always measured: the ratios are to it)")
     parser.add_argument("--arm", help=argparse.SUPPRESS)  # one measurement, in a child process
     args = parser.parse_args()
     if args.arm:
         print(json.dumps(measure(args.arm, args.config, args.iterations)))
         return
-    results: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    arms = ["none", *(arm for arm in args.arms if arm != "none")]
+    results: dict[str, list[dict]] = {arm: [] for arm in arms}
     for _ in range(args.rounds):
-        for arm in ARMS:
+        for arm in arms:
             out = subprocess.run([sys.executable, __file__, "--arm", arm, "--config", args.config,
                                   "--iterations", str(args.iterations)], capture_output=True, text=True, check=True)
             results[arm].append(json.loads(out.stdout.strip().splitlines()[-1]))

@@ -12,7 +12,7 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 @pytest.mark.slow
 @pytest.mark.parametrize("script,args,expected", [
     ("overhead.py", ["--rounds", "1"], "ratio "),
-    ("regularizer_cost.py", ["--iterations", "1", "--rounds", "1"], "forward-kl-data first"),
+    ("regularizer_cost.py", ["--iterations", "1", "--rounds", "1", "--arms", "forward-kl-data"], "forward-kl-data "),
     ("throughput.py", ["--rounds", "1"], "of matmul"),
     ("scaling.py", ["--iterations", "2"], "ratio"),
     ("checkpoint_time.py", ["--rounds", "2"], "save s"),
