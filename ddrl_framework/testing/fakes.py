@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from torch import Tensor, nn
 from ddrl_framework.kit.chain import rollout_chain
 from ddrl_framework.kit.forward_process import DdpmProcess
 from ddrl_framework.kit.fused import fused_transition
+from ddrl_framework.kit.module_weights import ModuleWeights
 from ddrl_framework.protocols import Policy, Regularizer, Sampler
 from ddrl_framework.types import (
     DataBatch,
@@ -42,7 +42,7 @@ class _TinyDenoiser(nn.Module):
         return self.conv(torch.cat([x, time], dim=1))
 
 
-class FakePolicy:
+class FakePolicy(ModuleWeights):
     """A one-convolution epsilon predictor with a cosine DDPM schedule; images ``[B, C, S, S]``."""
 
     def __init__(self, channels: int = 1, size: int = 8, seed: int = 0, frozen: bool = False):
@@ -77,21 +77,8 @@ class FakePolicy:
     def encode(self, pixels: Tensor) -> Tensor:
         return pixels * 2 - 1
 
-    def trainable_parameters(self) -> Iterable[nn.Parameter]:
-        return [p for p in self.model.parameters() if p.requires_grad]
-
-    def named_trainable_parameters(self) -> list[tuple[str, Tensor]]:
-        """By name; on the reference, the policy's names with the frozen copy's values."""
-        if self._reference_names is not None:
-            values = dict(self.model.named_parameters())
-            return [(name, values[name]) for name in self._reference_names]
-        return [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
-
-    def trainable_state_dict(self) -> dict[str, Tensor]:
-        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-
-    def load_trainable_state_dict(self, state: Mapping[str, Tensor]) -> None:
-        self.model.load_state_dict(dict(state))
+    def _weights(self) -> nn.Module:
+        return self.model
 
     def reference(self) -> FakePolicy:
         if self._reference is None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +27,7 @@ from torch import Tensor, nn
 
 from ddrl_framework.hookspecs import hookimpl
 from ddrl_framework.kit.forward_process import DdpmProcess
+from ddrl_framework.kit.module_weights import ModuleWeights
 from ddrl_framework.types import DataBatch
 
 CONFIG_FILE, WEIGHTS_FILE = "mlp_denoiser.json", "mlp_denoiser.safetensors"
@@ -80,7 +80,7 @@ def _alphas_cumprod(config: MlpConfig) -> Tensor:
     return scheduler.alphas_cumprod.float()
 
 
-class MlpPolicy:
+class MlpPolicy(ModuleWeights):
     """Owns an :class:`MlpNet` and its ``DdpmProcess``; ``sample_shape = (d,)``."""
 
     def __init__(self, net: MlpNet, config: MlpConfig, frozen: bool = False,
@@ -126,21 +126,8 @@ class MlpPolicy:
     def trainable_module(self) -> nn.Module:
         return self.net
 
-    def trainable_parameters(self) -> Iterable[nn.Parameter]:
-        return [p for p in self.net.parameters() if p.requires_grad]
-
-    def named_trainable_parameters(self) -> list[tuple[str, Tensor]]:
-        """By name; on the reference, the policy's names with the frozen copy's values."""
-        if self._reference_names is not None:
-            values = dict(self.net.named_parameters())
-            return [(name, values[name]) for name in self._reference_names]
-        return [(name, p) for name, p in self.net.named_parameters() if p.requires_grad]
-
-    def trainable_state_dict(self) -> dict[str, Tensor]:
-        return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-
-    def load_trainable_state_dict(self, state: Mapping[str, Tensor]) -> None:
-        self.net.load_state_dict(dict(state))
+    def _weights(self) -> nn.Module:
+        return self.net
 
     def reference(self) -> MlpPolicy:
         """A frozen copy of the weights as they were at the first call."""

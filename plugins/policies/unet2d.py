@@ -8,7 +8,6 @@ imported when a policy is built, not when the plugin registers.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -17,6 +16,7 @@ from torch import Tensor
 
 from ddrl_framework.hookspecs import hookimpl
 from ddrl_framework.kit.forward_process import DdpmProcess
+from ddrl_framework.kit.module_weights import ModuleWeights
 from ddrl_framework.types import DataBatch
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ def register_policies(register):
     register("unet2d", build_unet2d_policy, forward_process="ddpm")
 
 
-class Unet2DPolicy:
+class Unet2DPolicy(ModuleWeights):
     """Owns a ``UNet2DModel`` (the trainable denoiser) and its ``DDPMScheduler`` forward process."""
 
     def __init__(self, model: UNet2DModel, scheduler: DDPMScheduler, frozen: bool = False,
@@ -86,21 +86,8 @@ class Unet2DPolicy:
         """The module holding the trainable weights (what ``train.sharding = "fsdp2"`` shards)."""
         return self.model
 
-    def trainable_parameters(self) -> Iterable[torch.nn.Parameter]:
-        return [p for p in self.model.parameters() if p.requires_grad]
-
-    def named_trainable_parameters(self) -> list[tuple[str, Tensor]]:
-        """By name; on the reference, the policy's names with the frozen copy's values."""
-        if self._reference_names is not None:
-            values = dict(self.model.named_parameters())
-            return [(name, values[name]) for name in self._reference_names]
-        return [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
-
-    def trainable_state_dict(self) -> dict[str, Tensor]:
-        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-
-    def load_trainable_state_dict(self, state: Mapping[str, Tensor]) -> None:
-        self.model.load_state_dict(dict(state))
+    def _weights(self) -> torch.nn.Module:
+        return self.model
 
     def reference(self) -> Unet2DPolicy:
         """A frozen copy of the weights as they were at the first call."""
