@@ -16,7 +16,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from ddrl_framework.types import ExtraStates, Gaussian
+from ddrl_framework.types import ExtraStates, Gaussian, StepContext
 
 
 class CannotJoin(TypeError):
@@ -65,3 +65,15 @@ def fused_transition(sampler: Any, policy: Any, x_k: Tensor, k: int, cond: Any,
         return sampler.transition(policy, x_k, k, cond), sampler.transition(policy, extra.latents, k, extra.cond)
     joined = sampler.transition(policy, torch.cat([x_k, extra.latents.to(x_k.dtype)]), k, joined_cond)
     return split_gaussian(joined, x_k.shape[0])
+
+
+def with_transitions(context: StepContext, regularizer: Any, cond: Any, *, ask_extra: bool = True) -> StepContext:
+    """``context`` (built with ``transition`` None) with the policy's transition at
+    ``trajectory.latents[step]`` under ``cond`` and, where the regularizer's optional
+    ``extra_states`` returns states (``ask_extra``), the transition there, from the same call."""
+    extra_states = getattr(regularizer, "extra_states", None) if ask_extra else None
+    extra = None if extra_states is None else extra_states(context)
+    k = context.step
+    step, extra_step = fused_transition(context.sampler, context.policy, context.trajectory.latents[k], k, cond,
+                                        extra)
+    return attrs.evolve(context, transition=step, extra_states=extra, extra_transition=extra_step)

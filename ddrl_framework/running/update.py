@@ -18,12 +18,12 @@ from ddrl_framework.distributed.sharding import Layout
 from ddrl_framework.errors import UserError
 from ddrl_framework.evaluation.evaluator import Evaluator
 from ddrl_framework.evaluation.scoring import WeightedReward, weighted_total
-from ddrl_framework.kit.fused import fused_transition
+from ddrl_framework.kit.fused import with_transitions
 from ddrl_framework.kit.policy_gradient import clipped_policy_loss, group_advantages, tilt_log_normalizer
 from ddrl_framework.protocols import Policy, Regularizer, Sampler
 from ddrl_framework.running.config import TrainConfig
 from ddrl_framework.running.nonfinite import NonFiniteGuard
-from ddrl_framework.types import DataBatch, ExtraStates, StepContext, Trajectory, UpdateContext
+from ddrl_framework.types import DataBatch, StepContext, Trajectory, UpdateContext
 
 
 def advantages(cfg: TrainConfig, rewards: Sequence[WeightedReward], values: dict[str, Tensor], *,
@@ -125,12 +125,10 @@ class PolicyUpdate:
         """Trained step ``k``: its losses, backward (the window's last step also adds the
         once-per-update losses and synchronizes gradients across ranks); returns its statistics."""
         self.shards.sync_gradients_in_next_backward(last)  # before the forward, as DDP needs
-        trajectory, context = rollout.trajectory, self.step_context(rollout, k, first)
-        extra = self.extra_states(context)
-        step, extra_step = fused_transition(self.sampler, self.policy, trajectory.latents[k], k, rollout.cond, extra)
-        loss_policy, stats = clipped_policy_loss(step.log_prob(trajectory.latents[k + 1]),
+        trajectory = rollout.trajectory
+        context = with_transitions(self.step_context(rollout, k, first), self.regularizer, rollout.cond)
+        loss_policy, stats = clipped_policy_loss(context.transition.log_prob(trajectory.latents[k + 1]),
                                                  trajectory.log_probs[k], rollout.advantages, self.cfg.clip_range)
-        context = attrs.evolve(context, transition=step, extra_states=extra, extra_transition=extra_step)
         regularizer = self.regularizer.loss(context)
         once = self.update_losses(rollout) if last else {}
         for key, value in {"loss_policy": loss_policy, **regularizer, **once}.items():
@@ -138,12 +136,6 @@ class PolicyUpdate:
         loss = (loss_policy + sum(regularizer.values())) / self.per_update  # the window's mean
         (loss + sum(once.values()) if once else loss).backward()
         return {"loss_policy": loss_policy, **regularizer, **once, **stats}
-
-    def extra_states(self, context: StepContext) -> ExtraStates | None:
-        """The states the regularizer wants the policy's transition at (its optional
-        ``extra_states``), computed in the same network call as the step's."""
-        extra_states = getattr(self.regularizer, "extra_states", None)
-        return None if extra_states is None else extra_states(context)
 
     def step_context(self, rollout: Rollout, k: int, first: bool) -> StepContext:
         """What the regularizer sees at step ``k``: only what it declares it needs (the

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ddrl_framework.kit.chain import rollout_chain
 from ddrl_framework.kit.forward_process import DdpmProcess
-from ddrl_framework.kit.fused import fused_transition
+from ddrl_framework.kit.fused import with_transitions
 from ddrl_framework.kit.module_weights import ModuleWeights
 from ddrl_framework.protocols import Policy, Regularizer, Sampler
 from ddrl_framework.types import (
@@ -246,11 +246,7 @@ def make_step_context(
         reference=frozen if needs.reference else None, reference_transition=reference_step,
         data=run.data if needs.data else None, generator=run.generator,
     )
-    extra_states = getattr(regularizer, "extra_states", None) if fuse_extra else None
-    extra = None if extra_states is None else extra_states(context)
-    transition, extra_transition = fused_transition(sampler, policy, run.trajectory.latents[step], step, run.cond,
-                                                    extra)
-    return attrs.evolve(context, transition=transition, extra_states=extra, extra_transition=extra_transition)
+    return with_transitions(context, regularizer, run.cond, ask_extra=fuse_extra)
 
 
 def make_update_context(
