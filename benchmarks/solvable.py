@@ -21,6 +21,7 @@ import time
 
 import torch
 
+from ddrl_framework.errors import TrainingError
 from ddrl_framework.registry import load_registry
 from ddrl_framework.running.config import Arm
 from ddrl_framework.running.loader import ExperimentFile, load_file
@@ -30,12 +31,16 @@ DEFAULT_CONFIG = "configs/solvable-gmm.toml"
 REFERENCE_TO_DATA = "dist_reference_tilt_reference_to_data"
 
 
-def final_evaluation(file: ExperimentFile, arm: Arm, beta: float | None, seed: int) -> tuple[dict, float]:
-    """The last evaluation record of one arm x beta x seed, and its training seconds."""
+def final_evaluation(file: ExperimentFile, arm: Arm, beta: float | None, seed: int) -> tuple[dict | str, float]:
+    """The last evaluation record of one arm x beta x seed (or, for a run that stopped on a
+    non-finite value, what stopped it), and its training seconds."""
     spec = file.run(arm, beta, seed)
     began = time.perf_counter()
     trainer = Trainer(spec.experiment, load_registry(), show_progress=False)
-    trainer.run()
+    try:
+        trainer.run()
+    except TrainingError as error:
+        return f"diverged ({str(error).split(';')[0]})", time.perf_counter() - began
     return trainer.eval_records[-1], time.perf_counter() - began
 
 
@@ -49,6 +54,12 @@ def arm_rows(file: ExperimentFile, arm: Arm, seeds: list[int], common: str | Non
     rows = []
     for beta in arm.betas or (None,):
         records, seconds = zip(*(final_evaluation(file, arm, beta, seed) for seed in seeds))
+        stopped = [r for r in records if isinstance(r, str)]
+        if stopped:
+            rows.append(f"| {arm.name} | {'-' if beta is None else f'{beta:g}'} | {arm.own_target or '-'} | "
+                        f"{' / '.join(stopped)} ({len(stopped)} of {len(seeds)} seeds) |")
+            print(rows[-1], flush=True)
+            continue
         own = arm.own_target
         distances = [r[own] for r in records] if own else []
         floors = [r[f"{own}_floor"] for r in records] if own else []

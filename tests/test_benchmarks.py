@@ -21,6 +21,9 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
     ("step_gradients.py", ["--rollouts", "1", "--arm", ""], "share, trained"),
     ("bad_input.py", ["--only", "key typo"], "key typo                                2"),
     ("solvable.py", ["--arms", "none", "--seeds", "0", "--set", "train.iterations=1"], "| none | - |"),
+    ("main_job.py", ["--set", "train.iterations=1", "--set", "pretrain.optimizer_steps=2", "--set",
+                     "train.eval_samples=16", "--set", "compare.arms=[{name = 'none', regularizer = {name = 'none'}}]"],
+     "| total |"),
 ])
 def test_benchmark_prints_its_table(tiny_config, script, args, expected):
     config = ["--config", str(tiny_config())] if script != "checkpoint_check.py" else []  # it runs sd3-tiny

@@ -135,3 +135,8 @@ class TestSklearnDigits(DataSourceContract):
 class TestSklearnDigitsUpsampled(DataSourceContract):
     def make_data_source(self):
         return build("data", "sklearn-digits", size=16, held_out_fraction=0.5)
+
+
+class TestSklearnDigitsWithoutThrees(DataSourceContract):
+    def make_data_source(self):
+        return build("data", "sklearn-digits", classes=[0, 1, 2, 4, 5, 6, 7, 8, 9])

@@ -155,10 +155,23 @@ def test_group_std_advantages_normalize_each_group_separately():
         assert abs(group.mean()) < 1e-6 and abs(group.std(unbiased=False) - 1) < 1e-5
 
 
-def test_raw_advantages_subtract_the_group_mean_only_and_clip():
+def test_raw_advantages_subtract_the_mean_of_the_others_in_the_group_and_clip():
     rewards = torch.tensor([0.0, 1.0, 2.0, 0.0, 0.0, 30.0])
-    advantages = group_advantages(rewards, 3, normalization="raw", clip=5.0)
-    assert torch.allclose(advantages, torch.tensor([-1.0, 0.0, 1.0, -5.0, -5.0, 5.0]))
+    advantages = group_advantages(rewards, 3, normalization="raw", clip=50.0)
+    others = [(1 + 2) / 2, (0 + 2) / 2, (0 + 1) / 2, 15.0, 15.0, 0.0]  # leave-one-out means
+    assert torch.allclose(advantages, rewards - torch.tensor(others))
+    assert group_advantages(rewards, 3, normalization="raw", clip=5.0)[3:].tolist() == [-5.0, -5.0, 5.0]
+
+
+def test_raw_advantages_give_the_unbiased_gradient_of_the_expected_reward():
+    """Monte-Carlo: for x ~ N(mu, 1) and r = x, d E[r] / d mu = 1. The score-function estimate
+    ``mean(A * (x - mu))`` with the raw (leave-one-out) advantages has that mean; centering on a
+    group mean that includes the sample itself would give (S - 1) / S = 0.75 at S = 4."""
+    x = torch.randn(200_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    score = x  # d log N(x; mu, 1) / d mu at mu = 0
+    estimate = (group_advantages(x, 4, normalization="raw", clip=1e9).double() * score).mean()
+    centered = ((x.reshape(-1, 4) - x.reshape(-1, 4).mean(1, keepdim=True)).flatten() * score).mean()
+    assert abs(estimate - 1.0) < 0.02 and abs(centered - 0.75) < 0.02
 
 
 def test_neg_exp_exponentiates_then_clamps_as_the_official_code_does():

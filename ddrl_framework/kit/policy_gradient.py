@@ -20,8 +20,11 @@ def group_advantages(
 ) -> Tensor:
     """Advantages ``[B]`` from rewards ``[B]`` laid out as consecutive groups of ``group_size``.
 
-    ``group-std``: ``(r - mean_group) / (std_group + eps)`` (GRPO); ``raw``: ``r - mean_group``
-    (beta keeps its meaning in the objective). ``transform = "neg-exp"``: then ``A <- -exp(-A)``
+    ``group-std``: ``(r - mean_group) / (std_group + eps)`` (GRPO); ``raw``: ``r_i`` minus the
+    mean of the *other* members of its group (leave-one-out), ``S / (S - 1) (r - mean_group)``:
+    the baseline does not depend on the sample, so the gradient is that of ``E[r]`` itself and
+    beta keeps its meaning (``r - mean_group`` would scale the reward by ``(S - 1) / S``, an
+    effective beta ``S / (S - 1)`` times the stated one). ``transform = "neg-exp"``: then ``A <- -exp(-A)``
     (DDRL's monotone transform). Last, the clip to ``[-clip, clip]``: after the transform, in the
     official implementation's order (exponentiate, then clamp).
 
@@ -51,7 +54,8 @@ def _normalized(grouped: Tensor, normalization: str, eps: float) -> Tensor:
         return centered / (grouped.std(dim=1, unbiased=False, keepdim=True) + eps)
     if normalization != "raw":
         raise ValueError(f"unknown advantage normalization '{normalization}'")
-    return centered
+    size = grouped.shape[1]
+    return centered * (size / (size - 1)) if size > 1 else centered
 
 
 def exp_tilt(grouped: Tensor, temperature: float, log_normalizer: float | None = None) -> Tensor:

@@ -37,6 +37,11 @@ class Components:
     regularizer: Regularizer
     data: DataSource
     metrics: tuple[tuple[str, Metric], ...] = ()
+    eval_data: DataSource | None = None  # [eval_data], when the evaluation's held-out data is not [data]'s
+
+    def held_out(self):
+        """The held-out data that evaluations compare with: ``[eval_data]``'s, else ``[data]``'s."""
+        return (self.eval_data or self.data).held_out()
 
     @property
     def needs_reference(self) -> bool:
@@ -92,10 +97,12 @@ def build_components(
     if getattr(data, "needs_policy", False):  # e.g. reference-samples: data made by the reference
         identity = config_hash({"policy": [e.policy.name, options], "sampler": [e.sampler.name, e.sampler.options]})
         data.prepare(policy, sampler, identity, show_progress)
+    eval_data = None if e.eval_data is None else _checked(
+        registry.build("data", e.eval_data.name, e.eval_data.options, "[eval_data]"), DataSource, "[eval_data]")
     regularizer = _checked(registry.build("regularizer", e.regularizer.name, e.regularizer.options,
                                           "[regularizer]"), Regularizer, "[regularizer]")
     return Components(
-        metrics=tuple(metrics), policy=policy, sampler=sampler, rewards=tuple(rewards), data=data,
+        metrics=tuple(metrics), policy=policy, sampler=sampler, rewards=tuple(rewards), data=data, eval_data=eval_data,
         regularizer=CheckedRegularizer(regularizer, registry.get("regularizer", e.regularizer.name).component),
     )
 
@@ -104,6 +111,6 @@ def make_evaluator(parts: Components, reference: Policy | None, train: TrainConf
                    device: torch.device) -> Evaluator:
     """The evaluator of an experiment: ``train.eval_samples`` from ``train.eval_seed``'s noise."""
     return Evaluator(policy=parts.policy, sampler=parts.sampler, rewards=parts.rewards,
-                     held_out=parts.data.held_out(), metrics=parts.metrics, reference=reference,
+                     held_out=parts.held_out(), metrics=parts.metrics, reference=reference,
                      count=train.eval_samples, seed=train.eval_seed, device=device,
                      chunk=train.eval_batch_size, per_prompt=train.eval_samples_per_prompt)

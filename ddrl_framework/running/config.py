@@ -64,6 +64,9 @@ class PretrainConfig:
     batch_size: int = _ranged(128, at_least=1)  # data samples per step
     learning_rate: float = _ranged(1e-3, above=0)  # AdamW, cosine-decayed to 0
     seed: int = 0  # initial weights, data order and noise
+    # [pretrain.data]: the data source to pretrain on, when it is not [data] (e.g. a reference
+    # that never saw some classes, while RL's data regularizer reads [data])
+    data: Component | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -74,7 +77,11 @@ class TrainConfig:
     groups: int = _ranged(8, at_least=1)  # prompts (groups) per iteration
     # rollouts per prompt; advantages are normalized within a group
     group_size: int = _ranged(8, at_least=1)
-    learning_rate: float = _ranged(1e-4, above=0)  # AdamW
+    learning_rate: float = _ranged(1e-4, above=0)  # AdamW (the peak, under a schedule)
+    # the learning rate over the run: "constant", or "cosine", decayed to 0 at train.iterations;
+    # either after lr_warmup_iterations of linear warm-up (running.schedule)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_warmup_iterations: int = _ranged(0, at_least=0)
     weight_decay: float = _ranged(0.0, at_least=0)  # AdamW
     max_grad_norm: float = _ranged(1.0, at_least=0)  # gradient clipping (0: off)
     clip_range: float = _ranged(0.2, above=0)  # PPO ratio clip eps
@@ -127,6 +134,9 @@ class Experiment:
     rewards: tuple[RewardSpec, ...]
     regularizer: Component = Component(name="none")
     data: Component
+    # [eval_data]: the held-out data the evaluation compares with, when it is not [data]'s (e.g.
+    # real digits while the data regularizer reads the reference's own samples)
+    eval_data: Component | None = None
     metrics: tuple[Component, ...] = ()  # [[metrics]]: evaluation metrics, written to eval.jsonl
     loggers: tuple[Component, ...] = ()  # [[loggers]]: e.g. tensorboard, wandb (the JSONL files always)
     pretrain: PretrainConfig = PretrainConfig()
@@ -237,10 +247,16 @@ def to_dict(experiment: Experiment) -> dict[str, Any]:
     data = {f.name: getattr(experiment, f.name) for f in attrs.fields(Experiment)}
     for key in ("policy", "sampler", "regularizer", "data"):
         data[key] = flat(data[key])
+    if experiment.eval_data is None:
+        del data["eval_data"]
+    else:
+        data["eval_data"] = flat(experiment.eval_data)
     data["rewards"] = [flat(r) for r in experiment.rewards]
     data["metrics"] = [flat(m) for m in experiment.metrics]
     data["loggers"] = [flat(m) for m in experiment.loggers]
-    data["pretrain"] = attrs.asdict(experiment.pretrain)
+    data["pretrain"] = attrs.asdict(experiment.pretrain, filter=lambda field, _: field.name != "data")
+    if experiment.pretrain.data is not None:
+        data["pretrain"]["data"] = flat(experiment.pretrain.data)
     data["train"] = attrs.asdict(experiment.train)
     return data
 

@@ -17,20 +17,26 @@ from ddrl_framework.errors import UserError
 from ddrl_framework.kit.cache import cache_root, config_hash
 from ddrl_framework.kit.seeding import make_generator
 from ddrl_framework.registry import Registry
-from ddrl_framework.running.config import Experiment
+from ddrl_framework.running.config import Component, Experiment
 from ddrl_framework.running.device import resolve_device
 
 PRETRAIN_FORMAT = 1  # bump when the pretraining recipe changes, to invalidate old caches
 
 
+def pretrain_data(experiment: Experiment) -> Component:
+    """The data source the reference is pretrained on: ``[pretrain.data]``, else ``[data]``."""
+    return experiment.pretrain.data or experiment.data
+
+
 def pretrain_key(experiment: Experiment) -> dict:
-    """Everything the pretrained weights depend on."""
+    """Everything the pretrained weights depend on (the data they saw, whichever table names it)."""
     policy_options = {k: v for k, v in experiment.policy.options.items() if k != "pretrained"}
+    data = pretrain_data(experiment)
     return {
         "format": PRETRAIN_FORMAT,
         "policy": {"name": experiment.policy.name, **policy_options},
-        "data": {"name": experiment.data.name, **experiment.data.options},
-        "pretrain": attrs.asdict(experiment.pretrain),
+        "data": {"name": data.name, **data.options},
+        "pretrain": attrs.asdict(experiment.pretrain, filter=lambda field, _: field.name != "data"),
     }
 
 
@@ -83,7 +89,9 @@ def _train(experiment: Experiment, registry: Registry, show_progress: bool):
     device = resolve_device(experiment.train.device)
     policy = registry.build("policy", experiment.policy.name, experiment.policy.options,
                             "[policy]").to(device)
-    data = registry.build("data", experiment.data.name, experiment.data.options, "[data]")
+    spec = pretrain_data(experiment)
+    where = "[data]" if experiment.pretrain.data is None else "[pretrain.data]"
+    data = registry.build("data", spec.name, spec.options, where)
     loader = data.loader(settings.batch_size, settings.seed)
     generator = make_generator(device, settings.seed)
     params = list(policy.trainable_parameters())

@@ -31,6 +31,7 @@ from ddrl_framework.running.nonfinite import NonFinite, NonFiniteGuard, require_
 from ddrl_framework.running.passes import PassCounter
 from ddrl_framework.running.pretrain import pretrain_if_needed
 from ddrl_framework.running.run_dir import check_output_dir, record_config
+from ddrl_framework.running.schedule import learning_rate, set_learning_rate
 from ddrl_framework.running.update import PolicyUpdate, Rollout, advantages, tilt_normalizer
 from ddrl_framework.types import DataBatch, RolloutContext, Trajectory
 
@@ -123,6 +124,8 @@ class Trainer:
         """Roll out this rank's groups, score them, compute every group's advantages, update."""
         began = time.perf_counter()
         self.passes.take()  # from here on: this iteration's
+        rate = learning_rate(self.cfg, index)
+        set_learning_rate(self.optimizer, rate)
         generator = make_generator(self.device, iteration_seed(self.experiment.seed, index))
         batch = self.share.local(next(self.loader)).to(self.device)
         trajectory, cond, values = self.rollout(batch, generator)
@@ -140,7 +143,9 @@ class Trainer:
             stats = {**average_floats(self.update(rollout), self.world), "skipped_update": 0}
         except NonFinite as error:
             stats = self._skip_or_stop(index, error)
-        extra = {} if term is None else {f"reward_term_{self.parts.regularizer.name}": term.mean().item()}
+        extra = {"learning_rate": rate}
+        if term is not None:
+            extra[f"reward_term_{self.parts.regularizer.name}"] = term.mean().item()
         if self.tilt_z is not None:
             extra["exp_tilt_z"] = self.tilt_z
         passes = self.passes.take()
@@ -277,7 +282,7 @@ class Trainer:
         if count <= 0:
             return
         generator = make_generator(self.device, self.experiment.seed + 7_919)
-        conditions = repeat_to(self.parts.data.held_out(), count).to(self.device)
+        conditions = repeat_to(self.parts.held_out(), count).to(self.device)
         noise = torch.randn((count, *policy.sample_shape), generator=generator, device=self.device)
         _, pixels = sample_in_chunks(self.parts.sampler, policy, conditions, noise, generator,
                                      self.cfg.eval_batch_size)

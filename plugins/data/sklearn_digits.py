@@ -3,6 +3,8 @@ inside the package (no download). Labels give prompts "digit 3".
 
 Pixels are in [0, 1], as every data source yields them; the policy's ``encode`` maps them to its
 latents. A fixed split (``split_seed``) holds out ``held_out_fraction`` of the images for evaluation.
+``classes`` keeps only those digits, in both parts (the same split, so a kept image is held out
+exactly when it is held out from all ten): e.g. a reference pretrained without any 3s.
 """
 
 from __future__ import annotations
@@ -28,16 +30,25 @@ def _batch(images: Tensor, labels: Tensor) -> DataBatch:
     return DataBatch(prompts=tuple(f"digit {int(l)}" for l in labels), labels=labels, x0=images)
 
 
+def _digit_classes(_, attribute, value: tuple[int, ...]) -> None:
+    if not value or len(set(value)) != len(value) or not all(isinstance(v, int) and 0 <= v <= 9 for v in value):
+        raise ValueError(f"{attribute.name} must be distinct digits 0-9 (at least one), got {list(value)}")
+
+
 @attrs.frozen(kw_only=True)
 class SklearnDigits:
     size: int = attrs.field(default=8, validator=attrs.validators.ge(8))  # 8, or upsampled
     held_out_fraction: float = attrs.field(default=0.2, validator=attrs.validators.and_(
         attrs.validators.gt(0.0), attrs.validators.lt(1.0)))
     split_seed: int = 0  # the fixed train / held-out split
+    classes: tuple[int, ...] = attrs.field(default=tuple(range(10)), converter=tuple, validator=_digit_classes)
     _split: DigitsSplit = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "_split", split_digits(self.size, self.held_out_fraction, self.split_seed))
+        split = split_digits(self.size, self.held_out_fraction, self.split_seed)
+        kept = torch.isin(split.labels, torch.as_tensor(self.classes))
+        object.__setattr__(self, "_split", attrs.evolve(
+            split, train=split.train[kept[split.train]], held_out=split.held_out[kept[split.held_out]]))
 
     @property
     def num_train(self) -> int:

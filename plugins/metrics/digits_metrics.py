@@ -3,7 +3,8 @@
 * ``frechet-distance``: FD between the evaluation samples and the held-out data in the feature
   space; with ``weighting`` the held-out data are reweighted to a target ``p_data(x) w(x)``:
   ``exp-tilt`` (``w = exp(r / T)``) or ``forward-kl`` (``w = T / (lambda - r)``), ``r`` the
-  experiment's reward on each held-out image.
+  experiment's reward on each held-out image; with ``digit`` only the held-out images of that
+  digit (e.g. the FD to held-out 3s of a reference that never saw a 3).
 * ``diversity``: mean pairwise feature distance, entropy of the predicted classes, the fraction
   predicted as each digit (``class_0`` .. ``class_9``).
 * ``recognizable`` and ``hack-rate``: see :mod:`ddrl_plugins.metrics.recognizable`.
@@ -39,11 +40,25 @@ def register_metrics(register):
     register("hack-rate", HackRate)
 
 
-def held_out_weights(context: EvalContext, weighting: str, temperature: float) -> torch.Tensor | None:
+def held_out_weights(context: EvalContext, weighting: str, temperature: float,
+                     images: torch.Tensor, prompts) -> torch.Tensor | None:
     if weighting == "none":
         return None
-    rewards = context.score(context.held_out.x0, context.held_out.prompts)
-    return target_weights(weighting, rewards, temperature)
+    return target_weights(weighting, context.score(images, prompts), temperature)
+
+
+def held_out_of(context: EvalContext, digit: int | None) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """The held-out images and prompts, only those labelled ``digit`` unless it is None."""
+    held = context.held_out
+    if digit is None:
+        return held.x0, held.prompts
+    if held.labels is None:
+        raise ValueError("frechet-distance: digit is set but the data source's held-out images have no labels")
+    keep = (held.labels == digit).nonzero().flatten().tolist()
+    if len(keep) < 2:
+        raise ValueError(f"frechet-distance: digit = {digit}, but the held-out data has {len(keep)} of them "
+                         "(is it one of the data source's classes?)")
+    return held.x0[keep], tuple(held.prompts[i] for i in keep)
 
 
 @attrs.frozen(kw_only=True)
@@ -51,14 +66,16 @@ class FrechetDistance:
     weighting: Literal["none", "exp-tilt", "forward-kl"] = "none"
     temperature: float = attrs.field(default=1.0, validator=attrs.validators.gt(0.0))
     key: str = "fd"  # the name it is reported under
+    digit: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.in_(range(10))))
     needs_reference = False
 
     @torch.no_grad()
     def __call__(self, context: EvalContext) -> dict[str, float]:
         classifier = digits_classifier()
+        images, prompts = held_out_of(context, self.digit)
         generated = classifier.features(context.samples.cpu())
-        real = classifier.features(context.held_out.x0.cpu())
-        weights = held_out_weights(context, self.weighting, self.temperature)
+        real = classifier.features(images.cpu())
+        weights = held_out_weights(context, self.weighting, self.temperature, images, prompts)
         fd = frechet_distance(*weighted_moments(generated), *weighted_moments(real, weights))
         return {self.key: fd}
 
