@@ -12,6 +12,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from torch.distributions import Normal, kl_divergence
 
+from ddrl_framework.errors import UserError
 from ddrl_framework.kit.diffusers_policy import flow_matching_process
 from ddrl_framework.kit.policy_gradient import tilt_log_normalizer
 from ddrl_framework.registry import load_registry
@@ -119,18 +120,25 @@ def test_flow_posterior_is_the_step_with_the_velocity_that_predicts_x0():
                 assert torch.allclose(q.mean, (1 - sigmas[k + 1]) * x0 + sigmas[k + 1] * eps, atol=1e-5)
 
 
-def test_kl_in_reward_is_minus_beta_times_the_path_kl():
+def _perturbed_rollout():
+    """A 4-step trajectory of a policy moved off its reference, as kl-in-reward sees it."""
     policy = build("policy", "unet2d", **TINY_UNET)
     sampler = build("sampler", "ddim-sde", denoising_steps=4)
     reference = policy.reference()
     with torch.no_grad():
         for p in policy.trainable_parameters():
             p.add_(0.01 * torch.randn_like(p))
-    context = make_step_context(policy, sampler, groups=2, group_size=2)
-    trajectory = context.trajectory
-    rollout = RolloutContext(policy=policy, reference=reference, sampler=sampler, trajectory=trajectory,
-                             cond=None, group_size=2)
-    term = build("regularizer", "kl-in-reward", beta=0.5).reward_term(rollout)
+    trajectory = make_step_context(policy, sampler, groups=2, group_size=2).trajectory
+    return sampler, reference, RolloutContext(policy=policy, reference=reference, sampler=sampler,
+                                              trajectory=trajectory, cond=None, group_size=2)
+
+
+def test_kl_in_reward_analytic_is_minus_beta_times_the_path_kl():
+    sampler, reference, rollout = _perturbed_rollout()
+    trajectory = rollout.trajectory
+    with pytest.warns(UserWarning, match="no fixed point"):
+        regularizer = build("regularizer", "kl-in-reward", beta=0.5, estimator="analytic")
+    term = regularizer.reward_term(rollout)
     expected = torch.zeros(4)
     with torch.no_grad():
         for k in range(4):
@@ -139,6 +147,29 @@ def test_kl_in_reward_is_minus_beta_times_the_path_kl():
             expected += kl_divergence(Normal(trajectory.means[k], std), Normal(ref.mean, std)).flatten(1).sum(1)
     assert term.shape == (4,) and (term < 0).all()
     assert torch.allclose(term, -0.5 * expected, rtol=1e-4)
+
+
+def test_kl_in_reward_sampled_is_minus_beta_times_the_path_log_ratio():
+    """The default estimator: ``-beta sum_k log p_old(x_{k+1} | x_k) / p_ref(x_{k+1} | x_k)``,
+    against ``torch.distributions.Normal``'s log-probs in float64."""
+    sampler, reference, rollout = _perturbed_rollout()
+    trajectory = rollout.trajectory
+    term = build("regularizer", "kl-in-reward", beta=0.5).reward_term(rollout)
+    expected = torch.zeros(4, dtype=torch.float64)
+    with torch.no_grad():
+        for k in range(4):
+            ref = sampler.transition(reference, trajectory.latents[k], k, None)
+            std, x = trajectory.stds[k].double(), trajectory.latents[k + 1].double()
+            old_lp = Normal(trajectory.means[k].double(), std).log_prob(x).flatten(1).sum(1)
+            expected += old_lp - Normal(ref.mean.double(), std).log_prob(x).flatten(1).sum(1)
+    assert term.shape == (4,) and not torch.allclose(term, torch.zeros(4))
+    assert torch.allclose(term.double(), -0.5 * expected, rtol=1e-4, atol=1e-6)
+
+
+def test_kl_in_reward_refuses_the_per_step_loss_beside_the_sampled_ratio():
+    with pytest.raises(UserError, match="twice"):
+        build("regularizer", "kl-in-reward", beta=0.5, per_step=True)
+    assert build("regularizer", "kl-in-reward", beta=0.5, estimator="analytic", per_step=True).per_step
 
 
 @pytest.mark.slow

@@ -91,3 +91,23 @@ def test_the_once_per_update_loss_reaches_the_gradients(tiny_config):
         trainer.run()
         weights.append(torch.cat([p.detach().flatten() for p in trainer.params]))
     assert not torch.equal(*weights)
+
+
+def test_each_iteration_logs_the_fraction_of_its_clipped_optimizer_steps(tiny_config):
+    """``grad_clipped``: 1 when every optimizer step's norm exceeds a tiny max_grad_norm, 0 with
+    clipping off; the report warns about a setting clipped in most iterations."""
+    from ddrl_framework.comparison.report import clipping_note
+
+    fractions = {}
+    for limit in ("1e-9", "0"):
+        recorder = _Recorder(needs_reference=False, needs_reference_transition=False, needs_data=False)
+        trainer = _trainer(tiny_config, recorder, f"train.max_grad_norm={limit}", "train.denoising_steps_per_update=2",
+                           f"output_dir={tiny_config().parent / ('clip' + limit)}")
+        trainer.run()
+        fractions[limit] = json.loads((trainer.output / "metrics.jsonl").read_text().splitlines()[0])["grad_clipped"]
+    assert fractions == {"1e-9": 1.0, "0": 0.0}
+    clipped = {"none": [{"train": [{"grad_clipped": 1.0}, {"grad_clipped": 0.5}]}],
+               "reverse-kl β=0.1": [{"train": [{"grad_clipped": 0.0}, {"grad_clipped": 0.5}]}]}
+    note = "\n".join(clipping_note(clipped))
+    assert "**none**: clipped in 75%" in note and "reverse-kl" not in note
+    assert clipping_note({"none": [{"train": [{"grad_clipped": 0.5}]}]}) == []

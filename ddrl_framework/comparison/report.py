@@ -144,6 +144,24 @@ def _statistics_section(judgements, budget: str, confidence: float) -> list[str]
             "![verdicts: each interval of A - B, with its margin](verdicts.png)", ""]
 
 
+def clipping_note(settings: dict[str, list[dict]]) -> list[str]:
+    """A warning for each setting whose gradient was clipped in most iterations (``grad_clipped``
+    in metrics.jsonl): its fixed point is that of the clipped, not of the stated, gradient."""
+    notes = []
+    for label, runs in settings.items():
+        fractions = [r["grad_clipped"] for run in runs for r in run["train"] if "grad_clipped" in r]
+        if fractions and sum(fractions) / len(fractions) > 0.5:
+            notes.append(f"- **{label}**: clipped in {sum(fractions) / len(fractions):.0%} of its optimizer steps")
+    if not notes:
+        return []
+    return ["## Gradient clipping", "",
+            "The gradient norm exceeded `train.max_grad_norm` in most updates of these settings, so they "
+            "follow the normalized gradient `g / |g|` and settle where its mean is 0, which weights each "
+            "update by `1 / |g|` and moves the balance between the reward and the regularizer: their beta "
+            "does not mean what it says (docs/concepts.md, \"What each estimator converges to\").", "",
+            *notes, ""]
+
+
 def write_report(folder: str | Path) -> Path:
     folder = Path(folder)
     manifest, settings, references = load(folder)
@@ -170,6 +188,7 @@ def write_report(folder: str | Path) -> Path:
                   "(no `own_target` in its `[[compare.arms]]` table).", ""]
     lines += ["s/iteration is each run's median over its iterations (robust to outside load on a "
               "shared machine), then the mean over seeds; evaluations are not counted.", ""]
+    lines += clipping_note(settings)
     lines += _statistics_section(judgements, budget, confidence)
     lines += ["![reward](reward.png)", ""]
     if (folder / "fidelity.png").is_file():

@@ -97,7 +97,10 @@ class Means:
 
 class PolicyUpdate:
     """The update of one iteration (see the module docstring). ``optimizer_step()`` clips,
-    checks and applies the accumulated gradients and returns their norm."""
+    checks and applies the accumulated gradients and returns their norm (before the clip);
+    ``grad_clipped`` is the fraction of the iteration's optimizer steps whose norm exceeded
+    ``train.max_grad_norm``. A clipped step follows ``g / |g|``, so a run clipped in most
+    iterations converges where ``E[g / |g|] = 0``, not where ``E[g] = 0``."""
 
     def __init__(self, *, policy: Policy, sampler: Sampler, regularizer: Regularizer,
                  reference: Policy | None, cfg: TrainConfig, trained_steps: Sequence[int], shards: Layout,
@@ -118,7 +121,8 @@ class PolicyUpdate:
                     means.add(stats)
                     if first:
                         means.keep_first("ratio_first_step", stats["ratio_mean"])
-                means.add({"grad_norm": self.optimizer_step()})
+                norm = self.optimizer_step()
+                means.add({"grad_norm": norm, "grad_clipped": float(0 < self.cfg.max_grad_norm < norm)})
         return means.result()
 
     def train_step(self, rollout: Rollout, k: int, first: bool, last: bool) -> dict[str, Tensor]:
