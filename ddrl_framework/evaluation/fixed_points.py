@@ -1,0 +1,170 @@
+"""Where each regularized estimator converges, in closed form, on a linear-Gaussian chain: the
+twin of the exactly solvable benchmark (docs/comparisons.md, "Fixed points in closed form").
+
+The chain, per coordinate (every coordinate is independent): ``x_0 ~ N(m_0, v_0)``, then ``K``
+Gaussian steps. The reference's step ``k`` is ``N(a_k x + b_k, sigma_k^2)``: with a Gaussian
+source and the exact denoiser every DDIM step mean is affine in ``x``
+(:meth:`LinearGaussianChain.ddim`). The reward is ``r(x_K) = -s (x_K - c)^2``. A policy whose
+step means are affine, ``mu_k(x) = p_k x + q_k`` at the same ``sigma_k``, can represent every
+fixed point below.
+
+An estimator's expected gradient at step ``k`` vanishes where, for every state ``x``,
+
+    d/dmu { E[W_{k+1}(mu + sigma_k xi)] - beta_own (mu - mu_ref(x))^2 / (2 sigma_k^2) } = 0,
+    W_k(x) = E[W_{k+1}(mu_k(x) + sigma_k xi)] - beta_value KL_k(x),     W_K = r,
+
+``KL_k(x) = (mu_k(x) - mu_ref(x))^2 / (2 sigma_k^2)``. ``beta_own`` weighs the gradient of a
+step's own KL at a fixed state, ``beta_value`` the KL as a cost-to-go that earlier steps see
+through the states (Tang and Munos, arXiv 2506.09477):
+
+* the path KL's whole gradient (``kl-in-reward`` sampled; analytic with ``per_step``): (beta, beta);
+* the per-step loss at the sampled states (``reverse-kl``): (beta, 0);
+* the exact per-step KL in the reward (``kl-in-reward`` analytic alone): (0, beta).
+
+With ``W_{k+1}(y) = -A y^2 + B y + const`` the stationary mean is
+``mu = (B + lam mu_ref(x)) / (2 A + lam)``, ``lam = beta_own / sigma_k^2``: affine again, and
+``W_k`` stays quadratic, so one backward pass gives every step (:func:`fixed_point`). A baseline
+that includes the sample (the group mean) scales the reward channel by ``(G - 1) / G``, so a
+*loss* acts at ``G / (G - 1)`` times its beta; an untrained step keeps the reference's mean.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import torch
+from torch import Tensor
+
+
+def _float64(value) -> Tensor:
+    return torch.as_tensor(value, dtype=torch.float64)
+
+
+@attrs.frozen(kw_only=True)
+class AffineChain:
+    """Step means ``mu_k(x) = p_k x + q_k`` ``[K]`` each, at the chain's ``sigma_k``."""
+
+    p: Tensor = attrs.field(converter=_float64)
+    q: Tensor = attrs.field(converter=_float64)
+
+
+@attrs.frozen(kw_only=True)
+class LinearGaussianChain:
+    """The reference chain (``a``, ``b``, ``sigma``: ``[K]``), its start, and the quadratic reward."""
+
+    a: Tensor = attrs.field(converter=_float64)
+    b: Tensor = attrs.field(converter=_float64)
+    sigma: Tensor = attrs.field(converter=_float64)
+    start_mean: float = 0.0
+    start_var: float = 1.0
+    center: float = 0.5  # c
+    scale: float = 1.0  # s
+
+    @property
+    def steps(self) -> int:
+        return int(self.a.shape[0])
+
+    @property
+    def reference(self) -> AffineChain:
+        return AffineChain(p=self.a, q=self.b)
+
+    @classmethod
+    def ddim(cls, *, a_t: Tensor, sqrt_a_prev: Tensor, direction: Tensor, std: Tensor, source_mean: float,
+             source_var: float, **reward) -> LinearGaussianChain:
+        """The DDIM chain (``ddim-sde``'s coefficients) of the exact denoiser of ``N(m, v)`` data:
+        ``x0_hat(x) = m + sqrt(a) v (x - sqrt(a) m) / (a v + 1 - a)``,
+        ``eps_hat = (x - sqrt(a) x0_hat) / sqrt(1 - a)``, step mean
+        ``sqrt(a_prev) x0_hat + direction eps_hat``."""
+        a, m, v = _float64(a_t), source_mean, source_var
+        gain = a.sqrt() * v / (a * v + 1 - a)  # d x0_hat / dx
+        x0_slope, x0_shift = gain, m - gain * a.sqrt() * m
+        eps_slope, eps_shift = (1 - a.sqrt() * x0_slope) / (1 - a).sqrt(), -a.sqrt() * x0_shift / (1 - a).sqrt()
+        up, side = _float64(sqrt_a_prev), _float64(direction)
+        return cls(a=up * x0_slope + side * eps_slope, b=up * x0_shift + side * eps_shift, sigma=_float64(std),
+                   **reward)
+
+
+@attrs.frozen(kw_only=True)
+class Estimator:
+    """How an arm's gradient treats the KL to the reference (module docstring).
+
+    ``loss_beta``: a per-step KL loss at the sampled states; ``reward_beta`` with ``reward_kl``:
+    the KL put into the reward, as the sampled log ratio (``"sampled"``) or the exact per-step KL
+    (``"analytic"``); ``trained``: the trained steps (None: all); ``biased_group``: the group size
+    when the baseline is the group mean including the sample (None: leave-one-out)."""
+
+    loss_beta: float = 0.0
+    reward_beta: float = 0.0
+    reward_kl: str = "sampled"
+    trained: tuple[int, ...] | None = None
+    biased_group: int | None = None
+
+    def weights(self) -> tuple[float, float]:
+        """``(beta_own, beta_value)``."""
+        loss = self.loss_beta * (self.biased_group / (self.biased_group - 1) if self.biased_group else 1.0)
+        own = loss + (self.reward_beta if self.reward_kl == "sampled" else 0.0)
+        return own, self.reward_beta
+
+
+def fixed_point(chain: LinearGaussianChain, estimator: Estimator) -> AffineChain:
+    """The affine chain where ``estimator``'s expected gradient vanishes (module docstring): one
+    backward pass from ``W_K = r``. Where nothing ties a step (no reward curvature and no KL),
+    every mean is stationary and the step keeps the reference's."""
+    own, value = estimator.weights()
+    trained = set(range(chain.steps) if estimator.trained is None else estimator.trained)
+    curvature, slope = chain.scale, 2 * chain.scale * chain.center  # W = -A y^2 + B y
+    p, q = chain.a.clone(), chain.b.clone()
+    for k in reversed(range(chain.steps)):
+        a, b, var = chain.a[k], chain.b[k], chain.sigma[k] ** 2
+        lam = own / var
+        if k in trained and 2 * curvature + lam > 0:
+            p[k], q[k] = lam * a / (2 * curvature + lam), (slope + lam * b) / (2 * curvature + lam)
+        gap_p, gap_q = p[k] - a, q[k] - b
+        curvature, slope = (curvature * p[k] ** 2 + value * gap_p ** 2 / (2 * var),
+                            slope * p[k] - 2 * curvature * p[k] * q[k] - value * gap_p * gap_q / var)
+    return AffineChain(p=p, q=q)
+
+
+def marginals(chain: LinearGaussianChain, policy: AffineChain) -> tuple[Tensor, Tensor]:
+    """The means and variances ``[K + 1]`` of ``x_0 .. x_K`` under ``policy``'s step means."""
+    means, variances = [_float64(chain.start_mean)], [_float64(chain.start_var)]
+    for k in range(chain.steps):
+        means.append(policy.p[k] * means[-1] + policy.q[k])
+        variances.append(policy.p[k] ** 2 * variances[-1] + chain.sigma[k] ** 2)
+    return torch.stack(means), torch.stack(variances)
+
+
+def path_kl(chain: LinearGaussianChain, policy: AffineChain) -> float:
+    """``KL(policy's path || reference's path)`` per coordinate, in nats:
+    ``sum_k E[((p_k - a_k) x_k + q_k - b_k)^2] / (2 sigma_k^2)``."""
+    means, variances = marginals(chain, policy)
+    dp, dq = policy.p - chain.a, policy.q - chain.b
+    per_step = ((dp * means[:-1] + dq) ** 2 + dp ** 2 * variances[:-1]) / (2 * chain.sigma ** 2)
+    return float(per_step.sum())
+
+
+def expected_reward(chain: LinearGaussianChain, policy: AffineChain) -> float:
+    """``E[r(x_K)] = -s ((m_K - c)^2 + v_K)``."""
+    means, variances = marginals(chain, policy)
+    return float(-chain.scale * ((means[-1] - chain.center) ** 2 + variances[-1]))
+
+
+def reference_tilt(chain: LinearGaussianChain, beta: float) -> tuple[float, float]:
+    """The mean and variance of ``p_ref(x) exp(r(x) / beta)``, ``p_ref`` the reference's final
+    marginal: the objective's stated optimum."""
+    means, variances = marginals(chain, chain.reference)
+    precision = 1 / variances[-1] + 2 * chain.scale / beta
+    mean = (means[-1] / variances[-1] + 2 * chain.scale * chain.center / beta) / precision
+    return float(mean), float(1 / precision)
+
+
+def gaussian_kl(mean: float, var: float, target_mean: float, target_var: float) -> float:
+    """``KL(N(mean, var) || N(target_mean, target_var))`` in nats."""
+    return 0.5 * (var / target_var + (mean - target_mean) ** 2 / target_var - 1 + math.log(target_var / var))
+
+
+def final_kl_to(chain: LinearGaussianChain, policy: AffineChain, target: tuple[float, float]) -> float:
+    """The KL of ``policy``'s final marginal to a Gaussian ``target`` (mean, variance), per coordinate."""
+    means, variances = marginals(chain, policy)
+    return gaussian_kl(float(means[-1]), float(variances[-1]), *target)
