@@ -132,3 +132,21 @@ def test_fixed_point_reference_chain_keeps_the_source_mean_and_approaches_its_va
         assert abs(float(means[-1]) - SOURCE_MEAN) < 1e-9 and path_kl(chain, chain.reference) == 0.0
         variances.append(float(var[-1]))
     assert variances[0] < variances[1] < SOURCE_VAR and SOURCE_VAR - variances[1] < 0.02
+
+
+def test_fixed_point_twin_chain_is_the_samplers_chain_on_the_affine_policy():
+    """``LinearGaussianChain.ddim`` against the framework's own ddim-sde steps of the affine
+    policy started as the exact denoiser (configs/solvable-linear.toml's policy and sampler):
+    the step means at x = 0 and x = 1 give b_k and a_k + b_k."""
+    from ddrl_framework.registry import load_registry
+
+    registry = load_registry()
+    policy = registry.build("policy", "mlp-denoiser", {"architecture": "affine", "prediction_type": "sample",
+                                                       "source_std": SOURCE_VAR ** 0.5}, "[policy]")
+    sampler = registry.build("sampler", "ddim-sde", {"denoising_steps": 20, "clip_sample": False}, "[sampler]")
+    chain = twin()
+    with torch.no_grad():
+        for k in range(20):
+            at_0, at_1 = (float(sampler.transition(policy, torch.full((1, 2), x), k, None).mean[0, 0])
+                          for x in (0.0, 1.0))
+            assert abs(at_0 - float(chain.b[k])) < 1e-5 and abs(at_1 - at_0 - float(chain.a[k])) < 1e-5, k

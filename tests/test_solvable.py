@@ -293,6 +293,41 @@ class TestMlpDenoiserVPrediction(TestMlpDenoiser):
         return build("policy", "mlp-denoiser", hidden=16, layers=2, dim=3, prediction_type="v_prediction")
 
 
+class TestAffineDenoiser(TestMlpDenoiser):
+    def make_policy(self):
+        return build("policy", "mlp-denoiser", architecture="affine", prediction_type="sample", source_std=0.5)
+
+
+def test_the_affine_denoiser_starts_as_the_exact_denoiser_of_its_gaussian_source():
+    """Against least squares on Monte-Carlo draws: for x0 ~ N(m, s^2) and x_t its noised copy,
+    the regression of x0 on x_t is E[x0 | x_t] (jointly Gaussian), which the affine policy's x0
+    prediction must equal at every timestep checked, in each parametrization."""
+    generator = torch.Generator().manual_seed(0)
+    mean, std = 0.3, 0.6
+    x0 = mean + std * torch.randn(400_000, 1, generator=generator, dtype=torch.float64)
+    noise = torch.randn(x0.shape, generator=generator, dtype=torch.float64)
+    for prediction_type in ("sample", "epsilon", "v_prediction"):
+        policy = build("policy", "mlp-denoiser", architecture="affine", dim=1, prediction_type=prediction_type,
+                       source_mean=mean, source_std=std)
+        process = policy.forward_process
+        for t in (10, 500, 990):
+            a = process.alphas_cumprod[t].double()
+            x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+            centered = x_t - x_t.mean()
+            slope = float((centered * (x0 - x0.mean())).mean() / centered.square().mean())
+            shift = float(x0.mean() - slope * x_t.mean())
+            grid = torch.tensor([[0.0], [1.0]])
+            output = policy.predict(grid, torch.full((2,), t), None)
+            predicted, _ = process.x0_and_eps(output, grid, a.float())
+            assert abs(float(predicted[1] - predicted[0]) - slope) < 0.01, (prediction_type, t)
+            assert abs(float(predicted[0]) - shift) < 0.01, (prediction_type, t)
+
+
+def test_an_mlp_cannot_start_as_the_exact_denoiser():
+    with pytest.raises(Exception, match="affine"):
+        build("policy", "mlp-denoiser", source_std=0.5)
+
+
 class TestDdimSdeOnMlpDenoiser(SamplerContract):
     def make_sampler(self):
         return build("sampler", "ddim-sde", denoising_steps=5, eta=1.0)

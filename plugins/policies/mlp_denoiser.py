@@ -11,6 +11,12 @@ with SiLU, to an output ``[B, d]``. The forward process is ``DdpmProcess`` with 
 diffusers' ``DDPMScheduler`` (cosine ``squaredcos_cap_v2`` by default), so ``ddim-sde`` samples
 it and ``ddrl pretrain`` trains it with the usual "simple" loss. Unconditional. diffusers is
 imported when a policy is built, not when the plugin registers.
+
+``architecture = "affine"`` replaces the MLP by one affine map per coordinate and training
+timestep (:class:`AffineNet`), so that every ``ddim-sde`` step mean is affine in ``x``: the
+linear-Gaussian twin of the benchmark, whose fixed points are known in closed form
+(``ddrl_framework.evaluation.fixed_points``). With ``source_std`` it starts as the exact
+denoiser of ``N(source_mean, source_std^2 I)`` data, with no pretraining.
 """
 
 from __future__ import annotations
@@ -49,6 +55,40 @@ class MlpConfig:
     num_train_timesteps: int = attrs.field(default=1000, validator=attrs.validators.ge(2))  # T
     beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2"
     prediction_type: Literal["epsilon", "v_prediction", "sample"] = "epsilon"
+    architecture: Literal["mlp", "affine"] = "mlp"  # "affine": AffineNet, the linear-Gaussian twin
+
+
+class AffineNet(nn.Module):
+    """``(x [B, d], t [B]) -> weight[t] * x + bias[t]``: an affine map per coordinate and training
+    timestep (``weight``, ``bias``: ``[T, d]``), zero until set."""
+
+    def __init__(self, config: MlpConfig):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(config.num_train_timesteps, config.dim))
+        self.bias = nn.Parameter(torch.zeros(config.num_train_timesteps, config.dim))
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        t = t.long()
+        return (self.weight[t] * x.float() + self.bias[t]).to(x.dtype)
+
+    @torch.no_grad()
+    def set_exact(self, alphas_cumprod: Tensor, prediction_type: str, mean: float, std: float) -> None:
+        """The exact denoiser of ``N(mean, std^2 I)`` data: ``E[x0 | x_t]`` has slope
+        ``g = sqrt(a) s^2 / (a s^2 + 1 - a)`` and shift ``m - g sqrt(a) m``; epsilon and v follow
+        from it as the forward process defines them."""
+        a = alphas_cumprod.double()[:, None]
+        gain = a.sqrt() * std ** 2 / (a * std ** 2 + 1 - a)
+        x0 = (gain, mean - gain * a.sqrt() * mean)
+        eps = ((1 - a.sqrt() * x0[0]) / (1 - a).sqrt(), -a.sqrt() * x0[1] / (1 - a).sqrt())
+        output = {"sample": x0, "epsilon": eps,
+                  "v_prediction": tuple(a.sqrt() * e - (1 - a).sqrt() * x for e, x in zip(eps, x0))}[prediction_type]
+        self.weight.copy_(output[0].expand_as(self.weight))
+        self.bias.copy_(output[1].expand_as(self.bias))
+
+
+def make_net(config: MlpConfig) -> nn.Module:
+    """The network ``config.architecture`` names."""
+    return AffineNet(config) if config.architecture == "affine" else MlpNet(config)
 
 
 class MlpNet(nn.Module):
@@ -156,7 +196,7 @@ def _load_pretrained(source: str) -> MlpPolicy:
         raise ValueError(f"mlp-denoiser: '{source}' has no {CONFIG_FILE} and {WEIGHTS_FILE}; expected "
                          "a folder written by save_pretrained (or ddrl pretrain)")
     config = MlpConfig(**json.loads((folder / CONFIG_FILE).read_text()))
-    net = MlpNet(config)
+    net = make_net(config)
     net.load_state_dict(load_file(folder / WEIGHTS_FILE))
     return MlpPolicy(net, config)
 
@@ -172,13 +212,22 @@ def build_mlp_denoiser(
     beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2",
     prediction_type: Literal["epsilon", "v_prediction", "sample"] = "epsilon",
     seed: int = 0,  # initial weights
+    architecture: Literal["mlp", "affine"] = "mlp",  # "affine": one affine map per coordinate and timestep
+    source_mean: float = 0.0,  # with source_std (affine only): start as the exact denoiser of
+    source_std: float | None = None,  # N(source_mean, source_std^2 I) data
 ) -> MlpPolicy:
     if pretrained is not None:
         return _load_pretrained(pretrained)
+    if source_std is not None and architecture != "affine":
+        raise ValueError("mlp-denoiser: source_std sets the exact Gaussian denoiser, which only "
+                         "architecture = \"affine\" can hold")
     config = MlpConfig(dim=dim, hidden=hidden, layers=layers, time_features=time_features,
                        num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
-                       prediction_type=prediction_type)
+                       prediction_type=prediction_type, architecture=architecture)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = MlpNet(config)
-    return MlpPolicy(net, config)
+        net = make_net(config)
+    policy = MlpPolicy(net, config)
+    if source_std is not None:
+        net.set_exact(policy.forward_process.alphas_cumprod, prediction_type, source_mean, source_std)
+    return policy
