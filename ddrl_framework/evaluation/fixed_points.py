@@ -26,6 +26,15 @@ With ``W_{k+1}(y) = -A y^2 + B y + const`` the stationary mean is
 ``W_k`` stays quadratic, so one backward pass gives every step (:func:`fixed_point`). A baseline
 that includes the sample (the group mean) scales the reward channel by ``(G - 1) / G``, so a
 *loss* acts at ``G / (G - 1)`` times its beta; an untrained step keeps the reference's mean.
+
+The data arms (``forward-kl-data`` in nats, and DDRL's exp-tilt form) weigh each step's KL by
+the *data's* states ``x ~ q_k = N(sqrt(a_t) m, a_t v + 1 - a_t)``, not the policy's, so their
+fixed point couples every step through the states and has no backward pass. But their expected
+gradient is that of one function, ``J = E_p[f(x_K)] - beta sum_k E_{q_k}[KL_k(x)]`` (``f = r``,
+or ``f = -exp(-(r - Z) / T)`` with ``Z`` fixed), every term a Gaussian moment, so
+:func:`data_fixed_point` maximizes it in float64 (the data term is anchored at the reference's
+mean: for the exact denoiser, ``E[mu_q(x_k, x0) | x_k] = mu_ref(x_k)``, and the rest is a
+constant).
 """
 
 from __future__ import annotations
@@ -60,6 +69,14 @@ class LinearGaussianChain:
     start_var: float = 1.0
     center: float = 0.5  # c
     scale: float = 1.0  # s
+    # the data's marginal at each step's timestep, N(sqrt(a_t) m, a_t v + 1 - a_t) ([K] each; the
+    # data arms only)
+    data_means: Tensor | None = attrs.field(default=None, converter=attrs.converters.optional(_float64))
+    data_vars: Tensor | None = attrs.field(default=None, converter=attrs.converters.optional(_float64))
+    source: tuple[float, float] | None = None  # the data's (mean, variance): p_data
+    # coordinates the reward sums over: every other quantity here is per coordinate, but the
+    # exp-tilt of a sum is a product, so DDRL's fixed point depends on them
+    dims: int = 1
 
     @property
     def steps(self) -> int:
@@ -82,7 +99,7 @@ class LinearGaussianChain:
         eps_slope, eps_shift = (1 - a.sqrt() * x0_slope) / (1 - a).sqrt(), -a.sqrt() * x0_shift / (1 - a).sqrt()
         up, side = _float64(sqrt_a_prev), _float64(direction)
         return cls(a=up * x0_slope + side * eps_slope, b=up * x0_shift + side * eps_shift, sigma=_float64(std),
-                   **reward)
+                   data_means=a.sqrt() * m, data_vars=a * v + 1 - a, source=(m, v), **reward)
 
 
 @attrs.frozen(kw_only=True)
@@ -168,3 +185,80 @@ def final_kl_to(chain: LinearGaussianChain, policy: AffineChain, target: tuple[f
     """The KL of ``policy``'s final marginal to a Gaussian ``target`` (mean, variance), per coordinate."""
     means, variances = marginals(chain, policy)
     return gaussian_kl(float(means[-1]), float(variances[-1]), *target)
+
+
+def data_tilt(chain: LinearGaussianChain, temperature: float) -> tuple[float, float]:
+    """The mean and variance of ``p_data(x) exp(r(x) / T)``: DDRL's stated optimum."""
+    mean, var = chain.source
+    precision = 1 / var + 2 * chain.scale / temperature
+    return (mean / var + 2 * chain.scale * chain.center / temperature) / precision, 1 / precision
+
+
+def data_log_normalizer(chain: LinearGaussianChain, temperature: float) -> float:
+    """``Z = T log E_data exp(r / T)`` (``exp_tilt_normalizer = "data"``), for ``N(m, v I)`` data
+    and the reward summed over ``chain.dims`` coordinates."""
+    mean, var = chain.source
+    u = chain.scale / temperature
+    per_coordinate = -0.5 * math.log(1 + 2 * u * var) - u * (mean - chain.center) ** 2 / (1 + 2 * u * var)
+    return temperature * chain.dims * per_coordinate
+
+
+def _terminal(chain: LinearGaussianChain, mean: Tensor, var: Tensor, temperature: float | None,
+              log_normalizer: float) -> Tensor:
+    """``E[f(x_K)]`` for ``x_K ~ N(mean, var I)`` in ``D = chain.dims`` coordinates: ``f = r``
+    (``D`` times one coordinate's), or with a temperature the exp-tilt ``-exp(-(r - Z) / T) =
+    -exp(Z / T) prod_d exp(u (x_d - c)^2)``, ``u = s / T`` (finite while ``2 u var < 1``)."""
+    if temperature is None:
+        return -chain.dims * chain.scale * ((mean - chain.center) ** 2 + var)
+    u = chain.scale / temperature
+    room = 1 - 2 * u * var
+    if room <= 0:
+        return torch.tensor(-1e30, dtype=torch.float64)
+    one = room ** -0.5 * torch.exp(u * (mean - chain.center) ** 2 / room)
+    return -math.exp(log_normalizer / temperature) * one ** chain.dims
+
+
+def data_objective(chain: LinearGaussianChain, p: Tensor, q: Tensor, beta: float, trained: list[int],
+                   temperature: float | None = None, log_normalizer: float = 0.0) -> Tensor:
+    """``J`` of the data arms (module docstring) at step means ``p x + q`` (every coordinate's)."""
+    mean, var = torch.tensor(chain.start_mean, dtype=torch.float64), torch.tensor(chain.start_var, dtype=torch.float64)
+    for k in range(chain.steps):
+        mean, var = p[k] * mean + q[k], p[k] ** 2 * var + chain.sigma[k] ** 2
+    dp, dq = p - chain.a, q - chain.b
+    second = chain.data_vars + chain.data_means ** 2
+    kl = (dp ** 2 * second + 2 * dp * dq * chain.data_means + dq ** 2) / (2 * chain.sigma ** 2)
+    return _terminal(chain, mean, var, temperature, log_normalizer) - chain.dims * beta * kl[trained].sum()
+
+
+def data_fixed_point(chain: LinearGaussianChain, beta: float, temperature: float | None = None,
+                     log_normalizer: float = 0.0, trained: tuple[int, ...] | None = None,
+                     tolerance: float = 1e-7) -> AffineChain:
+    """The fixed point of a data arm: ``argmax J`` over the trained steps' ``(p_k, q_k)``, by
+    damped Newton steps (Levenberg-Marquardt on the exact Hessian) from the reference, until
+    every gradient entry is below ``tolerance``. Untrained steps keep the reference's mean."""
+    steps = list(range(chain.steps) if trained is None else trained)
+
+    def objective(values: Tensor) -> Tensor:
+        p, q = chain.a.clone(), chain.b.clone()
+        p[steps], q[steps] = values[: len(steps)], values[len(steps):]
+        return data_objective(chain, p, q, beta, steps, temperature, log_normalizer)
+
+    values, damping = torch.cat([chain.a[steps], chain.b[steps]]), 1e-3
+    for _ in range(500):
+        gradient = torch.func.grad(objective)(values)
+        if float(gradient.abs().max()) < tolerance:
+            break
+        hessian = torch.func.hessian(objective)(values)
+        eye = torch.eye(len(values), dtype=torch.float64)
+        step = torch.linalg.solve(-hessian + damping * hessian.abs().max() * eye, gradient)
+        if objective(values + step) > objective(values):
+            values, damping = values + step, max(damping / 10, 1e-12)
+        elif damping < 1e6:
+            damping *= 10
+        else:  # no step improves J any more: float64's floor
+            raise ArithmeticError(f"data_fixed_point: stalled at gradient {float(gradient.abs().max()):.3g}")
+    else:
+        raise ArithmeticError(f"data_fixed_point: no convergence (gradient {float(gradient.abs().max()):.3g})")
+    p, q = chain.a.clone(), chain.b.clone()
+    p[steps], q[steps] = values[: len(steps)], values[len(steps):]
+    return AffineChain(p=p, q=q)
