@@ -17,12 +17,11 @@ import statistics
 
 import attrs
 import pytest
-import torch
 
 from ddrl_framework.comparison.statistics import t_quantile
 from ddrl_framework.evaluation.fixed_points import (
-    AffineChain, Estimator, LinearGaussianChain, data_fixed_point, data_log_normalizer, final_kl_to,
-    fixed_point, marginals)
+    AffineChain, Estimator, LinearGaussianChain, data_fixed_point, data_log_normalizer, ddim_twin, final_kl_to,
+    fixed_point, marginals, read_affine_chains)
 from ddrl_framework.registry import load_registry
 from ddrl_framework.running.loader import load_file
 from ddrl_framework.running.trainer import Trainer
@@ -62,13 +61,8 @@ FIXED_POINTS = {
 def learned_chains(trainer: Trainer) -> tuple[LinearGaussianChain, list[AffineChain]]:
     """The twin's reference chain and the trained policy's affine chain, one per coordinate."""
     policy, sampler = trainer.parts.policy, trainer.parts.sampler
-    with torch.no_grad():
-        at = [torch.stack([sampler.transition(policy, torch.full((1, 2), x), k, None).mean[0]
-                           for k in range(sampler.num_steps)]).double() for x in (0.0, 1.0)]
-    c = sampler.coefficients(policy)
-    chain = LinearGaussianChain.ddim(a_t=c.a_t, sqrt_a_prev=c.sqrt_a_prev, direction=c.direction, std=c.std,
-                                     source_mean=0.0, source_var=0.5142 ** 2, center=0.5, scale=1.0, dims=2)
-    return chain, [AffineChain(p=at[1][:, d] - at[0][:, d], q=at[0][:, d]) for d in range(2)]
+    chain = ddim_twin(policy, sampler, 0.0, 0.5142 ** 2, center=0.5, scale=1.0, dims=2)
+    return chain, read_affine_chains(policy, sampler)
 
 
 @pytest.fixture(scope="module")

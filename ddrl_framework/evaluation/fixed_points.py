@@ -262,3 +262,22 @@ def data_fixed_point(chain: LinearGaussianChain, beta: float, temperature: float
     p, q = chain.a.clone(), chain.b.clone()
     p[steps], q[steps] = values[: len(steps)], values[len(steps):]
     return AffineChain(p=p, q=q)
+
+
+def ddim_twin(policy, sampler, source_mean: float, source_var: float, **reward) -> LinearGaussianChain:
+    """The reference chain of ``ddim-sde`` (``sampler``, its coefficients for ``policy``'s forward
+    process) on the exact denoiser of ``N(source_mean, source_var I)`` data."""
+    c = sampler.coefficients(policy)
+    return LinearGaussianChain.ddim(a_t=c.a_t, sqrt_a_prev=c.sqrt_a_prev, direction=c.direction, std=c.std,
+                                    source_mean=source_mean, source_var=source_var, **reward)
+
+
+@torch.no_grad()
+def read_affine_chains(policy, sampler, cond=None) -> list[AffineChain]:
+    """A policy's step means read off its transitions at ``x = 0`` and ``x = 1``, one
+    :class:`AffineChain` per coordinate (exact when every step mean is affine and diagonal, as
+    the affine ``mlp-denoiser``'s are)."""
+    dims = policy.sample_shape[0]
+    at = [torch.stack([sampler.transition(policy, torch.full((1, dims), x), k, cond).mean[0]
+                       for k in range(sampler.num_steps)]).double() for x in (0.0, 1.0)]
+    return [AffineChain(p=at[1][:, d] - at[0][:, d], q=at[0][:, d]) for d in range(dims)]
