@@ -57,7 +57,7 @@ class TestDdimSde(SamplerContract):
 
 class TestDdimSdeOnUnet(SamplerContract):
     def make_sampler(self):
-        return build("sampler", "ddim-sde", denoising_steps=3, eta=0.7, clip_sample=False)
+        return build("sampler", "ddim-sde", denoising_steps=3, eta=0.7)
 
     def make_policy(self):
         return build("policy", "unet2d", **TINY_UNET)

@@ -266,3 +266,26 @@ def test_per_reward_advantages_are_aggregated_by_weight(tiny_config):
     assert torch.allclose(with_term, of(2.0 * values["brightness"] + 0.5 * values["jpeg_compressibility"] + term))
     each_with_term = aggregated("advantages", reward_term=term)
     assert torch.allclose(each_with_term, each + of(term))
+
+
+def test_ddim_sde_clamps_x0_as_the_backbones_own_sampling_does():
+    """``clip_sample`` unset: clamp where the backbone's forward process says (pixel DDPMs, as
+    DDIMScheduler's default), never on SD's latents, whose pipeline samples unclamped."""
+    sampler = build("sampler", "ddim-sde", denoising_steps=4)
+    sd = build("policy", "stable-diffusion")
+    assert sd.pipeline.scheduler.config.clip_sample is False and sampler.clips(sd) is False
+    assert sampler.clips(build("policy", "unet2d", **TINY_UNET)) is True
+    assert build("sampler", "ddim-sde", clip_sample=False).clips(build("policy", "unet2d", **TINY_UNET)) is False
+
+
+def test_the_scheduler_match_catches_a_clamp_the_backbone_does_not_do():
+    """The zero-noise step is held against the backbone's scheduler (its forward process's
+    clamp), not the sampler's own flag: a sampler told to clamp differently no longer matches
+    once the clamp binds."""
+    policy = build("policy", "unet2d", **TINY_UNET)
+    x = 3 * torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))  # x0_hat beyond [-1, 1]
+    with torch.no_grad():
+        for clip, matches in ((None, True), (False, False)):
+            sampler = build("sampler", "ddim-sde", denoising_steps=6, eta=0.0, clip_sample=clip)
+            ours = sampler.transition(policy, x, 4, None).mean
+            assert torch.allclose(ours, sampler.scheduler_step(policy, x, 4, None), atol=1e-5) is matches

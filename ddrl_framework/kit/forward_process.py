@@ -53,6 +53,9 @@ class DdpmProcess(_SimpleLoss):
 
     alphas_cumprod: Tensor  # [T]
     prediction_type: Literal["epsilon", "v_prediction", "sample"] = "epsilon"
+    # whether the backbone's own sampling clamps the predicted x0 to [-1, 1] (diffusers' DDIM
+    # default; SD's pipelines turn it off for latents): what ddim-sde does unless told otherwise
+    clip_sample: bool = True
     kind = "ddpm"  # what policies and samplers declare when they register (``forward_process=``)
 
     @property

@@ -52,7 +52,9 @@ class DdimSdeSampler:
     eta: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0))  # 0: deterministic
     # as DDIMScheduler spaces them; "leading" ends on t = 0, a deterministic (untrainable) step
     timestep_spacing: Literal["trailing", "leading"] = "trailing"
-    clip_sample: bool = True  # clamp x0_hat to [-1, 1], as DDIMScheduler does by default
+    # clamp x0_hat to [-1, 1]; None: as the backbone's own sampling does (the forward process's
+    # clip_sample: on for pixel DDPMs, as DDIMScheduler's default; off for SD's latents)
+    clip_sample: bool | None = None
     set_alpha_to_one: bool = False  # last step's a_prev: 1 (no noise) or a_0 (keeps std > 0)
 
     @property
@@ -63,12 +65,16 @@ class DdimSdeSampler:
         process = require_process(policy, DdpmProcess, "ddim-sde", instead="flow-sde")
         return _coefficients(process, self.denoising_steps, self.eta, self.timestep_spacing, self.set_alpha_to_one)
 
+    def clips(self, policy: Policy) -> bool:
+        """Whether x0_hat is clamped: ``clip_sample``, else the policy's forward process's."""
+        return policy.forward_process.clip_sample if self.clip_sample is None else self.clip_sample
+
     def transition(self, policy: Policy, x_k: Tensor, k: int, cond: Any) -> Gaussian:
         c, device = self.coefficients(policy), x_k.device
         t = c.timesteps[k].to(device)
         output = policy.predict(x_k, t.expand(x_k.shape[0]), cond)
         x0, eps = policy.forward_process.x0_and_eps(output, x_k, c.a_t[k].to(device))
-        if self.clip_sample:
+        if self.clips(policy):
             x0 = x0.clamp(-1, 1)
         return self._step(c, k, x0, eps)
 
@@ -107,7 +113,9 @@ class DdimSdeSampler:
 
     @torch.no_grad()
     def scheduler_step(self, policy: Policy, x_k: Tensor, k: int, cond: Any) -> Tensor:
-        """Step ``k`` of diffusers' ``DDIMScheduler`` at ``eta = 0`` (what zero noise must equal)."""
+        """Step ``k`` of diffusers' ``DDIMScheduler`` at ``eta = 0`` (what zero noise must equal),
+        clamping as the *backbone's* sampling does (its forward process's ``clip_sample``), not as
+        this sampler is told to: a sampler that clamps where the pipeline does not fails the match."""
         from diffusers import DDIMScheduler
 
         process = require_process(policy, DdpmProcess, "ddim-sde", instead="flow-sde")
@@ -115,7 +123,7 @@ class DdimSdeSampler:
         betas = 1 - a / torch.cat([torch.ones(1, dtype=a.dtype), a[:-1]])
         scheduler = DDIMScheduler(
             num_train_timesteps=process.num_train_timesteps, trained_betas=betas.tolist(),
-            prediction_type=process.prediction_type, clip_sample=self.clip_sample,
+            prediction_type=process.prediction_type, clip_sample=process.clip_sample,
             set_alpha_to_one=self.set_alpha_to_one, timestep_spacing=self.timestep_spacing)
         scheduler.set_timesteps(self.denoising_steps)
         t = scheduler.timesteps[k]
