@@ -13,14 +13,13 @@ regularizer that returns zero) fails it for every optimum, and each arm fails it
 twice its beta (a wrong beta). Arms that do not reach their optimum have no case here; the
 benchmark's table (``benchmarks/solvable.py``) and docs/comparisons.md give their numbers.
 
-Seed 0, at the config's 300 iterations (a cosine learning rate from 2e-3 after 10 of warm-up).
-The arms with a case are those whose implementation follows the gradient of the objective whose
-optimum the case names: ``ddrl-paper`` (the data KL in nats and the exp-tilt: ``p_data exp(r / T)``
-exactly, also for the path KL) and ``kl-in-reward-whole`` (the path KL's whole gradient on every
-step: ``p_ref exp(r / beta)``). ``reverse-kl`` and ``kl-in-reward`` follow one part of that gradient
-each, so ``p_ref exp(r / beta)`` is not their fixed point, and the plain forward KL between paths
-has no closed-form optimum (``beta p_data / (lambda - r)`` is that of the KL between final
-distributions); docs/comparisons.md gives their numbers, on 3 seeds, and what longer runs do.
+Seed 0, at the config's 300 iterations (a cosine learning rate from 2e-3 after 10 of warm-up,
+clipping off), at 30 times the floor: a smoke test that the arm moves the right way and tells
+its beta from a wrong one, not the benchmark's tolerance (20, on the upper 95% bound over 5
+seeds, which no arm meets at 300 iterations: docs/comparisons.md). The arms with a case follow
+the whole gradient of the objective whose optimum the case names: ``ddrl-paper`` and
+``kl-in-reward-whole``. Whether each arm lands on its own estimator's fixed point is tested where
+that point is computable, on the linear-Gaussian twin (tests/test_fixed_point_rl.py).
 
 To add an arm, add one ``Case`` to ``CASES``: its ``[[compare.arms]]`` name in the config, the
 metric target of its optimum (``tilt``, ``reference-tilt``, ``forward-kl``), that optimum's beta
