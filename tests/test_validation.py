@@ -97,6 +97,18 @@ def test_a_bad_arm_of_a_comparison_exits_2_before_any_work(tiny_compare_config, 
     assert not (config.parent / "cmp").exists()
 
 
+def test_an_arm_with_both_a_beta_and_betas_exits_2_before_any_work(tiny_compare_config, no_work, capsys):
+    """betas would silently replace the regularizer table's beta: refused, naming both."""
+    config = tiny_compare_config()
+    config.write_text(config.read_text().replace('regularizer = {name = "reverse-kl"}',
+                                                 'regularizer = {name = "reverse-kl", beta = 0.5}'))
+    assert main(["compare", str(config), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert "arm 'reverse-kl' sets both regularizer.beta = 0.5 and betas = [0.01, 0.1]" in error
+    assert "compare.arms" in error and "Traceback" not in error
+    assert not (config.parent / "cmp").exists()
+
+
 def test_a_valid_config_does_reach_pretraining(tiny_config, no_work):
     """The fixture's failure is real: a valid config does reach pretraining."""
     with pytest.raises(AssertionError, match="reached pretraining"):

@@ -157,13 +157,20 @@ class ResolvedExperiment(Experiment):
     provenance: Mapping[str, Any] = attrs.field(factory=dict)
 
 
+def _no_beta_beside_betas(arm: Arm, attribute, betas: tuple[float, ...]) -> None:
+    if betas and "beta" in arm.regularizer:
+        raise ValueError(f"arm '{arm.name}' sets both regularizer.beta = {arm.regularizer['beta']} and "
+                         f"betas = {list(betas)}; each beta of betas replaces regularizer.beta, so keep one")
+
+
 @attrs.frozen(kw_only=True)
 class Arm:
     """One setting of a comparison: a regularizer table, optionally swept over betas."""
 
     name: str  # how the arm is labelled in the report and its runs' folders
     regularizer: dict[str, Any]  # the [regularizer] table (without beta when betas are swept)
-    betas: tuple[float, ...] = ()  # a sweep; empty: the regularizer table as it is
+    # a sweep; empty: the regularizer table as it is (a beta in both is refused)
+    betas: tuple[float, ...] = attrs.field(default=(), validator=_no_beta_beside_betas)
     set: tuple[str, ...] = ()  # KEY=VALUE overrides for this arm's runs
     own_target: str | None = None  # the eval key of the FD to this arm's own optimum
 
