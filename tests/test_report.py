@@ -22,7 +22,7 @@ def write_comparison(folder, arms, *, compare=None, references=None, cost=None):
             (run / "eval.jsonl").write_text("".join(
                 json.dumps({"iteration": i, "reward_mean": r, "fd": fd, "class_3": 0.1, "seconds": 9.0}) + "\n"
                 for i, r, fd in evals))
-            loss = {} if arm == "none" else {f"loss_{arm}": 0.5}
+            loss = {f"loss_{arm}": 0.0 if arm == "none" else 0.5}  # as the trainer logs them
             seconds, passes = (cost or {}).get(arm, (1.0, 64))
             (run / "metrics.jsonl").write_text("".join(
                 json.dumps({"iteration": i, "reward_mean": 0.0, "seconds": seconds + (i == 0) * 100,
@@ -31,7 +31,8 @@ def write_comparison(folder, arms, *, compare=None, references=None, cost=None):
             (run / "config.json").write_text(json.dumps({"experiment": {"rewards": [{"name": "brightness", "weight": 1.0}]}}))
             runs.append({"name": name, "arm": arm, "beta": None, "seed": seed, "dir": f"runs/{name}"})
     seeds = sorted({s for arm in arms.values() for s in arm})
-    manifest = {"config": "c.toml", "compare": {"seeds": seeds, "arms": [{"name": a} for a in arms], **(compare or {})},
+    arm_tables = [{"name": a, "regularizer": {"name": "none" if a == "none" else "reverse-kl"}} for a in arms]
+    manifest = {"config": "c.toml", "compare": {"seeds": seeds, "arms": arm_tables, **(compare or {})},
                 "runs": runs}
     (folder / "compare.json").write_text(json.dumps(manifest))
     if references is not None:
@@ -131,7 +132,9 @@ def test_the_report_reads_as_a_researcher_needs(tmp_path):
     report = write_report(folder).read_text()
     table = report.split("| setting |")[1].split("\n\n")[0]
     assert table.index("| zeta |") < table.index("| none |")  # config order, not alphabetical
-    assert "regularizer loss" in report and "| 0.5000 [0.5000, 0.5000] |" in report  # zeta's loss; none: "-"
+    assert "regularizer loss" in report and "| 0.5000 [0.5000, 0.5000] |" in report  # zeta's loss
+    none_row = next(line for line in table.splitlines() if line.startswith("| none |"))
+    assert "0.0000" not in none_row and "| - |" in none_row  # none logs a zero loss; shown as "-"
     assert "s/iteration (median)" in report and "| 1.00 [1.00, 1.00] |" in report  # the 101 s outlier ignored
     assert "FD to own optimum" not in report  # no arm declares an optimum
     assert "class_0" not in report.split("## Evaluation noise")[1]

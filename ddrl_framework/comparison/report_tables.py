@@ -35,6 +35,12 @@ def regularizer_loss(train: Sequence[Mapping[str, Any]], tail: float = 0.1) -> f
     return statistics.fmean(values) if values else None
 
 
+def unregularized(arm: Mapping[str, Any]) -> bool:
+    """An arm with the ``none`` regularizer: its logged zero loss is shown as "-", not as a penalty
+    that happened to be 0."""
+    return (arm.get("regularizer") or {}).get("name") == "none"
+
+
 def network_passes(train: Sequence[Mapping[str, Any]]) -> float | None:
     values = [t["network_passes"] for t in train if "network_passes" in t]
     return statistics.median(values) if values else None
@@ -61,7 +67,8 @@ def final_rows(manifest: dict, settings: dict[str, list[dict]]) -> list[dict[str
             "recognizable": get(last, "recognizable"),
             "entropy": get(last, "class_entropy"),
             "drift": get(last, "drift_kl"),
-            "reg_loss": [x for x in (regularizer_loss(r["train"]) for r in runs) if x is not None],
+            "reg_loss": [] if unregularized(arm) else [
+                x for x in (regularizer_loss(r["train"]) for r in runs) if x is not None],
             "seconds": [statistics.median(x["seconds"] for x in r["train"]) for r in runs],
             "passes": [x for x in (network_passes(r["train"]) for r in runs) if x is not None],
             "runs": [(r["seed"], r["dir"]) for r in runs],
