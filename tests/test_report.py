@@ -64,7 +64,10 @@ def test_a_planted_difference_at_matched_reward_is_found_and_named(tmp_path):
     assert matched["at"] == pytest.approx(0.3 + 0.8 * 0.4) and matched["verdict"] == "A better"
     assert matched["a_values"] == pytest.approx([30 + 5 * s + (100 + s) * 3.2 for s in range(3)])
     assert matched["margin"] == pytest.approx(2.0) and matched["margin_source"] == "2 sd of evaluation noise"
-    assert found[("equal iterations", "gentle", "harsh", "reward_mean")]["verdict"] == "equivalent within the margin"
+    # the same rewards on both sides, but a margin of 0 (the reference's reward did not vary): TOST
+    # cannot show equivalence within a zero margin, so it stays inconclusive
+    same = found[("equal iterations", "gentle", "harsh", "reward_mean")]
+    assert same["margin"] == 0 and same["verdict"] == "inconclusive"
     report = (folder / "report.md").read_text()
     assert "on the reward 'brightness'" in report
     assert "| gentle | harsh | fd (lower) | matched reward, 0.62 |" in report and "**A better**" in report
@@ -74,7 +77,9 @@ def test_identical_arms_under_two_names_are_never_reported_different(tmp_path):
     same = {s: curve(30 + 7 * s, 100 + 13 * s) for s in range(3)}
     folder = write_comparison(tmp_path, {"kl": same, "kl-again": same}, references=NOISE)
     write_report(folder)
-    assert {v["verdict"] for v in verdicts(folder).values()} == {"equivalent within the margin"}
+    found = verdicts(folder).values()
+    assert not {v["verdict"] for v in found} & {"A better", "B better"}
+    assert {v["verdict"] for v in found if v["metric"] == "fd"} == {"equivalent within the margin"}
 
 
 def test_seed_noise_larger_than_the_effect_is_inconclusive(tmp_path):
@@ -158,3 +163,25 @@ def test_equal_compute_favours_the_cheaper_arm_where_equal_iterations_do_not(tmp
     assert at_budget["a_values"] == pytest.approx([0.7, 0.71, 0.72]) and at_budget["b_values"] == pytest.approx([0.5, 0.51, 0.52])
     assert at_budget["verdict"] == "A better"
     assert "| 64 [64, 64] |" in report and "| 128 [128, 128] |" in report  # passes per iteration
+
+
+def test_the_report_leads_with_the_primary_comparisons_and_names_the_family(tmp_path):
+    arms = {"gentle": {s: curve(30 + 5 * s, 100 + s) for s in range(3)},
+            "harsh": {s: curve(30 + 5 * s, 200 - s) for s in range(3)}}
+    primary = [{"metric": "fd", "pair": ["gentle", "harsh"], "view": "matched reward"}]
+    folder = write_comparison(tmp_path, arms, references=NOISE, compare={"primary": primary})
+    report = write_report(folder).read_text()
+    summary = report.split("## Summary")[1].split("## Final values")[0]
+    assert report.index("## Summary") < report.index("## Final values") < report.index("## Verdicts")
+    assert "**fd** (lower is better), gentle (A) against harsh (B), matched reward" in summary
+    assert "**A better** (gentle)" in summary and "it could detect ±" in summary
+    assert "1 primary comparison(s), 2 tests" in summary and "2 other row(s) are exploratory" in summary
+    found = verdicts(folder)
+    assert found[("equal iterations", "gentle", "harsh", "fd")]["verdict"] == "exploratory (no verdict)"
+    assert found[("matched reward", "gentle", "harsh", "fd")]["primary"] is True
+
+
+def test_fewer_than_three_seeds_are_warned_about_first(tmp_path):
+    arms = {"a": {s: curve(30, 100 + s) for s in range(2)}, "b": {s: curve(30, 300 + s) for s in range(2)}}
+    report = write_report(write_comparison(tmp_path, arms, references=NOISE)).read_text()
+    assert "**2 seed(s)**: fewer than 3 paired seeds" in report.split("## Final values")[0]

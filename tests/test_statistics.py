@@ -12,7 +12,6 @@ from ddrl_framework.comparison.statistics import (
     EQUIVALENT,
     INCONCLUSIVE,
     Interval,
-    incomplete_beta,
     paired_interval,
     t_cdf,
     t_quantile,
@@ -43,13 +42,6 @@ def test_t_quantile_matches_the_closed_forms_for_one_and_two_degrees_of_freedom(
 
 def test_t_quantile_approaches_the_normal_one_for_many_degrees_of_freedom():
     assert t_quantile(0.975, 1e6) == pytest.approx(1.959964, abs=1e-4)
-
-
-@pytest.mark.parametrize("a,b,x", [(1, 1, 0.3), (2.5, 1, 0.4), (1, 3.5, 0.7), (0.5, 0.5, 0.2)])
-def test_incomplete_beta_matches_closed_forms(a, b, x):
-    expected = {(1, 1): x, (2.5, 1): x ** 2.5, (1, 3.5): 1 - (1 - x) ** 3.5,
-                (0.5, 0.5): 2 / math.pi * math.asin(math.sqrt(x))}[(a, b)]
-    assert incomplete_beta(a, b, x) == pytest.approx(expected, rel=1e-10)
 
 
 def test_t_cdf_is_symmetric_and_a_half_at_zero():

@@ -135,3 +135,12 @@ def test_a_typo_in_the_file_is_reported_before_torch_or_any_plugin_loads(tiny_co
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "2 []", result.stdout + result.stderr
     assert "extra fields found (groupz) at key train" in result.stderr
+
+
+def test_a_primary_comparison_naming_no_setting_exits_2_before_any_work(tiny_compare_config, no_work, capsys):
+    config = tiny_compare_config()
+    config.write_text(config.read_text() + '\n[[compare.primary]]\nmetric = "fd"\npair = ["none", "reverse"]\n')
+    assert main(["compare", str(config), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert "compare.primary" in error and "names 'reverse': no such setting" in error
+    assert not (config.parent / "cmp").exists()

@@ -23,6 +23,7 @@ from ddrl_framework.comparison.report_tables import (
     final_table,
     noise_table,
     samples_table,
+    summary_lines,
     targets_table,
     verdict_table,
 )
@@ -101,7 +102,7 @@ def _verdicts(manifest: dict, settings: dict[str, list[dict]], references: dict 
     pairs = resolve_pairs(compare, labels)
     return judge(settings, pairs, rules(compare, keys, references), compare["seeds"],
                  budget=compare.get("budget", "iterations"), matched_reward=compare.get("matched_reward", ()),
-                 confidence=compare.get("confidence", 0.95))
+                 confidence=compare.get("confidence", 0.95), primary=compare.get("primary", ()))
 
 
 def _save_verdicts(folder: Path, judgements) -> None:
@@ -137,9 +138,13 @@ def _statistics_section(judgements, budget: str, confidence: float) -> list[str]
             "matched reward (each run's metric where its evaluation reward first reaches the level, "
             f"linearly interpolated between evaluations) and at equal {budget}. A - B is the mean of the "
             f"per-seed differences; its interval is the paired t interval at {confidence:.0%} over the n "
-            "seeds where both runs reached the level. Verdict: **equivalent within the margin** if the "
-            "whole interval lies inside ±margin; else **A better** or **B better** if it excludes 0 in "
-            "the metric's good direction; else **inconclusive**.", "", *verdict_table(judgements), "",
+            "seeds where both runs reached the level. Each primary row has two tests: TOST against "
+            "±margin (equivalence) and the paired t test of A - B = 0 (difference); all of the family's "
+            "tests are Holm-corrected. Verdict: **equivalent within the margin** if the corrected "
+            "equivalence p is below the level; else **A better** or **B better** if the corrected "
+            "difference p is, in the metric's good direction; else **inconclusive**. \"detectable\" is "
+            "the smallest true difference the row finds with 80% power at its seeds.", "",
+            *verdict_table(judgements), "",
             *_unmatched(judgements),
             "![verdicts: each interval of A - B, with its margin](verdicts.png)", ""]
 
@@ -182,7 +187,8 @@ def write_report(folder: str | Path) -> Path:
         curves(settings, arm_order, FIDELITY, folder / "fidelity.png", "Frechet distance to held-out data",
                f"fidelity under reward '{reward}'", confidence)
         pareto(rows, arm_order, references, folder / "pareto.png", f"reward: {reward}", confidence)
-    lines = _header(manifest, reward, confidence) + final_table(rows, confidence) + [""]
+    lines = _header(manifest, reward, confidence) + summary_lines(judgements, len(compare["seeds"]))
+    lines += ["## Final values", ""] + final_table(rows, confidence) + [""]
     if any(r["own"] is None for r in rows) and any(r["own"] for r in rows):
         lines += ["FD to own optimum is n/a for an arm whose objective has no known optimum here "
                   "(no `own_target` in its `[[compare.arms]]` table).", ""]

@@ -104,17 +104,47 @@ def _winner(j: Judgement) -> str:
     return {A_BETTER: f" ({j.a})", B_BETTER: f" ({j.b})"}.get(j.verdict, "")
 
 
+def _p(value: float) -> str:
+    return "-" if value != value else f"{value:.3g}"
+
+
 def verdict_table(judgements: Sequence[Judgement]) -> list[str]:
     lines = ["| A | B | metric (better) | view, at | A per seed | B per seed | A - B (n) | interval "
-             "| margin | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| margin | p, Holm: difference / equivalence | detectable | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for j in judgements:
         interval = j.interval
         shown = f"[{interval.low:.4g}, {interval.high:.4g}]" if interval.defined else "(fewer than 2 pairs)"
+        verdict = f"**{j.verdict}**{_winner(j)}" if j.primary else j.verdict
         lines.append(
             f"| {j.a} | {j.b} | {j.metric} ({j.better}) | {j.view}, {j.at:.4g} | "
             f"{', '.join(_value(v) for v in j.a_values)} | {', '.join(_value(v) for v in j.b_values)} | "
             f"{_value(interval.mean if interval.n else None)} ({interval.n}) | {shown} | "
-            f"±{j.margin:.3g} ({j.margin_source}) | **{j.verdict}**{_winner(j)} |")
+            f"±{j.margin:.3g} ({j.margin_source}) | {_p(j.p_difference)} / {_p(j.p_equivalence)} | "
+            f"{'-' if not j.primary or j.detectable == float('inf') else f'±{j.detectable:.3g}'} | {verdict} |")
+    return lines
+
+
+def summary_lines(judgements: Sequence[Judgement], seeds: int) -> list[str]:
+    """The report's first section: one plain sentence per primary comparison, and the family."""
+    primary = [j for j in judgements if j.primary]
+    lines = ["## Summary", ""]
+    if seeds < 3:
+        lines += [f"**{seeds} seed(s)**: fewer than 3 paired seeds can rarely conclude anything; every "
+                  "verdict below is likely \"inconclusive\". Add seeds to `[compare].seeds`.", ""]
+    if not primary:
+        return lines + ["(no comparison to judge)", ""]
+    for j in primary:
+        i = j.interval
+        estimate = (f"A - B = {i.mean:.4g} [{i.low:.4g}, {i.high:.4g}] over {i.n} seeds" if i.defined
+                    else f"{i.n} paired seed(s), no interval")
+        detectable = "" if j.detectable == float("inf") else f"; it could detect ±{j.detectable:.3g}"
+        lines.append(f"- **{j.metric}** ({j.better} is better), {j.a} (A) against {j.b} (B), {j.view} "
+                     f"at {j.at:.4g}: {estimate}, margin ±{j.margin:.3g}: **{j.verdict}**{_winner(j)}{detectable}.")
+    others = len(judgements) - len(primary)
+    lines += ["", f"The family: {len(primary)} primary comparison(s), {2 * len(primary)} tests (a difference and an "
+              "equivalence test each), Holm-corrected at the stated level"
+              + (f"; the {others} other row(s) are exploratory estimates with no verdict." if others else "."), ""]
     return lines
 
 

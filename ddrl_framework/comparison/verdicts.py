@@ -21,7 +21,8 @@ from typing import Any
 
 import attrs
 
-from ddrl_framework.comparison.statistics import Interval, paired_interval, value_at, verdict
+from ddrl_framework.comparison.family import detectable_difference, family_verdicts
+from ddrl_framework.comparison.statistics import INCONCLUSIVE, Interval, paired_interval, value_at
 from ddrl_framework.errors import UserError
 
 REWARD = "reward_mean"
@@ -55,7 +56,11 @@ class Judgement:
     interval: Interval
     margin: float
     margin_source: str
-    verdict: str
+    verdict: str  # after Holm's correction over the family; "exploratory (no verdict)" outside it
+    primary: bool = True  # in the corrected family
+    p_difference: float = math.nan  # Holm-corrected p of A - B = 0
+    p_equivalence: float = math.nan  # Holm-corrected TOST p of |A - B| >= margin
+    detectable: float = math.inf  # the smallest |A - B| found with 80% power (family.py)
 
 
 def direction(key: str) -> str | None:
@@ -119,13 +124,16 @@ def setting_label(name: str, labels: Mapping[str, tuple[str, float | None]], sou
 
 
 def check_declared(compare: Any, source: str) -> None:
-    """Before any run: each ``[compare].pairs`` side names a setting of the file, and each
-    ``[compare].metrics`` entry has a direction (declared or built in)."""
+    """Before any run: each ``[compare].pairs`` and ``[compare].primary`` side names a setting of
+    the file, and each ``[compare].metrics`` entry has a direction (declared or built in)."""
     labels = {f"{arm.name} β={beta:g}" if beta is not None else arm.name: (arm.name, beta)
               for arm in compare.arms for beta in (arm.betas or (None,))}
     for pair in compare.pairs:
         for side in pair:
             setting_label(side, labels, source)
+    for item in compare.primary:
+        for side in item.pair:
+            setting_label(side, labels, f"{source} (compare.primary)")
     for i, metric in enumerate(compare.metrics):
         if metric.better is None and direction(metric.key) is None:
             raise UserError(f"{source}: compare.metrics[{i}] ('{metric.key}') has no built-in direction; "
@@ -179,10 +187,39 @@ def common_budget(runs: Sequence[Mapping[str, Any]], axis: str) -> float:
     return min(trajectory(run, axis)[-1] for run in runs)
 
 
+def is_primary(judgement: Judgement, primary: Sequence[Mapping[str, Any]],
+               labels: Mapping[str, tuple[str, float | None]]) -> bool:
+    """Whether a row is one of the declared primary comparisons (every row when none is declared)."""
+    if not primary:
+        return True
+    for item in primary:
+        a, b = (setting_label(side, labels, "compare.primary") for side in item["pair"])
+        view = item.get("view", "matched reward")
+        same_view = judgement.view == view or (view == "equal budget" and judgement.view.startswith("equal"))
+        if item["metric"] == judgement.metric and {a, b} == {judgement.a, judgement.b} and same_view:
+            return True
+    return False
+
+
+def correct(judgements: Sequence[Judgement], primary: Sequence[Mapping[str, Any]],
+            labels: Mapping[str, tuple[str, float | None]], alpha: float) -> list[Judgement]:
+    """The family's verdicts (family.py): Holm over the primary rows' difference and equivalence
+    tests, with each row's detectable difference; the other rows become exploratory."""
+    chosen = [is_primary(j, primary, labels) for j in judgements]
+    rows = [(j.interval, j.margin, j.better == "higher") for j in judgements]
+    size = sum(chosen)
+    return [attrs.evolve(j, verdict=verdict, primary=chosen[i], p_difference=difference, p_equivalence=equivalence,
+                         detectable=detectable_difference(j.interval, alpha, size))
+            for i, (j, (verdict, difference, equivalence)) in enumerate(
+                zip(judgements, family_verdicts(rows, chosen, alpha)))]
+
+
 def judge(settings: Mapping[str, Sequence[Mapping[str, Any]]], pairs: Sequence[tuple[str, str]],
           metric_rules: Sequence[Rule], seeds: Sequence[int], *, budget: str = "iterations",
-          matched_reward: Sequence[float] = (), confidence: float = 0.95) -> list[Judgement]:
-    """Every pair x view x judged metric, with its interval and verdict."""
+          matched_reward: Sequence[float] = (), confidence: float = 0.95,
+          primary: Sequence[Mapping[str, Any]] = ()) -> list[Judgement]:
+    """Every pair x view x judged metric, with its interval and its verdict, corrected over the
+    family of primary comparisons (every row when none is declared)."""
     out = []
     for a, b in pairs:
         both = [*settings[a], *settings[b]]
@@ -201,5 +238,6 @@ def judge(settings: Mapping[str, Sequence[Mapping[str, Any]]], pairs: Sequence[t
                 out.append(Judgement(
                     view=view, a=a, b=b, metric=rule.key, better="higher" if rule.higher_is_better else "lower",
                     at=at, a_values=a_values, b_values=b_values, interval=interval, margin=rule.margin,
-                    margin_source=rule.margin_source, verdict=verdict(interval, rule.margin, rule.higher_is_better)))
-    return out
+                    margin_source=rule.margin_source, verdict=INCONCLUSIVE))
+    labels = {label: (runs[0]["arm"], runs[0]["beta"]) for label, runs in settings.items()}
+    return correct(out, primary, labels, 1 - confidence)

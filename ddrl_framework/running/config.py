@@ -194,6 +194,17 @@ class CompareMetric:
     # None: 2 sd of one evaluation of the reference on fresh noise (references.json)
 
 
+@attrs.frozen(kw_only=True)
+class PrimaryComparison:
+    """One declared primary comparison: a metric, a pair of settings and a view. The primary
+    comparisons form the family whose verdicts are corrected for multiplicity (Holm); every
+    other row of the report is an estimate with no verdict."""
+
+    metric: str  # an eval key, judged as [compare].metrics says (or by its built-in direction)
+    pair: tuple[str, str]  # two settings, each "arm" or "arm@beta"
+    view: Literal["matched reward", "equal budget"] = "matched reward"
+
+
 DEFAULT_ARMS = (
     Arm(name="none", regularizer={"name": "none"}),
     Arm(name="reverse-kl", regularizer={"name": "reverse-kl"}),
@@ -216,6 +227,8 @@ class CompareConfig:
     pairs: tuple[tuple[str, str], ...] = ()  # settings ("arm" or "arm@beta") compared; empty: across arms
     matched_reward: tuple[float, ...] = ()  # reward levels to compare at; empty: the highest all reach
     budget: Literal["iterations", "seconds", "passes"] = "iterations"  # the equal-budget view's axis
+    # the family of verdicts, Holm-corrected; empty: every judged row is in the family
+    primary: tuple[PrimaryComparison, ...] = ()
 
 
 def _split_name(section: Any, keep: Sequence[str] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
