@@ -173,6 +173,9 @@ class Arm:
     betas: tuple[float, ...] = attrs.field(default=(), validator=_no_beta_beside_betas)
     set: tuple[str, ...] = ()  # KEY=VALUE overrides for this arm's runs
     own_target: str | None = None  # the eval key of the FD to this arm's own optimum
+    # added to every seed of this arm's runs (still paired by the listed seed): a twin arm that
+    # differs only in its noise, for the negative control
+    seed_offset: int = 0
 
 
 @attrs.frozen(kw_only=True)

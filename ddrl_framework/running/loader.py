@@ -82,7 +82,7 @@ class ExperimentFile:
         for text in arm.set:
             apply_override(data, *parse_override(text))
         name = run_name(arm.name, beta, seed)
-        data["seed"] = seed
+        data["seed"] = seed + arm.seed_offset
         data["output_dir"] = str(Path(self.base.output_dir) / "runs" / name)
         experiment = structure_experiment(data, f"{self.source} (arm '{arm.name}', run {name})")
         return RunSpec(name=name, arm=arm.name, beta=beta, seed=seed, experiment=experiment)
