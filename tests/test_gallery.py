@@ -19,8 +19,9 @@ def make_comparison(folder, video=False):
     for i, run in enumerate(runs):
         path = folder / run["dir"]
         path.mkdir(parents=True)
-        evals = [{"iteration": 0, "reward_mean": 0.5, "saturation": 0.2, "seconds": 1.0},
-                 {"iteration": 2, "reward_mean": 0.7, "saturation": 0.2 + 0.5 * (i == 0), "seconds": 1.0}]
+        evals = [{"iteration": 0, "reward_mean": 0.5, "saturation": 0.2, "seconds": 1.0, "class_3": 0.1},
+                 {"iteration": 2, "reward_mean": 0.7, "saturation": 0.2 + 0.5 * (i == 0), "seconds": 1.0,
+                  "class_3": 0.2}]
         (path / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
         (path / "metrics.jsonl").write_text(json.dumps({"iteration": 0, "reward_mean": 0.5, "seconds": 1.0}) + "\n")
         save_grid(torch.full(shape, 0.5), path / "samples_start.png")
@@ -34,6 +35,16 @@ def test_every_metric_is_a_row_with_its_change(tmp_path):
     assert "| metric | none | forward-kl-data |" in table
     assert "| saturation | 0.7 (Δ 0.5) | 0.2 (Δ 0) |" in table  # the over-saturated arm stands out
     assert "| seconds |" not in table and "| iteration |" not in table
+    assert "| class_3 |" not in table  # the per-class fractions are summarized by class_entropy
+
+
+def test_a_label_with_beta_is_drawn_with_the_word():
+    """PIL's default font has no Greek letters: the gallery writes "beta", not an empty box."""
+    from ddrl_framework.comparison.gallery import _labelled
+
+    image = Image.new("RGB", (8, 8), "white")
+    greek, word = _labelled(image, "reverse-kl β=0.01"), _labelled(image, "reverse-kl beta=0.01")
+    assert greek.tobytes() == word.tobytes()
 
 
 def test_the_gallery_stacks_the_reference_and_each_arm(tmp_path):

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import io
+import re
 import statistics
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from PIL import Image, ImageDraw
 from ddrl_framework.kit.io import atomic_write_bytes
 
 SKIPPED = {"iteration", "seconds"}
+PER_CLASS = re.compile(r"^class_\d+$")  # summarized by class_entropy; ten rows would bury the rest
 LABEL_WIDTH = 160
 
 
@@ -32,7 +34,8 @@ def _cell(values: list[float]) -> str:
 
 def metrics_section(settings: dict[str, list[dict]]) -> list[str]:
     """One row per metric, one column per setting: the last evaluation's value and its change."""
-    keys = sorted({k for runs in settings.values() for run in runs for k in run["eval"][-1]} - SKIPPED)
+    keys = sorted(k for k in {k for runs in settings.values() for run in runs for k in run["eval"][-1]} - SKIPPED
+                  if not PER_CLASS.match(k))
     if not keys:
         return []
     labels = list(settings)
@@ -55,7 +58,8 @@ def metrics_section(settings: dict[str, list[dict]]) -> list[str]:
 def _labelled(image: Image.Image, label: str) -> Image.Image:
     row = Image.new("RGB", (LABEL_WIDTH + image.width, max(image.height, 14)), "white")
     row.paste(image.convert("RGB"), (LABEL_WIDTH, 0))
-    ImageDraw.Draw(row).text((4, 4), label, fill="black")
+    # PIL's built-in bitmap font has no Greek letters: "β" would be drawn as an empty box
+    ImageDraw.Draw(row).text((4, 4), label.replace("β", "beta"), fill="black")
     return row
 
 
