@@ -63,6 +63,8 @@ def test_a_planted_difference_at_matched_reward_is_found_and_named(tmp_path):
     matched = found[("matched reward", "gentle", "harsh", "fd")]
     assert matched["at"] == pytest.approx(0.3 + 0.8 * 0.4) and matched["verdict"] == "A better"
     assert matched["a_values"] == pytest.approx([30 + 5 * s + (100 + s) * 3.2 for s in range(3)])
+    # each run crossed 0.62 between its evaluations at 10 (0.5) and 20 (0.7): iteration 16
+    assert matched["a_crossed"] == pytest.approx([16.0] * 3) and matched["b_crossed"] == pytest.approx([16.0] * 3)
     assert matched["margin"] == pytest.approx(2.0) and matched["margin_source"] == "2 sd of evaluation noise"
     # the same rewards on both sides, but a margin of 0 (the reference's reward did not vary): TOST
     # cannot show equivalence within a zero margin, so it stays inconclusive
@@ -71,6 +73,7 @@ def test_a_planted_difference_at_matched_reward_is_found_and_named(tmp_path):
     report = (folder / "report.md").read_text()
     assert "on the reward 'brightness'" in report
     assert "| gentle | harsh | fd (lower) | matched reward, 0.62 |" in report and "**A better**" in report
+    assert "350 @it 16, 358.2 @it 16" in report
 
 
 def test_identical_arms_under_two_names_are_never_reported_different(tmp_path):

@@ -108,6 +108,13 @@ def _p(value: float) -> str:
     return "-" if value != value else f"{value:.3g}"
 
 
+def _per_seed(values: Sequence[float | None], crossed: Sequence[float | None]) -> str:
+    """Each seed's value, with the iteration where its run crossed the matched reward (``@it``)."""
+    if not crossed:
+        return ", ".join(_value(v) for v in values)
+    return ", ".join(_value(v) if c is None else f"{_value(v)} @it {c:.3g}" for v, c in zip(values, crossed))
+
+
 def verdict_table(judgements: Sequence[Judgement]) -> list[str]:
     lines = ["| A | B | metric (better) | view, at | A per seed | B per seed | A - B (n) | interval "
              "| margin | p, Holm: difference / equivalence | detectable | verdict |",
@@ -118,7 +125,7 @@ def verdict_table(judgements: Sequence[Judgement]) -> list[str]:
         verdict = f"**{j.verdict}**{_winner(j)}" if j.primary else j.verdict
         lines.append(
             f"| {j.a} | {j.b} | {j.metric} ({j.better}) | {j.view}, {j.at:.4g} | "
-            f"{', '.join(_value(v) for v in j.a_values)} | {', '.join(_value(v) for v in j.b_values)} | "
+            f"{_per_seed(j.a_values, j.a_crossed)} | {_per_seed(j.b_values, j.b_crossed)} | "
             f"{_value(interval.mean if interval.n else None)} ({interval.n}) | {shown} | "
             f"±{j.margin:.3g} ({j.margin_source}) | {_p(j.p_difference)} / {_p(j.p_equivalence)} | "
             f"{'-' if not j.primary or j.detectable == float('inf') else f'±{j.detectable:.3g}'} | {verdict} |")

@@ -57,6 +57,8 @@ class Judgement:
     margin: float
     margin_source: str
     verdict: str  # after Holm's correction over the family; "exploratory (no verdict)" outside it
+    a_crossed: tuple[float | None, ...] = ()  # per seed, matched reward: the iteration where the run crossed
+    b_crossed: tuple[float | None, ...] = ()
     primary: bool = True  # in the corrected family
     p_difference: float = math.nan  # Holm-corrected p of A - B = 0
     p_equivalence: float = math.nan  # Holm-corrected TOST p of |A - B| >= margin
@@ -169,6 +171,15 @@ def per_seed(runs: Sequence[Mapping[str, Any]], seeds: Sequence[int], key: str, 
     return tuple(out)
 
 
+def crossings(runs: Sequence[Mapping[str, Any]], seeds: Sequence[int], axis: str,
+              level: float) -> tuple[float | None, ...]:
+    """Each seed's iteration where its run reaches ``level`` on ``axis`` (interpolated; None: never)."""
+    by_seed = {run["seed"]: run for run in runs}
+    return tuple(None if seed not in by_seed else
+                 value_at(trajectory(by_seed[seed], axis), [e["iteration"] for e in by_seed[seed]["eval"]], level)
+                 for seed in seeds)
+
+
 MATCHED_FRACTION = 0.8
 
 
@@ -235,7 +246,9 @@ def judge(settings: Mapping[str, Sequence[Mapping[str, Any]]], pairs: Sequence[t
                 if all(v is None for v in a_values + b_values):
                     continue  # a metric neither side reports
                 interval = paired_interval(a_values, b_values, confidence)
-                out.append(Judgement(
+                crossed = ((crossings(settings[a], seeds, axis, at), crossings(settings[b], seeds, axis, at))
+                           if axis == "reward" else ((), ()))
+                out.append(Judgement(a_crossed=crossed[0], b_crossed=crossed[1],
                     view=view, a=a, b=b, metric=rule.key, better="higher" if rule.higher_is_better else "lower",
                     at=at, a_values=a_values, b_values=b_values, interval=interval, margin=rule.margin,
                     margin_source=rule.margin_source, verdict=INCONCLUSIVE))
