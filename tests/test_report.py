@@ -188,3 +188,13 @@ def test_fewer_than_three_seeds_are_warned_about_first(tmp_path):
     arms = {"a": {s: curve(30, 100 + s) for s in range(2)}, "b": {s: curve(30, 300 + s) for s in range(2)}}
     report = write_report(write_comparison(tmp_path, arms, references=NOISE)).read_text()
     assert "**2 seed(s)**: fewer than 3 paired seeds" in report.split("## Final values")[0]
+
+
+def test_final_intervals_stay_inside_each_metrics_range():
+    """Class entropy over 2 seeds, 0.1 and 0.6: the t interval runs below 0; the table cuts it to
+    [0, log 10] (the cut interval still covers the mean wherever the t interval does)."""
+    from ddrl_framework.comparison.report_tables import RANGES, fmt
+
+    assert fmt([0.1, 0.6], 2) == "0.35 [-2.83, 3.53]"
+    assert fmt([0.1, 0.6], 2, bounds=RANGES["entropy"]) == "0.35 [0.00, 2.30]"
+    assert fmt([0.1, 0.9], 2, bounds=RANGES["recognizable"]) == "0.50 [0.00, 1.00]"

@@ -16,14 +16,24 @@ FIDELITY = "fd"
 HIDDEN_NOISE_KEYS = re.compile(r"^(iteration|seconds|class_\d+)$")  # a class's fraction is no noise figure
 
 
-def fmt(values: Sequence[float], digits: int = 3, confidence: float = 0.95) -> str:
-    """``mean [low, high]`` (the t interval of the mean over seeds), or the one value, or "-"."""
+# the range of each final-table column that has one: an interval is cut to it (the true mean lies
+# inside the range, so the cut interval covers it whenever the t interval does)
+RANGES = {"fd": (0.0, math.inf), "own": (0.0, math.inf), "common": (0.0, math.inf), "recognizable": (0.0, 1.0),
+          "entropy": (0.0, math.log(10)), "drift": (0.0, math.inf), "seconds": (0.0, math.inf),
+          "passes": (0.0, math.inf)}
+
+
+def fmt(values: Sequence[float], digits: int = 3, confidence: float = 0.95,
+        bounds: tuple[float, float] = (-math.inf, math.inf)) -> str:
+    """``mean [low, high]`` (the t interval of the mean over seeds, cut to ``bounds``), or the
+    one value, or "-"."""
     mean, half = mean_and_half_width(values, confidence)
     if mean != mean:
         return "-"
     if len([v for v in values if v is not None]) < 2:
         return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} [{mean - half:.{digits}f}, {mean + half:.{digits}f}]"
+    low, high = max(mean - half, bounds[0]), min(mean + half, bounds[1])
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def regularizer_loss(train: Sequence[Mapping[str, Any]], tail: float = 0.1) -> float | None:
@@ -91,7 +101,8 @@ def final_table(rows: Sequence[dict[str, Any]], confidence: float) -> list[str]:
     lines = ["| setting | seeds | iters | " + " | ".join(h for h, _, _ in columns) + " |",
              "|---|---|---|" + "---|" * len(columns)]
     for r in rows:
-        cells = ["n/a" if r[k] is None else fmt(r[k], d, confidence) for _, k, d in columns]
+        cells = ["n/a" if r[k] is None else fmt(r[k], d, confidence, RANGES.get(k, (-math.inf, math.inf)))
+                 for _, k, d in columns]
         lines.append(f"| {r['label']} | {r['seeds']} | {r['iterations']} | " + " | ".join(cells) + " |")
     return lines
 
