@@ -148,18 +148,20 @@ def timesteps(total: int, steps: int, spacing: str) -> Tensor:
 @functools.lru_cache(maxsize=16)
 def _coefficients(process: DdpmProcess, steps: int, eta: float, spacing: str,
                   set_alpha_to_one: bool) -> DdimCoefficients:
-    """Computed once per forward process (hashed by identity) and sampler settings."""
-    a, total = process.alphas_cumprod, process.num_train_timesteps
+    """Computed once per forward process (hashed by identity) and sampler settings, in float64:
+    at the first step ``1 - a_prev - std^2`` is a difference of numbers near 1 that is ~1e-8 on a
+    cosine schedule, which float32 rounds to 0 (``direction`` 0 instead of 1.5e-4)."""
+    a, total = process.alphas_cumprod.double(), process.num_train_timesteps
     t = timesteps(total, steps, spacing)
     t_prev = t - total // steps
     final = torch.ones((), dtype=a.dtype) if set_alpha_to_one else a[0]
     a_t = a[t]
     a_prev = torch.where(t_prev >= 0, a[t_prev.clamp(min=0)], final)
     variance = (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)
-    std = (eta * variance.clamp(min=0).sqrt()).float()
-    a_t, a_prev = a_t.float(), a_prev.float()
+    std = eta * variance.clamp(min=0).sqrt()
     direction = (1 - a_prev - std.square()).clamp(min=0).sqrt()
-    return DdimCoefficients(timesteps=t, a_t=a_t, sqrt_a_prev=a_prev.sqrt(), direction=direction, std=std)
+    return DdimCoefficients(timesteps=t, a_t=a_t.float(), sqrt_a_prev=a_prev.sqrt().float(),
+                            direction=direction.float(), std=std.float())
 
 
 def gradient_gains(c: DdimCoefficients, process: DdpmProcess) -> Tensor:
