@@ -82,7 +82,7 @@ def test_compare_runs_reports_and_never_reruns_a_finished_run(comparison, capsys
     assert main(["compare", str(path), "--quiet"]) == 0
     assert (folder / "runs" / "reverse-kl-beta0.1-seed0" / "metrics.jsonl").read_bytes() == alone
     report = (folder / "report.md").read_text()
-    for setting in ("| none | 2 |", "| reverse-kl β=0.01 | 2 |", "| reverse-kl β=0.1 | 2 |"):
+    for setting in ("| none | 2 |", "| reverse-kl β=0.01 nats | 2 |", "| reverse-kl β=0.1 nats | 2 |"):
         assert setting in report
     assert "Evaluation noise" in report and "| bright | exp-tilt T=0.05 |" in report
     assert "| policy | unet2d | unet2d | ddrl-framework 0.1.0 | all |" in report  # who provided what

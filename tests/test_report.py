@@ -198,3 +198,24 @@ def test_final_intervals_stay_inside_each_metrics_range():
     assert fmt([0.1, 0.6], 2) == "0.35 [-2.83, 3.53]"
     assert fmt([0.1, 0.6], 2, bounds=RANGES["entropy"]) == "0.35 [0.00, 2.30]"
     assert fmt([0.1, 0.9], 2, bounds=RANGES["recognizable"]) == "0.50 [0.00, 1.00]"
+
+
+def test_labels_name_the_unit_of_beta_and_mixed_units_are_said_first(tmp_path):
+    arms = {"kl": {s: curve(30, 100 + s) for s in range(3)}, "data": {s: curve(30, 300 + s) for s in range(3)}}
+    folder = write_comparison(tmp_path, arms, references=NOISE)
+    manifest = json.loads((folder / "compare.json").read_text())
+    for run, (beta, unit) in zip(manifest["runs"], [(0.01, "nats")] * 3 + [(10.0, "paper")] * 3):
+        run.update(beta=beta, beta_unit=unit)
+    (folder / "compare.json").write_text(json.dumps(manifest))
+    report = write_report(folder).read_text()
+    assert "| kl β=0.01 nats | 3 |" in report and "| data β=10 paper | 3 |" in report
+    assert report.index("in different units (nats, paper)") < report.index("## Summary")
+
+
+def test_the_built_in_regularizers_declare_the_unit_of_their_beta():
+    from ddrl_framework.registry import load_registry
+
+    registry = load_registry()
+    unit = lambda name, **options: registry.build("regularizer", name, options, "[regularizer]").beta_unit  # noqa: E731
+    assert unit("reverse-kl") == unit("kl-in-reward") == unit("forward-kl-data") == "nats"
+    assert unit("forward-kl-data", unit="paper") == "paper"

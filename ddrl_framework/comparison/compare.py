@@ -70,6 +70,13 @@ def validate_runs(config: str | Path, base: Experiment, runs: list[RunSpec],
     return base, checked
 
 
+def beta_unit(experiment: Experiment, registry: Registry) -> str | None:
+    """The unit of the run's beta, as its regularizer declares it (an optional ``beta_unit``:
+    "nats" for the built-in KLs, "nats" or "paper" for forward-kl-data); None if it does not."""
+    spec = experiment.regularizer
+    return getattr(registry.build("regularizer", spec.name, spec.options, "[regularizer]"), "beta_unit", None)
+
+
 def is_finished(run: RunSpec) -> bool:
     checkpoints = run.directory / "checkpoints"
     if not (checkpoints / "latest").is_file():
@@ -140,8 +147,8 @@ def run_compare(config: str, overrides: Sequence[str], registry: Registry | None
         return runs[0].directory
     output = Path(base.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    manifest = {"config": str(config), "overrides": list(overrides),
-                "compare": attrs.asdict(compare), "runs": [r.manifest() for r in runs]}
+    manifest = {"config": str(config), "overrides": list(overrides), "compare": attrs.asdict(compare),
+                "runs": [{**r.manifest(), "beta_unit": beta_unit(r.experiment, registry)} for r in runs]}
     atomic_write_bytes(output / "compare.json", json.dumps(manifest, indent=2, default=list).encode())
     pretrain_if_needed(base, registry, show_progress)  # once, before any run needs it
     todo = [r for r in runs if not is_finished(r)]

@@ -44,7 +44,8 @@ def load(folder: Path) -> tuple[dict, dict[str, list[dict]], dict | None]:
         evals = read_metrics(folder / run["dir"] / "eval.jsonl")
         train = read_metrics(folder / run["dir"] / "metrics.jsonl")
         if evals and train:
-            label = run["arm"] + ("" if run["beta"] is None else f" β={run['beta']:g}")
+            unit = f" {run['beta_unit']}" if run.get("beta_unit") else ""
+            label = run["arm"] + ("" if run["beta"] is None else f" β={run['beta']:g}{unit}")
             settings[label].append({**run, "eval": evals, "train": train})
     references = folder / "references.json"
     return manifest, dict(settings), json.loads(references.read_text()) if references.is_file() else None
@@ -121,6 +122,15 @@ def _header(manifest: dict, reward: str, confidence: float) -> list[str]:
             f"ddrl-framework {__version__}; each component's plugin and version are under Components.", ""]
 
 
+def _units_note(manifest: dict) -> list[str]:
+    """A warning when the swept betas are in different units (the same number, another strength)."""
+    units = sorted({run["beta_unit"] for run in manifest["runs"] if run.get("beta") is not None and run.get("beta_unit")})
+    if len(units) < 2:
+        return []
+    return [f"**The arms' betas are in different units ({', '.join(units)})**: a beta in one is not the same "
+            "strength as the same number in another (docs/configuration.md, \"Units of beta\").", ""]
+
+
 def _unmatched(judgements) -> list[str]:
     """The pairs read at no matched reward (no level above every run's start that all reach)."""
     pairs = list(dict.fromkeys((j.a, j.b) for j in judgements))
@@ -187,7 +197,8 @@ def write_report(folder: str | Path) -> Path:
         curves(settings, arm_order, FIDELITY, folder / "fidelity.png", "Frechet distance to held-out data",
                f"fidelity under reward '{reward}'", confidence)
         pareto(rows, arm_order, references, folder / "pareto.png", f"reward: {reward}", confidence)
-    lines = _header(manifest, reward, confidence) + summary_lines(judgements, len(compare["seeds"]))
+    lines = _header(manifest, reward, confidence) + _units_note(manifest)
+    lines += summary_lines(judgements, len(compare["seeds"]))
     lines += ["## Final values", ""] + final_table(rows, confidence) + [""]
     if any(r["own"] is None for r in rows) and any(r["own"] for r in rows):
         lines += ["FD to own optimum is n/a for an arm whose objective has no known optimum here "

@@ -56,6 +56,11 @@ class ForwardKLData:
     needs_reference_transition = False
     needs_data = True
 
+    @property
+    def beta_unit(self) -> str:
+        """How a comparison's labels name beta's unit: ``unit``."""
+        return self.unit
+
     def extra_states(self, context: StepContext) -> ExtraStates | None:
         """The data noised to the step (nats, rollout noise, ``fuse``): the trainer computes the
         policy's transition there in the trained step's own network call."""

@@ -66,6 +66,7 @@ class KLInReward:
     # with "analytic": also reverse-kl's per-step loss, the other part of the gradient
     per_step: bool = attrs.field(default=False, validator=_per_step_only_with_analytic)
     name = "kl_in_reward"
+    beta_unit = "nats"  # how a comparison's labels name beta's unit
     needs_reference = True
     needs_data = False
 

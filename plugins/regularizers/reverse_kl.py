@@ -23,6 +23,7 @@ def register_regularizers(register):
 class ReverseKL:
     beta: float = attrs.field(default=0.01, validator=attrs.validators.ge(0.0))
     name = "reverse_kl"
+    beta_unit = "nats"  # how a comparison's labels name beta's unit
     needs_reference = False
     needs_reference_transition = True
     needs_data = False
