@@ -18,8 +18,9 @@ import torch
 from common import DEFAULT_CONFIG, NO_REGULARIZER, interleaved_medians, make_trainer
 
 
-def hand_written_iteration(model, alphas, optimizer, steps, groups, group_size, seed):
-    """The whole RL iteration in plain torch: nothing from ddrl_framework."""
+def hand_written_iteration(model, alphas, optimizer, steps, trained, groups, group_size, seed):
+    """The whole RL iteration in plain torch: nothing from ddrl_framework. ``trained``: the
+    denoising steps the policy gradient trains on, the framework's own (the same work)."""
     generator = torch.Generator().manual_seed(seed)
     n, total = groups * group_size, alphas.shape[0]
     timesteps = (torch.arange(total, 0, -total / steps, dtype=torch.float64).round().long() - 1).tolist()
@@ -45,11 +46,11 @@ def hand_written_iteration(model, alphas, optimizer, steps, groups, group_size, 
             log_probs.append(log_prob(latents[-1], mean, std))
     rewards = ((latents[-1] + 1) / 2).clamp(0, 1).flatten(1).mean(1).reshape(groups, group_size)
     advantages = ((rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, unbiased=False, keepdim=True) + 1e-4)).clamp(-5, 5).reshape(-1)
-    for k in range(steps):
+    for k in trained:
         mean, std = step(latents[k], k)
         ratio = torch.exp(log_prob(latents[k + 1], mean, std) - log_probs[k])
         loss = torch.maximum(-advantages * ratio, -advantages * ratio.clamp(0.8, 1.2)).mean()
-        (loss / steps).backward()
+        (loss / len(trained)).backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -66,7 +67,7 @@ def main() -> None:
         model = copy.deepcopy(policy.model)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
         alphas = policy.forward_process.alphas_cumprod
-        steps = trainer.parts.sampler.num_steps
+        steps, trained = trainer.parts.sampler.num_steps, list(trainer.trained_steps)
         counter = {"framework": 0, "hand-written": 0}
 
         def framework():
@@ -74,13 +75,13 @@ def main() -> None:
             counter["framework"] += 1
 
         def hand_written():
-            hand_written_iteration(model, alphas, optimizer, steps, cfg.groups, cfg.group_size,
+            hand_written_iteration(model, alphas, optimizer, steps, trained, cfg.groups, cfg.group_size,
                                    counter["hand-written"])
             counter["hand-written"] += 1
 
         medians = interleaved_medians({"framework": framework, "hand-written": hand_written}, args.rounds)
-    print(f"threads {torch.get_num_threads()}, {cfg.groups * cfg.group_size} samples x {steps} steps, "
-          f"median of {args.rounds} interleaved rounds")
+    print(f"threads {torch.get_num_threads()}, {cfg.groups * cfg.group_size} samples x {steps} steps "
+          f"({len(trained)} trained, in both loops), median of {args.rounds} interleaved rounds")
     print(f"{'loop':<14}{'s/iteration':>12}")
     for name, seconds in medians.items():
         print(f"{name:<14}{seconds:>12.4f}")
