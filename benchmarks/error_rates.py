@@ -13,8 +13,8 @@ is given as a multiple of it. Two nulls, each at its least favourable point:
 * **false equivalent**: every ``delta = margin``; the rate of families with any "equivalent".
 
 Both must be at most ``alpha`` (0.05) up to Monte-Carlo error; ``--check`` exits 1 otherwise.
-Beside them, "uncorrected" is the old rule (each row alone, "better" when its 95% interval
-excludes 0) at the same nulls, and "power" the rate of rows called "better" at ``delta = 2 margin``.
+Beside them, "uncorrected" is the old rule (``statistics.verdict``: each row alone, "better"
+when its 95% interval excludes 0) at the same nulls, and "power" the rate of rows called "better" at ``delta = 2 margin``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import random
 import sys
 
 from ddrl_framework.comparison.family import family_verdicts
-from ddrl_framework.comparison.statistics import A_BETTER, B_BETTER, EQUIVALENT, paired_interval
+from ddrl_framework.comparison.statistics import A_BETTER, B_BETTER, EQUIVALENT, paired_interval, verdict
 
 ALPHA = 0.05
 BETTER = (A_BETTER, B_BETTER)
@@ -46,7 +46,7 @@ def cell(generator: random.Random, trials: int, n: int, m: int, margin: float) -
     shifted = list(families(generator, trials, n, m, 2 * margin, margin))
     return {
         "false better": sum(any(v in BETTER for v in vs) for vs, _ in null) / trials,
-        "uncorrected": sum(any(i.low > 0 or i.high < 0 for i in its) for _, its in null) / trials,
+        "uncorrected": sum(any(verdict(i, 0.0, True) in BETTER for i in its) for _, its in null) / trials,
         "false equivalent": sum(any(v == EQUIVALENT for v in vs) for vs, _ in boundary) / trials,
         "power": sum(v in BETTER for vs, _ in shifted for v in vs) / (trials * m),
     }

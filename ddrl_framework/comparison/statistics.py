@@ -11,7 +11,8 @@ evaluation trajectory, paired-seed intervals and the interval-only verdict.
   cancels in the difference).
 * :func:`verdict` is TOST-style: "equivalent within the margin" when the whole interval lies in
   ``[-margin, margin]``; otherwise a side is better when the interval excludes 0 in the metric's
-  good direction; otherwise "inconclusive".
+  good direction; otherwise "inconclusive". One row alone, uncorrected: the rule before
+  ``family.py`` (which reports use now), kept as the contrast ``benchmarks/error_rates.py`` prints.
 """
 
 from __future__ import annotations

@@ -171,15 +171,6 @@ def per_seed(runs: Sequence[Mapping[str, Any]], seeds: Sequence[int], key: str, 
     return tuple(out)
 
 
-def crossings(runs: Sequence[Mapping[str, Any]], seeds: Sequence[int], axis: str,
-              level: float) -> tuple[float | None, ...]:
-    """Each seed's iteration where its run reaches ``level`` on ``axis`` (interpolated; None: never)."""
-    by_seed = {run["seed"]: run for run in runs}
-    return tuple(None if seed not in by_seed else
-                 value_at(trajectory(by_seed[seed], axis), [e["iteration"] for e in by_seed[seed]["eval"]], level)
-                 for seed in seeds)
-
-
 MATCHED_FRACTION = 0.8
 
 
@@ -246,8 +237,9 @@ def judge(settings: Mapping[str, Sequence[Mapping[str, Any]]], pairs: Sequence[t
                 if all(v is None for v in a_values + b_values):
                     continue  # a metric neither side reports
                 interval = paired_interval(a_values, b_values, confidence)
-                crossed = ((crossings(settings[a], seeds, axis, at), crossings(settings[b], seeds, axis, at))
-                           if axis == "reward" else ((), ()))
+                # where each run crossed: the iteration read like any other key at the level
+                crossed = ((per_seed(settings[a], seeds, "iteration", axis, at),
+                            per_seed(settings[b], seeds, "iteration", axis, at)) if axis == "reward" else ((), ()))
                 out.append(Judgement(a_crossed=crossed[0], b_crossed=crossed[1],
                     view=view, a=a, b=b, metric=rule.key, better="higher" if rule.higher_is_better else "lower",
                     at=at, a_values=a_values, b_values=b_values, interval=interval, margin=rule.margin,
