@@ -15,7 +15,6 @@ in nats; intervals are 95% t intervals over seeds x coordinates.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -23,14 +22,13 @@ from pathlib import Path
 
 import torch
 
-from ddrl_framework.comparison.statistics import t_quantile
 from ddrl_framework.evaluation.fixed_points import (
     AffineChain, Estimator, data_fixed_point, data_log_normalizer, data_tilt, ddim_twin, expected_reward,
     final_kl_to, fixed_point, marginals, read_affine_chains, reference_tilt)
 from ddrl_framework.registry import load_registry
 from ddrl_framework.running.loader import load_file
 from ddrl_framework.running.trainer import Trainer
-from solvable import commit, read_raw
+from solvable import commit, interval, read_raw, run_once
 
 CONFIG = "configs/solvable-linear.toml"
 SOURCE, BETA, TEMPERATURE = (0.0, 0.5142 ** 2), 0.5, 0.5
@@ -61,12 +59,6 @@ def train_one(file, arm, seed: int) -> dict:
             "q": [c.q.tolist() for c in chains]}
 
 
-def interval(values: list[float], digits: int = 5) -> str:
-    mean = statistics.fmean(values)
-    half = t_quantile(0.975, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
-    return f"{mean:.{digits}f} [{mean - half:.{digits}f}, {mean + half:.{digits}f}]"
-
-
 def final(chain, point: AffineChain) -> tuple[float, float]:
     means, variances = marginals(chain, point)
     return float(means[-1]), float(variances[-1])
@@ -79,9 +71,9 @@ def row(name: str, lines: list[dict], chain) -> str:
     learned = [AffineChain(p=p, q=q) for line in lines for p, q in zip(line["p"], line["q"])]
     to_own = [final_kl_to(chain, one, final(chain, point)) for one in learned]
     optimum = stated(chain) if stated else None
-    cells = [name, words, interval(to_own),
+    cells = [name, words, interval(to_own, 5),
              f"{final_kl_to(chain, point, optimum):.5f}" if optimum else "-",
-             interval([final_kl_to(chain, one, optimum) for one in learned]) if optimum else "-",
+             interval([final_kl_to(chain, one, optimum) for one in learned], 5) if optimum else "-",
              interval([expected_reward(chain, one) for one in learned], 4), f"{expected_reward(chain, point):.4f}",
              f"{-((optimum[0] - chain.center) ** 2 + optimum[1]):.4f}" if optimum else "-",
              f"{len(lines)}", f"{statistics.fmean(line['seconds'] for line in lines):.0f}"]
@@ -106,12 +98,8 @@ def main() -> None:
         for arm in file.comparison().arms:
             beta = arm.betas[0] if arm.betas else None
             for seed in args.seeds:
-                key = (arm.name, beta, seed)
-                if key not in raw and not args.table_only:
-                    raw[key] = train_one(file, arm, seed)
-                    if args.raw is not None:
-                        with args.raw.open("a") as out:
-                            out.write(json.dumps(raw[key]) + "\n")
+                if not args.table_only:
+                    run_once(raw, (arm.name, beta, seed), args.raw, lambda: train_one(file, arm, seed))
             lines = [raw[(arm.name, beta, s)] for s in args.seeds if (arm.name, beta, s) in raw]
             if lines:
                 experiment = file.run(arm, beta, args.seeds[0]).experiment

@@ -65,13 +65,13 @@ def mean_and_spread(values: list[float]) -> str:
     return f"{mean:.5f} ± {statistics.stdev(values):.5f}" if len(values) > 1 else f"{mean:.5f}"
 
 
-def interval(values: list[float]) -> str:
+def interval(values: list[float], digits: int = 1) -> str:
     """``mean [low, high]``: the 95% t interval of the mean over seeds."""
     mean = statistics.fmean(values)
     if len(values) < 2:
-        return f"{mean:.1f}"
+        return f"{mean:.{digits}f}"
     half = t_quantile(0.975, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
-    return f"{mean:.1f} [{mean - half:.1f}, {mean + half:.1f}]"
+    return f"{mean:.{digits}f} [{mean - half:.{digits}f}, {mean + half:.{digits}f}]"
 
 
 def row(arm: Arm, beta: float | None, lines: list[dict], common: str | None) -> str:
@@ -93,6 +93,17 @@ def row(arm: Arm, beta: float | None, lines: list[dict], common: str | None) -> 
         f"{statistics.fmean(line['seconds'] for line in lines):.0f}",
     ]
     return "| " + " | ".join(cells) + " |"
+
+
+def run_once(raw: dict[tuple, dict], key: tuple, path: Path | None, train) -> None:
+    """``train()``'s raw line for ``key`` unless ``raw`` has it, appended to ``path`` at once (so an
+    interrupted benchmark keeps every finished run and resumes after it)."""
+    if key in raw:
+        return
+    raw[key] = train()
+    if path is not None:
+        with path.open("a") as out:
+            out.write(json.dumps(raw[key]) + "\n")
 
 
 def read_raw(path: Path | None) -> dict[tuple, dict]:
@@ -127,11 +138,8 @@ def main() -> None:
                 lines = []
                 for seed in args.seeds:
                     key = (arm.name, beta, seed)
-                    if key not in raw and not args.table_only:
-                        raw[key] = train_one(file, arm, beta, seed)
-                        if args.raw is not None:
-                            with args.raw.open("a") as out:
-                                out.write(json.dumps(raw[key]) + "\n")
+                    if not args.table_only:
+                        run_once(raw, key, args.raw, lambda: train_one(file, arm, beta, seed))
                     if key in raw:
                         lines.append(raw[key])
                 if lines:

@@ -45,6 +45,8 @@ import attrs
 import torch
 from torch import Tensor
 
+from ddrl_framework.kit.forward_process import gaussian_denoiser
+
 
 def _float64(value) -> Tensor:
     return torch.as_tensor(value, dtype=torch.float64)
@@ -94,9 +96,7 @@ class LinearGaussianChain:
         ``eps_hat = (x - sqrt(a) x0_hat) / sqrt(1 - a)``, step mean
         ``sqrt(a_prev) x0_hat + direction eps_hat``."""
         a, m, v = _float64(a_t), source_mean, source_var
-        gain = a.sqrt() * v / (a * v + 1 - a)  # d x0_hat / dx
-        x0_slope, x0_shift = gain, m - gain * a.sqrt() * m
-        eps_slope, eps_shift = (1 - a.sqrt() * x0_slope) / (1 - a).sqrt(), -a.sqrt() * x0_shift / (1 - a).sqrt()
+        (x0_slope, x0_shift), (eps_slope, eps_shift) = gaussian_denoiser(a, m, v)
         up, side = _float64(sqrt_a_prev), _float64(direction)
         return cls(a=up * x0_slope + side * eps_slope, b=up * x0_shift + side * eps_shift, sigma=_float64(std),
                    data_means=a.sqrt() * m, data_vars=a * v + 1 - a, source=(m, v), **reward)
@@ -156,15 +156,25 @@ def path_kl(chain: LinearGaussianChain, policy: AffineChain) -> float:
     """``KL(policy's path || reference's path)`` per coordinate, in nats:
     ``sum_k E[((p_k - a_k) x_k + q_k - b_k)^2] / (2 sigma_k^2)``."""
     means, variances = marginals(chain, policy)
+    return float(step_kls(chain, policy, means[:-1], variances[:-1]).sum())
+
+
+def step_kls(chain: LinearGaussianChain, policy: AffineChain, means: Tensor, variances: Tensor) -> Tensor:
+    """``E[KL_k(x)]`` ``[K]`` for states ``x ~ N(means[k], variances[k])`` (the policy's own, or the
+    data's): ``E[((p_k - a_k) x + q_k - b_k)^2] / (2 sigma_k^2)``."""
     dp, dq = policy.p - chain.a, policy.q - chain.b
-    per_step = ((dp * means[:-1] + dq) ** 2 + dp ** 2 * variances[:-1]) / (2 * chain.sigma ** 2)
-    return float(per_step.sum())
+    return ((dp * means + dq) ** 2 + dp ** 2 * variances) / (2 * chain.sigma ** 2)
+
+
+def _mean_reward(chain: LinearGaussianChain, mean: Tensor, var: Tensor) -> Tensor:
+    """``E[r(x)]`` of one coordinate for ``x ~ N(mean, var)``: ``-s ((mean - c)^2 + var)``."""
+    return -chain.scale * ((mean - chain.center) ** 2 + var)
 
 
 def expected_reward(chain: LinearGaussianChain, policy: AffineChain) -> float:
     """``E[r(x_K)] = -s ((m_K - c)^2 + v_K)``."""
     means, variances = marginals(chain, policy)
-    return float(-chain.scale * ((means[-1] - chain.center) ** 2 + variances[-1]))
+    return float(_mean_reward(chain, means[-1], variances[-1]))
 
 
 def reference_tilt(chain: LinearGaussianChain, beta: float) -> tuple[float, float]:
@@ -209,7 +219,7 @@ def _terminal(chain: LinearGaussianChain, mean: Tensor, var: Tensor, temperature
     (``D`` times one coordinate's), or with a temperature the exp-tilt ``-exp(-(r - Z) / T) =
     -exp(Z / T) prod_d exp(u (x_d - c)^2)``, ``u = s / T`` (finite while ``2 u var < 1``)."""
     if temperature is None:
-        return -chain.dims * chain.scale * ((mean - chain.center) ** 2 + var)
+        return chain.dims * _mean_reward(chain, mean, var)
     u = chain.scale / temperature
     room = 1 - 2 * u * var
     if room <= 0:
@@ -221,13 +231,10 @@ def _terminal(chain: LinearGaussianChain, mean: Tensor, var: Tensor, temperature
 def data_objective(chain: LinearGaussianChain, p: Tensor, q: Tensor, beta: float, trained: list[int],
                    temperature: float | None = None, log_normalizer: float = 0.0) -> Tensor:
     """``J`` of the data arms (module docstring) at step means ``p x + q`` (every coordinate's)."""
-    mean, var = torch.tensor(chain.start_mean, dtype=torch.float64), torch.tensor(chain.start_var, dtype=torch.float64)
-    for k in range(chain.steps):
-        mean, var = p[k] * mean + q[k], p[k] ** 2 * var + chain.sigma[k] ** 2
-    dp, dq = p - chain.a, q - chain.b
-    second = chain.data_vars + chain.data_means ** 2
-    kl = (dp ** 2 * second + 2 * dp * dq * chain.data_means + dq ** 2) / (2 * chain.sigma ** 2)
-    return _terminal(chain, mean, var, temperature, log_normalizer) - chain.dims * beta * kl[trained].sum()
+    policy = AffineChain(p=p, q=q)
+    means, variances = marginals(chain, policy)
+    kl = step_kls(chain, policy, chain.data_means, chain.data_vars)
+    return _terminal(chain, means[-1], variances[-1], temperature, log_normalizer) - chain.dims * beta * kl[trained].sum()
 
 
 def data_fixed_point(chain: LinearGaussianChain, beta: float, temperature: float | None = None,

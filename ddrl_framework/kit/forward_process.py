@@ -29,6 +29,18 @@ def per_sample(values: Tensor, like: Tensor) -> Tensor:
     return values.to(like.device, like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
 
 
+def gaussian_denoiser(a_t: Tensor, mean: float, var: float) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """The exact denoiser of ``N(mean, var)`` data under ``x_t = sqrt(a) x0 + sqrt(1 - a) eps``,
+    as ``(slope, shift)`` pairs affine in ``x_t``, for ``x0`` and for ``eps``:
+    ``E[x0 | x_t] = m + g (x_t - sqrt(a) m)``, ``g = sqrt(a) v / (a v + 1 - a)``, and
+    ``E[eps | x_t] = (x_t - sqrt(a) E[x0 | x_t]) / sqrt(1 - a)``. Shapes follow ``a_t``."""
+    a = a_t.double()
+    gain = a.sqrt() * var / (a * var + 1 - a)
+    x0 = (gain, mean - gain * a.sqrt() * mean)
+    eps = ((1 - a.sqrt() * x0[0]) / (1 - a).sqrt(), -a.sqrt() * x0[1] / (1 - a).sqrt())
+    return x0, eps
+
+
 class _SimpleLoss:
     """The pre-training loss both parametrizations share (DDPM's "simple" loss; flow matching
     with weighting "none"): ``mean((predict(x_t, t) - target)^2)`` at ``x_t = add_noise(x0, eps, t)``."""

@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.kit.forward_process import DdpmProcess
+from ddrl_framework.kit.forward_process import DdpmProcess, gaussian_denoiser
 from ddrl_framework.kit.module_weights import ModuleWeights
 from ddrl_framework.types import DataBatch
 
@@ -73,13 +73,10 @@ class AffineNet(nn.Module):
 
     @torch.no_grad()
     def set_exact(self, alphas_cumprod: Tensor, prediction_type: str, mean: float, std: float) -> None:
-        """The exact denoiser of ``N(mean, std^2 I)`` data: ``E[x0 | x_t]`` has slope
-        ``g = sqrt(a) s^2 / (a s^2 + 1 - a)`` and shift ``m - g sqrt(a) m``; epsilon and v follow
-        from it as the forward process defines them."""
+        """The exact denoiser of ``N(mean, std^2 I)`` data (``kit.forward_process.gaussian_denoiser``),
+        in the output this net's prediction type names (v from x0 and epsilon, as diffusers defines it)."""
         a = alphas_cumprod.double()[:, None]
-        gain = a.sqrt() * std ** 2 / (a * std ** 2 + 1 - a)
-        x0 = (gain, mean - gain * a.sqrt() * mean)
-        eps = ((1 - a.sqrt() * x0[0]) / (1 - a).sqrt(), -a.sqrt() * x0[1] / (1 - a).sqrt())
+        x0, eps = gaussian_denoiser(a, mean, std ** 2)
         output = {"sample": x0, "epsilon": eps,
                   "v_prediction": tuple(a.sqrt() * e - (1 - a).sqrt() * x for e, x in zip(eps, x0))}[prediction_type]
         self.weight.copy_(output[0].expand_as(self.weight))
