@@ -58,9 +58,9 @@ def sections(experiment: Experiment) -> Iterator[Section]:
     yield Section(key="regularizer", where="[regularizer]", role="regularizer", name=e.regularizer.name,
                   options=e.regularizer.options)
     yield Section(key="data", where="[data]", role="data", name=e.data.name, options=e.data.options)
-    for key, spec in (("pretrain_data", e.pretrain.data), ("eval_data", e.eval_data)):
+    for key, where, spec in (("pretrain_data", "[pretrain.data]", e.pretrain.data),
+                             ("eval_data", "[eval_data]", e.eval_data)):
         if spec is not None:
-            where = "[pretrain.data]" if key == "pretrain_data" else "[eval_data]"
             yield Section(key=key, where=where, role="data", name=spec.name, options=spec.options)
     for i, spec in enumerate(e.metrics):
         yield Section(key="metrics", where=f"[[metrics]] #{i + 1}", role="metric", name=spec.name,
