@@ -57,7 +57,7 @@ def test_a_planted_difference_at_matched_reward_is_found_and_named(tmp_path):
     # "gentle" loses 100 FD per 0.1 reward on every seed, "harsh" 200 (+ a seed offset that cancels)
     arms = {"gentle": {s: curve(30 + 5 * s, 100 + s) for s in range(3)},
             "harsh": {s: curve(30 + 5 * s, 200 - s) for s in range(3)}}
-    folder = write_comparison(tmp_path, arms, references=NOISE)
+    folder = write_comparison(tmp_path, arms, references=NOISE, compare={"matched_reward": [0.62]})
     write_report(folder)
     found = verdicts(folder)
     matched = found[("matched reward", "gentle", "harsh", "fd")]
@@ -65,11 +65,11 @@ def test_a_planted_difference_at_matched_reward_is_found_and_named(tmp_path):
     assert matched["a_values"] == pytest.approx([30 + 5 * s + (100 + s) * 3.2 for s in range(3)])
     # each run crossed 0.62 between its evaluations at 10 (0.5) and 20 (0.7): iteration 16
     assert matched["a_crossed"] == pytest.approx([16.0] * 3) and matched["b_crossed"] == pytest.approx([16.0] * 3)
-    assert matched["margin"] == pytest.approx(2.0) and matched["margin_source"] == "2 sd of evaluation noise"
-    # the same rewards on both sides, but a margin of 0 (the reference's reward did not vary): TOST
-    # cannot show equivalence within a zero margin, so it stays inconclusive
+    assert matched["margin"] == pytest.approx(30.0) and matched["margin_source"] == "default"
+    # the same rewards on both sides, but a reward has no default margin (its scale is the
+    # plugin's): with no smallest effect of interest, no equivalence test, so it stays inconclusive
     same = found[("equal iterations", "gentle", "harsh", "reward_mean")]
-    assert same["margin"] == 0 and same["verdict"] == "inconclusive"
+    assert same["margin"] is None and same["verdict"] == "inconclusive"
     report = (folder / "report.md").read_text()
     assert "on the reward 'brightness'" in report
     assert "| gentle | harsh | fd (lower) | matched reward, 0.62 |" in report and "**A better**" in report
@@ -82,7 +82,9 @@ def test_identical_arms_under_two_names_are_never_reported_different(tmp_path):
     write_report(folder)
     found = verdicts(folder).values()
     assert not {v["verdict"] for v in found} & {"A better", "B better"}
-    assert {v["verdict"] for v in found if v["metric"] == "fd"} == {"equivalent within the margin"}
+    assert {v["view"]: v["verdict"] for v in found if v["metric"] == "fd"} == {
+        "equal iterations": "equivalent within the margin",
+        "matched reward, level chosen after the runs": "exploratory (no verdict)"}
 
 
 def test_seed_noise_larger_than_the_effect_is_inconclusive(tmp_path):
@@ -90,7 +92,7 @@ def test_seed_noise_larger_than_the_effect_is_inconclusive(tmp_path):
             "b": {s: curve(30, 100 - 90 * (-1) ** s) for s in range(3)}}
     folder = write_comparison(tmp_path, arms, references=NOISE)
     write_report(folder)
-    assert verdicts(folder)[("matched reward", "a", "b", "fd")]["verdict"] == "inconclusive"
+    assert verdicts(folder)[("equal iterations", "a", "b", "fd")]["verdict"] == "inconclusive"
 
 
 def test_a_run_that_never_reaches_the_level_leaves_its_seed_out(tmp_path):
@@ -104,20 +106,36 @@ def test_a_run_that_never_reaches_the_level_leaves_its_seed_out(tmp_path):
 
 def test_a_declared_margin_and_direction_are_used(tmp_path):
     arms = {"a": {s: curve(30, 100 + s) for s in range(3)}, "b": {s: curve(30, 104 + s) for s in range(3)}}
-    compare = {"metrics": [{"key": "fd", "better": "lower", "margin": 100.0}], "pairs": [["b", "a"]]}
+    compare = {"metrics": [{"key": "fd", "better": "lower", "margin": 100.0}], "pairs": [["b", "a"]],
+               "matched_reward": [0.6]}
     folder = write_comparison(tmp_path, arms, compare=compare)
     write_report(folder)
     found = verdicts(folder)
-    assert set(found) == {("matched reward", "b", "a", "fd"), ("equal iterations", "b", "a", "fd")}
-    assert found[("matched reward", "b", "a", "fd")]["verdict"] == "equivalent within the margin"
+    assert {key for key in found if key[3] == "fd"} == {("matched reward", "b", "a", "fd"),
+                                                        ("equal iterations", "b", "a", "fd")}
+    judged = found[("matched reward", "b", "a", "fd")]
+    assert judged["verdict"] == "equivalent within the margin" and judged["margin_source"] == "config"
 
 
-def test_without_measured_noise_the_margin_is_zero_and_nothing_is_equivalent(tmp_path):
-    arms = {"a": {s: curve(30, 100 + s) for s in range(3)}, "b": {s: curve(30, 101 + 2 * s) for s in range(3)}}
+def test_a_level_chosen_after_the_runs_gives_no_verdict(tmp_path):
+    """With no declared matched_reward, the level is read off the runs themselves: its rows are
+    estimates, never in the family, even where the difference is plain."""
+    arms = {"a": {s: curve(30, 100 + s) for s in range(3)}, "b": {s: curve(30, 400 + 2 * s) for s in range(3)}}
     folder = write_comparison(tmp_path, arms)
     write_report(folder)
-    matched = verdicts(folder)[("matched reward", "a", "b", "fd")]
-    assert matched["margin"] == 0 and matched["verdict"] == "inconclusive"
+    post_hoc = verdicts(folder)[("matched reward, level chosen after the runs", "a", "b", "fd")]
+    assert post_hoc["primary"] is False and post_hoc["verdict"] == "exploratory (no verdict)"
+    assert verdicts(folder)[("equal iterations", "a", "b", "fd")]["verdict"] == "A better"
+
+
+def test_a_crossing_is_read_on_the_smoothed_reward_not_a_noisy_touch():
+    """One evaluation touching 0.6 (a spike) among 0.3s does not cross 0.6; the trend at 0.8 later does."""
+    from ddrl_framework.comparison.verdicts import per_seed
+
+    rewards = [0.3, 0.65, 0.3, 0.3, 0.8, 0.8, 0.8]
+    run = {"seed": 0, "eval": [{"iteration": 10 * i, "reward_mean": r, "fd": float(i)} for i, r in enumerate(rewards)]}
+    assert per_seed([run], [0], "iteration", "reward", 0.6) != (10.0,)
+    assert per_seed([run], [0], "iteration", "reward", 0.6)[0] > 30
 
 
 def test_pairs_naming_no_setting_is_a_user_error(tmp_path):
@@ -130,7 +148,7 @@ def test_pairs_naming_no_setting_is_a_user_error(tmp_path):
 def test_a_metric_without_a_direction_must_declare_one(tmp_path):
     arms = {"a": {0: curve(30, 100)}, "b": {0: curve(30, 100)}}
     folder = write_comparison(tmp_path, arms, compare={"metrics": [{"key": "class_3"}]})
-    with pytest.raises(UserError, match=r"compare.metrics\[0\] \('class_3'\) has no built-in direction"):
+    with pytest.raises(UserError, match=r"compare.metrics entry 'class_3' has no built-in direction"):
         write_report(folder)
 
 
@@ -172,11 +190,11 @@ def test_the_report_leads_with_the_primary_comparisons_and_names_the_family(tmp_
     arms = {"gentle": {s: curve(30 + 5 * s, 100 + s) for s in range(3)},
             "harsh": {s: curve(30 + 5 * s, 200 - s) for s in range(3)}}
     primary = [{"metric": "fd", "pair": ["gentle", "harsh"], "view": "matched reward"}]
-    folder = write_comparison(tmp_path, arms, references=NOISE, compare={"primary": primary})
+    folder = write_comparison(tmp_path, arms, references=NOISE, compare={"primary": primary, "matched_reward": [0.62]})
     report = write_report(folder).read_text()
     summary = report.split("## Summary")[1].split("## Final values")[0]
     assert report.index("## Summary") < report.index("## Final values") < report.index("## Verdicts")
-    assert "**fd** (lower is better), gentle (A) against harsh (B), matched reward" in summary
+    assert "**gentle** has a better fd than harsh. fd (lower is better), gentle (A) against harsh (B), matched reward" in summary
     assert "**A better** (gentle)" in summary and "it could detect ±" in summary
     assert "1 primary comparison(s), 2 tests" in summary and "2 other row(s) are exploratory" in summary
     found = verdicts(folder)
@@ -192,11 +210,11 @@ def test_fewer_than_three_seeds_are_warned_about_first(tmp_path):
 
 def test_final_intervals_stay_inside_each_metrics_range():
     """Class entropy over 2 seeds, 0.1 and 0.6: the t interval runs below 0; the table cuts it to
-    [0, log 10] (the cut interval still covers the mean wherever the t interval does)."""
+    [0, 1] (the cut interval still covers the mean wherever the t interval does)."""
     from ddrl_framework.comparison.report_tables import RANGES, fmt
 
     assert fmt([0.1, 0.6], 2) == "0.35 [-2.83, 3.53]"
-    assert fmt([0.1, 0.6], 2, bounds=RANGES["entropy"]) == "0.35 [0.00, 2.30]"
+    assert fmt([0.1, 0.6], 2, bounds=RANGES["entropy"]) == "0.35 [0.00, 1.00]"  # normalized by log 10
     assert fmt([0.1, 0.9], 2, bounds=RANGES["recognizable"]) == "0.50 [0.00, 1.00]"
 
 

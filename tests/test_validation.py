@@ -144,3 +144,33 @@ def test_a_primary_comparison_naming_no_setting_exits_2_before_any_work(tiny_com
     error = capsys.readouterr().err
     assert "compare.primary" in error and "names 'reverse': no such setting" in error
     assert not (config.parent / "cmp").exists()
+
+
+@pytest.mark.parametrize("primary, compare_keys, expected", [
+    ('metric = "reward_mean"\npair = ["none", "data"]\nview = "equal budget"', "",
+     "'reward_mean' has no margin, the smallest difference worth a verdict"),
+    ('metric = "fd"\npair = ["none", "data"]\nview = "matched reward"', "",
+     "a primary comparison at matched reward needs its level declared before the runs"),
+])
+def test_a_primary_comparison_without_its_margin_or_level_exits_2_before_any_work(
+        tiny_compare_config, no_work, capsys, primary, compare_keys, expected):
+    """A verdict's margin and matched-reward level are fixed before the runs, never read off them."""
+    config = tiny_compare_config()
+    config.write_text(config.read_text() + f"\n[[compare.primary]]\n{primary}\n")
+    assert main(["compare", str(config), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert "compare.primary[0]" in error and expected in error
+    assert not (config.parent / "cmp").exists()
+
+
+def test_a_declared_reward_margin_and_level_make_the_primary_comparisons_valid(tiny_compare_config):
+    from ddrl_framework.comparison.compare import load_compare
+    from ddrl_framework.comparison.verdicts import check_declared
+
+    config = tiny_compare_config()
+    config.write_text(config.read_text().replace("[compare]\n", "[compare]\nmatched_reward = [0.5]\n", 1)
+                      + '\n[[compare.metrics]]\nkey = "reward_mean"\nmargin = 0.02\n'
+                      + '\n[[compare.primary]]\nmetric = "reward_mean"\npair = ["none", "data"]\nview = "equal budget"\n'
+                      + '\n[[compare.primary]]\nmetric = "fd"\npair = ["none", "data"]\n')
+    _, compare, _ = load_compare(str(config), [])
+    check_declared(compare, str(config))  # no error

@@ -43,9 +43,9 @@ def p_difference(interval: Interval) -> float:
     return min(1.0, 2 * (1 - t_cdf(abs(interval.mean) / interval.se, interval.n - 1)))
 
 
-def p_equivalence(interval: Interval, margin: float) -> float:
-    """TOST's p-value against ``|E[A - B]| >= margin`` (1 with fewer than 2 pairs)."""
-    if not interval.defined:
+def p_equivalence(interval: Interval, margin: float | None) -> float:
+    """TOST's p-value against ``|E[A - B]| >= margin`` (1 with fewer than 2 pairs or no margin)."""
+    if not interval.defined or margin is None:
         return 1.0
     if interval.se == 0:
         return 0.0 if abs(interval.mean) < margin else 1.0
@@ -85,7 +85,7 @@ def detectable_difference(interval: Interval, alpha: float, family_size: int) ->
     return optimize.brentq(power, 0.0, high, xtol=1e-10) * interval.se
 
 
-def family_verdicts(rows: Sequence[tuple[Interval, float, bool]], primary: Sequence[bool],
+def family_verdicts(rows: Sequence[tuple[Interval, float | None, bool]], primary: Sequence[bool],
                     alpha: float) -> list[tuple[str, float, float]]:
     """``(verdict, corrected difference p, corrected equivalence p)`` per row, for rows of
     ``(interval, margin, higher_is_better)``; only the ``primary`` rows form the family."""

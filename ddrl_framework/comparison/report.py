@@ -96,12 +96,12 @@ def reward_name(folder: Path, manifest: dict) -> str:
     return "reward"
 
 
-def _verdicts(manifest: dict, settings: dict[str, list[dict]], references: dict | None):
+def _verdicts(manifest: dict, settings: dict[str, list[dict]]):
     compare = manifest["compare"]
     labels = {label: (runs[0]["arm"], runs[0]["beta"]) for label, runs in settings.items()}
     keys = list(dict.fromkeys(k for runs in settings.values() for r in runs for e in r["eval"] for k in e))
     pairs = resolve_pairs(compare, labels)
-    return judge(settings, pairs, rules(compare, keys, references), compare["seeds"],
+    return judge(settings, pairs, rules(compare, keys), compare["seeds"],
                  budget=compare.get("budget", "iterations"), matched_reward=compare.get("matched_reward", ()),
                  confidence=compare.get("confidence", 0.95), primary=compare.get("primary", ()))
 
@@ -134,7 +134,7 @@ def _units_note(manifest: dict) -> list[str]:
 def _unmatched(judgements) -> list[str]:
     """The pairs read at no matched reward (no level above every run's start that all reach)."""
     pairs = list(dict.fromkeys((j.a, j.b) for j in judgements))
-    matched = {(j.a, j.b) for j in judgements if j.view == "matched reward"}
+    matched = {(j.a, j.b) for j in judgements if j.view.startswith("matched reward")}
     missing = [f"{a} / {b}" for a, b in pairs if (a, b) not in matched]
     return [f"Not compared at matched reward (no reward level above every run's start that every run of "
             f"both reaches, or no other metric): {'; '.join(missing)}.", ""] if missing else []
@@ -187,7 +187,7 @@ def write_report(folder: str | Path) -> Path:
     arm_order = [a["name"] for a in compare["arms"]]
     reward = reward_name(folder, manifest)
     rows = final_rows(manifest, settings)
-    judgements = _verdicts(manifest, settings, references)
+    judgements = _verdicts(manifest, settings)
     _save_verdicts(folder, judgements)
     if judgements:
         forest(judgements, folder / "verdicts.png")

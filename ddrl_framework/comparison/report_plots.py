@@ -108,7 +108,8 @@ def forest(judgements: Sequence[Any], path: Path) -> None:
             low, high = (j.interval.low, j.interval.high) if j.interval.defined else (j.interval.mean,) * 2
             ax.plot([low, high], [y, y], color="C0", lw=2)
             ax.plot([j.interval.mean], [y], "o", color="C0")
-            ax.fill_betweenx([y - 0.4, y + 0.4], -j.margin, j.margin, color="C2", alpha=0.15, lw=0)
+            if j.margin is not None:
+                ax.fill_betweenx([y - 0.4, y + 0.4], -j.margin, j.margin, color="C2", alpha=0.15, lw=0)
         ax.axvline(0, color="black", lw=0.8)
         ax.set_yticks(range(len(mine)), [f"{j.a} - {j.b}\n{j.view}: {j.verdict}" for j in mine], fontsize=6)
         ax.set_title(f"{metric} ({mine[0].better} is better); green: ±margin", fontsize=8)

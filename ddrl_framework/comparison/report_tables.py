@@ -9,18 +9,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ddrl_framework.comparison.report_plots import mean_and_half_width
-from ddrl_framework.comparison.statistics import A_BETTER, B_BETTER
+from ddrl_framework.comparison.metric_keys import NON_NEGATIVE, cut, facts
+from ddrl_framework.comparison.statistics import A_BETTER, B_BETTER, EQUIVALENT
 from ddrl_framework.comparison.verdicts import Judgement
 
 FIDELITY = "fd"
 HIDDEN_NOISE_KEYS = re.compile(r"^(iteration|seconds|class_\d+)$")  # a class's fraction is no noise figure
 
 
-# the range of each final-table column that has one: an interval is cut to it (the true mean lies
-# inside the range, so the cut interval covers it whenever the t interval does)
-RANGES = {"fd": (0.0, math.inf), "own": (0.0, math.inf), "common": (0.0, math.inf), "recognizable": (0.0, 1.0),
-          "entropy": (0.0, math.log(10)), "drift": (0.0, math.inf), "seconds": (0.0, math.inf),
-          "passes": (0.0, math.inf)}
+# the range of each final-table column that has one (metric_keys.py): an interval is cut to it
+RANGES = {"fd": facts("fd").bounds, "own": NON_NEGATIVE, "common": NON_NEGATIVE,
+          "recognizable": facts("recognizable").bounds, "entropy": facts("class_entropy").bounds,
+          "drift": facts("drift_kl").bounds, "seconds": NON_NEGATIVE, "passes": NON_NEGATIVE}
 
 
 def fmt(values: Sequence[float], digits: int = 3, confidence: float = 0.95,
@@ -32,7 +32,7 @@ def fmt(values: Sequence[float], digits: int = 3, confidence: float = 0.95,
         return "-"
     if len([v for v in values if v is not None]) < 2:
         return f"{mean:.{digits}f}"
-    low, high = max(mean - half, bounds[0]), min(mean + half, bounds[1])
+    low, high = cut(mean - half, mean + half, bounds)
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
@@ -119,6 +119,10 @@ def _p(value: float) -> str:
     return "-" if value != value else f"{value:.3g}"
 
 
+def _margin(j: Judgement) -> str:
+    return "-" if j.margin is None else f"±{j.margin:.3g} ({j.margin_source})"
+
+
 def _per_seed(values: Sequence[float | None], crossed: Sequence[float | None]) -> str:
     """Each seed's value, with the iteration where its run crossed the matched reward (``@it``)."""
     if not crossed:
@@ -132,15 +136,26 @@ def verdict_table(judgements: Sequence[Judgement]) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for j in judgements:
         interval = j.interval
-        shown = f"[{interval.low:.4g}, {interval.high:.4g}]" if interval.defined else "(fewer than 2 pairs)"
+        low, high = cut(interval.low, interval.high, j.bounds)
+        shown = f"[{low:.4g}, {high:.4g}]" if interval.defined else "(fewer than 2 pairs)"
         verdict = f"**{j.verdict}**{_winner(j)}" if j.primary else j.verdict
         lines.append(
             f"| {j.a} | {j.b} | {j.metric} ({j.better}) | {j.view}, {j.at:.4g} | "
             f"{_per_seed(j.a_values, j.a_crossed)} | {_per_seed(j.b_values, j.b_crossed)} | "
             f"{_value(interval.mean if interval.n else None)} ({interval.n}) | {shown} | "
-            f"±{j.margin:.3g} ({j.margin_source}) | {_p(j.p_difference)} / {_p(j.p_equivalence)} | "
+            f"{_margin(j)} | {_p(j.p_difference)} / {_p(j.p_equivalence)} | "
             f"{'-' if not j.primary or j.detectable == float('inf') else f'±{j.detectable:.3g}'} | {verdict} |")
     return lines
+
+
+def _plainly(j: Judgement) -> str:
+    """The row's finding in words."""
+    if j.verdict in (A_BETTER, B_BETTER):
+        winner, loser = (j.a, j.b) if j.verdict == A_BETTER else (j.b, j.a)
+        return f"**{winner}** has a better {j.metric} than {loser}"
+    if j.verdict == EQUIVALENT:
+        return f"{j.a} and {j.b} have the same {j.metric}, within the margin"
+    return f"No conclusion on {j.metric} between {j.a} and {j.b}"
 
 
 def summary_lines(judgements: Sequence[Judgement], seeds: int) -> list[str]:
@@ -154,11 +169,13 @@ def summary_lines(judgements: Sequence[Judgement], seeds: int) -> list[str]:
         return lines + ["(no comparison to judge)", ""]
     for j in primary:
         i = j.interval
-        estimate = (f"A - B = {i.mean:.4g} [{i.low:.4g}, {i.high:.4g}] over {i.n} seeds" if i.defined
+        low, high = cut(i.low, i.high, j.bounds)
+        estimate = (f"A - B = {i.mean:.4g} [{low:.4g}, {high:.4g}] over {i.n} seeds" if i.defined
                     else f"{i.n} paired seed(s), no interval")
         detectable = "" if j.detectable == float("inf") else f"; it could detect ±{j.detectable:.3g}"
-        lines.append(f"- **{j.metric}** ({j.better} is better), {j.a} (A) against {j.b} (B), {j.view} "
-                     f"at {j.at:.4g}: {estimate}, margin ±{j.margin:.3g}: **{j.verdict}**{_winner(j)}{detectable}.")
+        lines.append(f"- {_plainly(j)}. {j.metric} ({j.better} is better), {j.a} (A) against {j.b} (B), "
+                     f"{j.view} at {j.at:.4g}: {estimate}, margin {_margin(j)}: **{j.verdict}**{_winner(j)}"
+                     f"{detectable}.")
     others = len(judgements) - len(primary)
     lines += ["", f"The family: {len(primary)} primary comparison(s), {2 * len(primary)} tests (a difference and an "
               "equivalence test each), Holm-corrected at the stated level"

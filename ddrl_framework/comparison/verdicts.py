@@ -4,9 +4,10 @@ For each pair of settings (arm and beta) and each judged metric, the per-seed va
 are read at a common point of their evaluation trajectories, paired by seed, and their difference
 gets a paired t interval and a verdict (:mod:`ddrl_framework.comparison.statistics`). Two views:
 
-* **matched reward**: each run's metric where its evaluation reward first reaches a level that
-  every run of both settings reaches (80% of the way from the highest start to the highest such
-  level), or each level of ``[compare].matched_reward``;
+* **matched reward**: each run's metric where its reward, smoothed over 3 evaluations, first
+  reaches each level of ``[compare].matched_reward`` (declared before the runs); with none
+  declared, a level every run of both settings reaches (80% of the way from the highest start to
+  the highest such level), chosen after the runs and so exploratory, never in the family;
 * **equal budget**: at the largest budget every run of both settings reached, in iterations,
   seconds (the median seconds per iteration times the iterations: robust to outside load) or
   network passes (``[compare].budget``).
@@ -22,30 +23,26 @@ from typing import Any
 import attrs
 
 from ddrl_framework.comparison.family import detectable_difference, family_verdicts
+from ddrl_framework.comparison.metric_keys import REWARD, difference_bounds, facts
 from ddrl_framework.comparison.statistics import INCONCLUSIVE, Interval, paired_interval, value_at
 from ddrl_framework.errors import UserError
 
-REWARD = "reward_mean"
-# the good direction of the keys the built-in metrics report (fd_* keys: lower)
-DIRECTIONS = {REWARD: "higher", "fd": "lower", "class_entropy": "higher", "recognizable": "higher",
-              "hack_rate": "lower", "pairwise_distance": "higher"}
-
-
 @attrs.frozen(kw_only=True)
 class Rule:
-    """A judged metric: its key, good direction and margin (and where the margin came from)."""
+    """A judged metric: its key, good direction, range and margin (and where the margin came from)."""
 
     key: str
     higher_is_better: bool
-    margin: float
-    margin_source: str  # "config" or "2 sd of evaluation noise" or "no noise measured"
+    margin: float | None  # None: no smallest effect of interest stated, so no equivalence test
+    margin_source: str  # "config", "default" (metric_keys.py) or "none"
+    bounds: tuple[float, float] = (-math.inf, math.inf)
 
 
 @attrs.frozen(kw_only=True)
 class Judgement:
     """One row of the verdict table."""
 
-    view: str  # "matched reward" or "equal iterations" / "equal seconds" / "equal passes"
+    view: str  # "matched reward" (a declared level), MATCHED_POST_HOC, or "equal iterations" / ...
     a: str
     b: str
     metric: str
@@ -54,7 +51,7 @@ class Judgement:
     a_values: tuple[float | None, ...]  # per seed
     b_values: tuple[float | None, ...]
     interval: Interval
-    margin: float
+    margin: float | None
     margin_source: str
     verdict: str  # after Holm's correction over the family; "exploratory (no verdict)" outside it
     a_crossed: tuple[float | None, ...] = ()  # per seed, matched reward: the iteration where the run crossed
@@ -63,43 +60,26 @@ class Judgement:
     p_difference: float = math.nan  # Holm-corrected p of A - B = 0
     p_equivalence: float = math.nan  # Holm-corrected TOST p of |A - B| >= margin
     detectable: float = math.inf  # the smallest |A - B| found with 80% power (family.py)
+    bounds: tuple[float, float] = (-math.inf, math.inf)  # of A - B
 
 
-def direction(key: str) -> str | None:
-    """The built-in good direction of an eval key, or None when it has none (fd_*: lower; a
-    held-out reward, heldout_<key> but not its _std: higher)."""
-    if key in DIRECTIONS:
-        return DIRECTIONS[key]
-    if key.startswith("fd_"):
-        return "lower"
-    if key.startswith("heldout_") and not key.endswith("_std"):
-        return "higher"
-    return None
-
-
-def noise_sd(references: Mapping[str, Any] | None, key: str) -> float | None:
-    """The sd of one evaluation of ``key`` (the reference on fresh noise), or None."""
-    repeats = [r[key] for r in (references or {}).get("evaluation_repeats", []) if key in r]
-    return statistics.stdev(repeats) if len(repeats) > 1 else None
-
-
-def rules(compare: Mapping[str, Any], eval_keys: Sequence[str], references: Mapping[str, Any] | None,
-          source: str = "compare.json") -> list[Rule]:
-    """The judged metrics: ``[compare].metrics`` as declared, or every evaluated key with a
-    built-in direction. A margin left out is 2 sd of one evaluation (0 when none was measured)."""
-    declared = compare.get("metrics") or [{"key": k} for k in eval_keys if direction(k)]
+def rules(compare: Mapping[str, Any], eval_keys: Sequence[str], source: str = "compare.json") -> list[Rule]:
+    """The judged metrics: every evaluated key with a direction, built in (metric_keys.py) or
+    declared in ``[compare].metrics``, whose entries override the built-in facts of their key."""
+    declared = {item["key"]: item for item in compare.get("metrics") or []}
+    keys = [k for k in eval_keys if facts(k).better and k not in declared] + list(declared)
     out = []
-    for i, item in enumerate(declared):
-        key = item["key"]
-        better = item.get("better") or direction(key)
+    for key in keys:
+        built_in, item = facts(key), declared.get(key, {})
+        better = item.get("better") or built_in.better
         if better is None:
-            raise UserError(f"{source}: compare.metrics[{i}] ('{key}') has no built-in direction; "
+            raise UserError(f"{source}: compare.metrics entry '{key}' has no built-in direction; "
                             "add better = \"higher\" or better = \"lower\"")
         margin, origin = item.get("margin"), "config"
         if margin is None:
-            sd = noise_sd(references, key)
-            margin, origin = (2 * sd, "2 sd of evaluation noise") if sd is not None else (0.0, "no noise measured")
-        out.append(Rule(key=key, higher_is_better=better == "higher", margin=margin, margin_source=origin))
+            margin, origin = built_in.margin, ("default" if built_in.margin is not None else "none")
+        out.append(Rule(key=key, higher_is_better=better == "higher", margin=margin, margin_source=origin,
+                        bounds=built_in.bounds))
     return out
 
 
@@ -133,23 +113,48 @@ def check_declared(compare: Any, source: str) -> None:
     for pair in compare.pairs:
         for side in pair:
             setting_label(side, labels, source)
-    for item in compare.primary:
+    declared = {m.key: m for m in compare.metrics}
+    for i, item in enumerate(compare.primary):
+        where = f"{source}: compare.primary[{i}] ({item.metric}, {' / '.join(item.pair)}, {item.view})"
         for side in item.pair:
-            setting_label(side, labels, f"{source} (compare.primary)")
-    for i, metric in enumerate(compare.metrics):
-        if metric.better is None and direction(metric.key) is None:
-            raise UserError(f"{source}: compare.metrics[{i}] ('{metric.key}') has no built-in direction; "
+            setting_label(side, labels, where)
+        stated = declared.get(item.metric)
+        if (stated.margin if stated and stated.margin is not None else facts(item.metric).margin) is None:
+            raise UserError(f"{where}: '{item.metric}' has no margin, the smallest difference worth a "
+                            f"verdict in its own unit; add [[compare.metrics]] key = \"{item.metric}\", "
+                            "margin = ... (docs/comparisons.md, \"Margins\")")
+        if item.view == "matched reward" and not compare.matched_reward:
+            raise UserError(f"{where}: a primary comparison at matched reward needs its level declared "
+                            "before the runs: set [compare] matched_reward = [level, ...], or use "
+                            "view = \"equal budget\"")
+    for metric in compare.metrics:
+        if metric.better is None and facts(metric.key).better is None:
+            raise UserError(f"{source}: compare.metrics entry '{metric.key}' has no built-in direction; "
                             "add better = \"higher\" or better = \"lower\"")
 
 
+SMOOTHING = 3  # evaluations in the centred moving average of the reward a crossing is read on
+
+
+def smoothed(values: Sequence[float], width: int = SMOOTHING) -> list[float]:
+    """The centred moving average over ``width`` evaluations, the window narrowed symmetrically at
+    the ends (the first and last evaluations stay as they are): a run crosses a reward level
+    where its trend does, not at one noisy evaluation's touch, and a straight line is unchanged."""
+    out = []
+    for i in range(len(values)):
+        half = min(width // 2, i, len(values) - 1 - i)
+        out.append(statistics.fmean(values[i - half:i + half + 1]))
+    return out
+
+
 def trajectory(run: Mapping[str, Any], axis: str) -> list[float]:
-    """The run's position on ``axis`` at each evaluation: iterations, reward, seconds (the median
-    seconds per iteration times the iterations) or network passes."""
+    """The run's position on ``axis`` at each evaluation: iterations, reward (smoothed), seconds
+    (the median seconds per iteration times the iterations) or network passes."""
     iterations = [e["iteration"] for e in run["eval"]]
     if axis == "iterations":
         return iterations
     if axis == "reward":
-        return [e[REWARD] for e in run["eval"]]
+        return smoothed([e[REWARD] for e in run["eval"]])
     key = "seconds" if axis == "seconds" else "network_passes"
     per_iteration = [t[key] for t in run["train"] if key in t]
     if not per_iteration:
@@ -172,16 +177,17 @@ def per_seed(runs: Sequence[Mapping[str, Any]], seeds: Sequence[int], key: str, 
 
 
 MATCHED_FRACTION = 0.8
+MATCHED_DECLARED, MATCHED_POST_HOC = "matched reward", "matched reward, level chosen after the runs"
 
 
 def common_reward_level(runs: Sequence[Mapping[str, Any]]) -> float | None:
-    """``MATCHED_FRACTION`` of the way from the highest start to the highest evaluation reward
-    that every run reaches (so that no run is read at its own noisy peak), if that is above
-    every run's start; else None."""
+    """``MATCHED_FRACTION`` of the way from the highest start to the highest (smoothed) reward
+    that every run reaches, if that is above every run's start; else None. Chosen after seeing
+    the runs, so its rows are exploratory (``MATCHED_POST_HOC``)."""
     if not runs:
         return None
-    level = min(max(e[REWARD] for e in run["eval"]) for run in runs)
-    start = max(run["eval"][0][REWARD] for run in runs)
+    level = min(max(trajectory(run, "reward")) for run in runs)
+    start = max(trajectory(run, "reward")[0] for run in runs)
     return start + MATCHED_FRACTION * (level - start) if level > start else None
 
 
@@ -191,7 +197,10 @@ def common_budget(runs: Sequence[Mapping[str, Any]], axis: str) -> float:
 
 def is_primary(judgement: Judgement, primary: Sequence[Mapping[str, Any]],
                labels: Mapping[str, tuple[str, float | None]]) -> bool:
-    """Whether a row is one of the declared primary comparisons (every row when none is declared)."""
+    """Whether a row is one of the declared primary comparisons (when none is declared, every row
+    but those at a reward level chosen after the runs)."""
+    if judgement.view == MATCHED_POST_HOC:
+        return False
     if not primary:
         return True
     for item in primary:
@@ -221,12 +230,13 @@ def judge(settings: Mapping[str, Sequence[Mapping[str, Any]]], pairs: Sequence[t
           matched_reward: Sequence[float] = (), confidence: float = 0.95,
           primary: Sequence[Mapping[str, Any]] = ()) -> list[Judgement]:
     """Every pair x view x judged metric, with its interval and its verdict, corrected over the
-    family of primary comparisons (every row when none is declared)."""
+    family of primary comparisons (is_primary)."""
     out = []
     for a, b in pairs:
         both = [*settings[a], *settings[b]]
-        levels = list(matched_reward) or [x for x in [common_reward_level(both)] if x is not None]
-        views = [("matched reward", "reward", level) for level in levels]
+        post_hoc = [x for x in [common_reward_level(both)] if x is not None]
+        views = ([(MATCHED_DECLARED, "reward", level) for level in matched_reward]
+                 or [(MATCHED_POST_HOC, "reward", level) for level in post_hoc])
         views.append((f"equal {budget}", budget, common_budget(both, budget)))
         for view, axis, at in views:
             for rule in metric_rules:
@@ -243,6 +253,6 @@ def judge(settings: Mapping[str, Sequence[Mapping[str, Any]]], pairs: Sequence[t
                 out.append(Judgement(a_crossed=crossed[0], b_crossed=crossed[1],
                     view=view, a=a, b=b, metric=rule.key, better="higher" if rule.higher_is_better else "lower",
                     at=at, a_values=a_values, b_values=b_values, interval=interval, margin=rule.margin,
-                    margin_source=rule.margin_source, verdict=INCONCLUSIVE))
+                    margin_source=rule.margin_source, bounds=difference_bounds(rule.bounds), verdict=INCONCLUSIVE))
     labels = {label: (runs[0]["arm"], runs[0]["beta"]) for label, runs in settings.items()}
     return correct(out, primary, labels, 1 - confidence)

@@ -193,8 +193,9 @@ class CompareMetric:
 
     key: str  # the eval key, e.g. "fd" or "reward_mean"
     better: Literal["higher", "lower"] | None = None  # None: the built-in direction of a known key
+    # the smallest difference worth a verdict, in the key's unit; None: the built-in default
+    # (comparison/metric_keys.py), and a key with none cannot be a primary comparison
     margin: float | None = attrs.field(default=None, validator=bounded(at_least=0))
-    # None: 2 sd of one evaluation of the reference on fresh noise (references.json)
 
 
 @attrs.frozen(kw_only=True)
