@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     pretrain = commands.add_parser("pretrain", help="train the reference model on the data (cached)")
     _experiment_arguments(pretrain)
     pretrain.add_argument("--quiet", action="store_true")
+    pretrain.add_argument("--fresh", action="store_true", help="pretrain into your cache even when the package "
+                          "ships this reference (to reproduce it)")
 
     compare = commands.add_parser("compare", help="run every arm x beta x seed of a comparison, then the report")
     compare.add_argument("config", help="experiment TOML file with a [compare] table")
@@ -117,7 +119,7 @@ def _pretrain(args: argparse.Namespace) -> None:
     experiment, registry = _prepare(args, writes_output=False)
     from ddrl_framework.running.pretrain import ensure_pretrained
 
-    print(ensure_pretrained(experiment, registry, show_progress=not args.quiet))
+    print(ensure_pretrained(experiment, registry, show_progress=not args.quiet, fresh=args.fresh))
 
 
 def _compare(args: argparse.Namespace) -> None:

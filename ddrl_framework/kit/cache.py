@@ -1,5 +1,10 @@
 """Where results made once are kept (pretrained references, reference samples, classifiers),
-and the short hashes of config data that key them."""
+and the short hashes of config data that key them.
+
+Some ship with the package (``ddrl_framework/shipped``: the default digits reference, so the main
+job needs no pretraining): :func:`cached` finds an entry in the user's cache first, then there.
+Each shipped entry is exactly what ``ddrl pretrain`` writes for its config (``benchmarks/
+shipped_reference.py`` retrains it and compares)."""
 
 from __future__ import annotations
 
@@ -16,6 +21,19 @@ def cache_root() -> Path:
         return Path(os.environ["DDRL_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "ddrl-framework"
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "shipped"
+
+
+def cached(relative: str | Path, marker: str | None = None) -> Path | None:
+    """The cache entry ``relative`` (a file, or a folder holding ``marker``): the user's, else the
+    shipped one, else None."""
+    for root in (cache_root(), SHIPPED):
+        path = root / relative
+        if (path / marker).is_file() if marker else path.is_file():
+            return path
+    return None
 
 
 def config_hash(data: Any) -> str:

@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from ddrl_framework.errors import UserError
-from ddrl_framework.kit.cache import cache_root, config_hash
+from ddrl_framework.kit.cache import cache_root, cached, config_hash
 from ddrl_framework.kit.seeding import make_generator
 from ddrl_framework.registry import Registry
 from ddrl_framework.running.config import Component, Experiment
@@ -40,9 +40,18 @@ def pretrain_key(experiment: Experiment) -> dict:
     }
 
 
+def pretrained_name(experiment: Experiment) -> str:
+    return f"pretrained/{experiment.policy.name}-{config_hash(pretrain_key(experiment))}"
+
+
 def pretrained_dir(experiment: Experiment) -> Path:
-    key = pretrain_key(experiment)
-    return cache_root() / "pretrained" / f"{experiment.policy.name}-{config_hash(key)}"
+    """Where ``ddrl pretrain`` writes the experiment's reference (the user's cache)."""
+    return cache_root() / pretrained_name(experiment)
+
+
+def find_pretrained(experiment: Experiment) -> Path | None:
+    """The experiment's pretrained reference: in the user's cache, else shipped, else None."""
+    return cached(pretrained_name(experiment), marker="pretrain.json")
 
 
 def pretrains(experiment: Experiment) -> bool:
@@ -56,11 +65,11 @@ def policy_options(experiment: Experiment) -> dict:
     experiment pretrains one. Never pretrains: :func:`pretrain_if_needed` is that explicit step."""
     options = dict(experiment.policy.options)
     if pretrains(experiment):
-        target = pretrained_dir(experiment)
-        if not (target / "pretrain.json").is_file():
-            raise UserError(f"the reference of [pretrain] is not in the cache ({target}): run "
-                            "`ddrl pretrain` with this config first")
-        options["pretrained"] = str(target)
+        found = find_pretrained(experiment)
+        if found is None:
+            raise UserError(f"the reference of [pretrain] is not in the cache ({pretrained_dir(experiment)}): "
+                            "run `ddrl pretrain` with this config first")
+        options["pretrained"] = str(found)
     return options
 
 
@@ -70,10 +79,13 @@ def pretrain_if_needed(experiment: Experiment, registry: Registry, show_progress
         ensure_pretrained(experiment, registry, show_progress)
 
 
-def ensure_pretrained(experiment: Experiment, registry: Registry, show_progress: bool = True) -> Path:
-    target = pretrained_dir(experiment)
-    if (target / "pretrain.json").is_file():
-        return target
+def ensure_pretrained(experiment: Experiment, registry: Registry, show_progress: bool = True,
+                      fresh: bool = False) -> Path:
+    """The reference, found (cache, then shipped) or pretrained into the user's cache; ``fresh``
+    pretrains it whatever is found (not over an entry of the user's cache)."""
+    target, found = pretrained_dir(experiment), find_pretrained(experiment)
+    if found is not None and not (fresh and found != target):
+        return found
     if experiment.pretrain.optimizer_steps <= 0:
         raise UserError("[pretrain] optimizer_steps must be > 0 to pretrain a reference model")
     if experiment.policy.options.get("pretrained") is not None:
