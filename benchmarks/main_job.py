@@ -4,7 +4,10 @@ the digits CNN the metrics use, the report), each as a fresh process with a fres
 ``DDRL_CACHE_DIR`` and output folder. Prints a table of the phases and the total against the
 target of 300 s (issue 12: five minutes on 2 cores).
 
-    python benchmarks/main_job.py [--config CONFIG] [--set KEY=VALUE ...]
+    python benchmarks/main_job.py [--config CONFIG] [--set KEY=VALUE ...] [--keep FOLDER]
+
+``--keep`` writes the comparison into FOLDER (to publish it: benchmarks/results.py --collect)
+instead of a temporary folder.
 """
 
 from __future__ import annotations
@@ -44,13 +47,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=DEFAULT_CONFIG)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--keep", type=Path, metavar="FOLDER", help="write the comparison here, and keep it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        output = Path(folder) / "out"
+        output = args.keep.resolve() if args.keep else Path(folder) / "out"
         env = {**os.environ, "DDRL_CACHE_DIR": str(Path(folder) / "cache")}
         sets = [a for s in [f"output_dir={output}", *args.set] for a in ("--set", s)]
         ddrl = [sys.executable, "-m", "ddrl_framework"]
-        pretrain = timed([*ddrl, "pretrain", args.config, "--quiet", *sets], env)
+        pretrain = timed([*ddrl, "pretrain", args.config, "--quiet", *sets], env)  # ~0 s: shipped
         compare = timed([*ddrl, "compare", args.config, *sets], env)
         runs = run_seconds(output)
     total = pretrain + compare
