@@ -75,21 +75,31 @@ def _stack(rows: list[Image.Image]) -> bytes:
     return buffer.getvalue()
 
 
-def gallery_section(folder: Path, settings: dict[str, list[dict]]) -> list[str]:
-    """``gallery.png`` (the reference, then each setting's final samples, same prompts and noise)
-    and links to each setting's GIF when the samples are videos."""
-    entries: list[tuple[str, Path]] = []
+def _gallery_entries(folder: Path, settings: dict[str, list[dict]]) -> list[tuple[str, Path]]:
+    """(label, grid) of the reference before training, then each setting's final samples."""
     first = next(iter(settings.values()))[0]
-    entries.append(("reference (start)", folder / first["dir"] / "samples_start.png"))
+    entries = [("reference (start)", folder / first["dir"] / "samples_start.png")]
     entries += [(label, folder / runs[0]["dir"] / "samples_final.png") for label, runs in settings.items()]
-    present = [(label, path) for label, path in entries if path.is_file()]
+    return [(label, path) for label, path in entries if path.is_file()]
+
+
+def write_gallery(folder: Path, settings: dict[str, list[dict]]) -> None:
+    """``gallery.png``: the reference, then each setting's final samples, same prompts and noise."""
+    present = _gallery_entries(folder, settings)
+    if present:
+        rows = []
+        for label, path in present:
+            with Image.open(path) as image:
+                rows.append(_labelled(image, label))
+        atomic_write_bytes(folder / "gallery.png", _stack(rows))
+
+
+def gallery_section(folder: Path, settings: dict[str, list[dict]]) -> list[str]:
+    """The lines that show ``gallery.png`` (:func:`write_gallery`), and link each setting's GIF
+    when the samples are videos."""
+    present = _gallery_entries(folder, settings)
     if not present:
         return []
-    rows = []
-    for label, path in present:
-        with Image.open(path) as image:
-            rows.append(_labelled(image, label))
-    atomic_write_bytes(folder / "gallery.png", _stack(rows))
     lines = ["## Gallery", "", "The same held-out prompts and noise in every row: the reference before "
              "training, then each setting's final samples (first seed).", "", "![gallery](gallery.png)", ""]
     gifs = [(label, path.with_suffix(".gif")) for label, path in present if path.with_suffix(".gif").is_file()]

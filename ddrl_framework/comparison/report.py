@@ -15,7 +15,7 @@ from pathlib import Path
 import attrs
 
 from ddrl_framework import __version__
-from ddrl_framework.comparison.gallery import extra_sections
+from ddrl_framework.comparison.gallery import extra_sections, write_gallery
 from ddrl_framework.comparison.report_plots import curves, forest, pareto
 from ddrl_framework.comparison.report_tables import (
     FIDELITY,
@@ -178,12 +178,13 @@ def clipping_note(settings: dict[str, list[dict]]) -> list[str]:
 
 
 def write_report(folder: str | Path) -> Path:
+    """``report.md``, ``verdicts.json`` and the plots, into the comparison folder."""
     folder = Path(folder)
     manifest, settings, references = load(folder)
     if not settings:
         raise UserError(f"{folder}: no run has metrics yet")
     compare = manifest["compare"]
-    confidence, budget = compare.get("confidence", 0.95), compare.get("budget", "iterations")
+    confidence = compare.get("confidence", 0.95)
     arm_order = [a["name"] for a in compare["arms"]]
     reward = reward_name(folder, manifest)
     rows = final_rows(manifest, settings)
@@ -197,6 +198,21 @@ def write_report(folder: str | Path) -> Path:
         curves(settings, arm_order, FIDELITY, folder / "fidelity.png", "Frechet distance to held-out data",
                f"fidelity under reward '{reward}'", confidence)
         pareto(rows, arm_order, references, folder / "pareto.png", f"reward: {reward}", confidence)
+    write_gallery(folder, settings)
+    path = folder / "report.md"
+    atomic_write_bytes(path, ("\n".join(report_lines(folder)) + "\n").encode())
+    return path
+
+
+def report_lines(folder: Path) -> list[str]:
+    """The report's Markdown, computed from the saved metrics alone (no plot is drawn: the images
+    it links are :func:`write_report`'s)."""
+    manifest, settings, references = load(folder)
+    compare = manifest["compare"]
+    confidence, budget = compare.get("confidence", 0.95), compare.get("budget", "iterations")
+    reward = reward_name(folder, manifest)
+    rows = final_rows(manifest, settings)
+    judgements = _verdicts(manifest, settings)
     lines = _header(manifest, reward, confidence) + _units_note(manifest)
     lines += summary_lines(judgements, len(compare["seeds"]))
     lines += ["## Final values", ""] + final_table(rows, confidence) + [""]
@@ -208,7 +224,7 @@ def write_report(folder: str | Path) -> Path:
     lines += clipping_note(settings)
     lines += _statistics_section(judgements, budget, confidence)
     lines += ["![reward](reward.png)", ""]
-    if (folder / "fidelity.png").is_file():
+    if any(r["fd"] for r in rows):
         lines += ["![fidelity](fidelity.png)", "", "![pareto](pareto.png)", ""]
     lines += ["## Evaluation noise", ""]
     lines += noise_table(references) if references else ["(no references.json: the evaluation spread was not measured)"]
@@ -216,6 +232,4 @@ def write_report(folder: str | Path) -> Path:
     lines += (targets_table(references) if references else []) + _components_section(folder, manifest)
     lines += ["## Samples", "", "Every run's grid before training (start) and after (final), from the same "
               "noise.", "", *samples_table(rows)]
-    path = folder / "report.md"
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
-    return path
+    return lines
