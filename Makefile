@@ -1,4 +1,4 @@
-# Two commands: `make run` (the main job) and `make test`. Each creates .venv when it is missing.
+# `make run` (the main job), `make test` (the whole suite, what CI runs) and `make test-fast`. Each creates .venv when it is missing.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= configs/digits-brightness.toml
@@ -9,7 +9,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-.PHONY: run test setup
+.PHONY: run test test-fast setup
 setup: $(VENV)/.installed
 
 run: $(VENV)/.installed
@@ -17,3 +17,6 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow"

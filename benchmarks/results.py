@@ -117,6 +117,8 @@ def collect(source: Path, name: str, command: str, commit: str | None = None) ->
             if (source / run["dir"] / file).is_file():
                 shutil.copy(source / run["dir"] / file, target / run["dir"] / file)
     git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
+    if not git("rev-parse", "--verify", "--quiet", f"{commit or 'HEAD'}^{{commit}}"):
+        sys.exit(f"--commit {commit}: no such commit")
     dirty = bool(git("status", "--porcelain", "--", "ddrl_framework", "plugins")) if commit is None else False
     measured = {"commit": git("rev-parse", commit or "HEAD"), "dirty": dirty,
                 "date": datetime.date.today().isoformat(), "command": command,

@@ -145,8 +145,8 @@ def _statistics_section(judgements, budget: str, confidence: float) -> list[str]
         return ["## Verdicts", "", "(no pair of settings to compare)", ""]
     return ["## Verdicts", "",
             "Computed, never written by hand (docs/comparisons.md, \"Statistics\"). Each pair is read at "
-            "matched reward (each run's metric where its evaluation reward first reaches the level, "
-            f"linearly interpolated between evaluations) and at equal {budget}. A - B is the mean of the "
+            "matched reward (each run's metric where its evaluation reward, smoothed over 3 evaluations, first "
+            f"reaches the level, linearly interpolated between evaluations) and at equal {budget}. A - B is the mean of the "
             f"per-seed differences; its interval is the paired t interval at {confidence:.0%} over the n "
             "seeds where both runs reached the level. Each primary row has two tests: TOST against "
             "±margin (equivalence) and the paired t test of A - B = 0 (difference); all of the family's "
@@ -213,9 +213,9 @@ def report_lines(folder: Path) -> list[str]:
     reward = reward_name(folder, manifest)
     rows = final_rows(manifest, settings)
     judgements = _verdicts(manifest, settings)
-    lines = _header(manifest, reward, confidence) + _units_note(manifest)
-    lines += summary_lines(judgements, len(compare["seeds"]))
-    lines += ["## Final values", ""] + final_table(rows, confidence) + [""]
+    title, *about = _header(manifest, reward, confidence)
+    lines = [title, ""] + _units_note(manifest) + summary_lines(judgements, len(compare["seeds"]))
+    lines += ["## Final values", "", *about[1:]] + final_table(rows, confidence) + [""]
     if any(r["own"] is None for r in rows) and any(r["own"] for r in rows):
         lines += ["FD to own optimum is n/a for an arm whose objective has no known optimum here "
                   "(no `own_target` in its `[[compare.arms]]` table).", ""]
