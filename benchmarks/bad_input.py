@@ -38,12 +38,18 @@ CASES = {
     "binary config file": ("train", []),
     "unknown metric (pretrain)": ("pretrain", ["--set", "metrics=[{name='fid'}]"]),
     "allow-list entry matching nothing": ("train", []),
+    "unknown key in a [[compare.arms]]": ("train", ["--set", "compare.arms=[{name='none', regularizer={name='none'}, betaz=[1.0]}]"]),
+    "compare on a file with no [compare]": ("compare", []),
+    "compare.seeds = []": ("compare", ["--set", "compare.seeds=[]"]),
+    "train.group_size = 1": ("train", ["--set", "train.group_size=1"]),
 }
 
 
 def argv(name: str, command: str, extra: list[str], config: str, tmp: Path) -> list[str]:
     if name == "binary config file":
         config = str(tmp / "binary.toml")
+    if name == "compare on a file with no [compare]":
+        config = str(tmp / "no-compare.toml")
     args = [a.replace("{tmp}", str(tmp)) for a in extra]
     return [sys.executable, "-m", "ddrl_framework", command, config, "--quiet",
             "--set", f"output_dir={tmp}/run", *args]
@@ -78,6 +84,8 @@ def main() -> None:
         tmp = Path(folder)
         (tmp / "a-file").write_text("not a folder")
         (tmp / "binary.toml").write_bytes(bytes(range(256)))
+        text = Path(args.config).read_text()
+        (tmp / "no-compare.toml").write_text(text.split("[compare]")[0])
         for name, (command, extra) in CASES.items():
             if args.only not in name:
                 continue

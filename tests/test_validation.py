@@ -50,6 +50,12 @@ CASES = [
     ("pretrain", ["rewards.0.name=centre-mass"], "{config}: [[rewards]] #1 name: unknown reward model"),
     ("doctor", ["sampler.name=flow-sde"], "{config}: [sampler] name: the sampler 'flow-sde' samples"),
     ("pretrain", ["metrics=[{name='fid'}]"], "{config}: [[metrics]] #1 name: unknown metric 'fid'"),
+    ("train", ["train.group_size=1"], "must be a finite number >= 2, got 1 at key train.group_size"),
+    # a typo inside [compare] is caught by every command, not only by `ddrl compare`
+    ("train", ["compare.arms=[{name='none', regularizer={name='none'}, betaz=[1.0]}]"],
+     "extra fields found (betaz) at key compare.arms[0]"),
+    ("train", ["compare.seeds=[]"], "must list at least one seed, e.g. [0, 1, 2]"),
+    ("compare", [], "{config}: no [compare] table, so nothing to compare"),
 ]
 
 

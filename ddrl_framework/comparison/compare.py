@@ -54,6 +54,9 @@ def load_compare(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Exper
     """The base experiment, the comparison, and every run, each validated before anything runs
     (the one loader, :mod:`ddrl_framework.running.loader`, makes them)."""
     file = load_file(path, overrides)
+    if file.compare_data is None:
+        raise UserError(f"{path}: no [compare] table, so nothing to compare: add one with its seeds and "
+                        "[[compare.arms]] (docs/comparisons.md), or run the file as it is with `ddrl train`")
     compare = file.comparison()
     check_declared(compare, str(path))
     return file.base, compare, file.runs()

@@ -49,6 +49,12 @@ def _ranged(default: float, **bounds: float) -> Any:
     return attrs.field(default=default, validator=bounded(**bounds))
 
 
+def _some_seeds(_: Any, attribute: attrs.Attribute, value: tuple[int, ...]) -> None:
+    if not value:
+        raise OutOfRange(attribute.name, "must list at least one seed, e.g. [0, 1, 2] (3 paired seeds "
+                         "are the fewest that can conclude)")
+
+
 def _step_indices(_: Any, attribute: attrs.Attribute, value: tuple[int, ...] | None) -> None:
     """None, or distinct indices >= 0 (the upper bound is the sampler's, checked before any work)."""
     if value is not None and (not value or min(value) < 0 or len(set(value)) != len(value)):
@@ -76,7 +82,7 @@ class TrainConfig:
     iterations: int = _ranged(100, at_least=0)  # RL iterations (one rollout batch each)
     groups: int = _ranged(8, at_least=1)  # prompts (groups) per iteration
     # rollouts per prompt; advantages are normalized within a group
-    group_size: int = _ranged(8, at_least=1)
+    group_size: int = _ranged(8, at_least=2)  # 1: every group-relative advantage is 0
     learning_rate: float = _ranged(1e-4, above=0)  # AdamW (the peak, under a schedule)
     # the learning rate over the run: "constant", or "cosine", decayed to 0 at train.iterations;
     # either after lr_warmup_iterations of linear warm-up (running.schedule)
@@ -220,7 +226,7 @@ DEFAULT_ARMS = (
 class CompareConfig:
     """The ``[compare]`` table: every arm x beta x seed runs under the same base experiment."""
 
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = attrs.field(default=(0,), validator=_some_seeds)
     arms: tuple[Arm, ...] = DEFAULT_ARMS
     targets: tuple[Target, ...] = (Target(name="data"),)
     common_target: str | None = None  # the eval key of the FD to the common target

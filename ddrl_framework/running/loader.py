@@ -72,7 +72,7 @@ class ExperimentFile:
     base: Experiment  # everything but [compare]
 
     def comparison(self) -> CompareConfig:
-        """The ``[compare]`` table, validated (``ddrl compare`` of a file without one: the defaults)."""
+        """The ``[compare]`` table, validated (a file without one: the defaults)."""
         return structure(self.compare_data or {}, CompareConfig, self.source, "compare.")
 
     def run(self, arm: Arm, beta: float | None, seed: int) -> RunSpec:
@@ -172,7 +172,10 @@ def load_file(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentFile
         apply_override(data, *parse_override(text))
     compare = data.pop("compare", None)
     base = structure_experiment(data, source)  # refuses renamed keys first, as for every arm's run
-    return ExperimentFile(source=source, data=data, compare_data=compare, base=base)
+    file = ExperimentFile(source=source, data=data, compare_data=compare, base=base)
+    if compare is not None:
+        file.comparison()  # a typo in [compare] is an error for every command, not only `compare`
+    return file
 
 
 def load_experiment(path: str | Path, overrides: Sequence[str] = (), *, arm: str | None = None,
