@@ -108,15 +108,16 @@ def test_every_shipped_config_and_its_plugin_options_are_valid(path):
             structure_options(entry.factory, component.options, f"{path.name} [{role}]", component.name)
 
 
-def test_a_compare_file_is_an_experiment_and_its_compare_table_is_ignored(tiny_compare_config):
+def test_a_compare_file_is_an_experiment_and_its_compare_table_is_checked_but_not_run(tiny_compare_config):
     path = tiny_compare_config()
-    path.write_text(path.read_text().replace("seeds = [0, 1]", "seeds = [0, 1]\njbos = 2"))
-    experiment = load_experiment(path)  # the typo in [compare] does not matter without --arm
+    experiment = load_experiment(path)  # without --arm: the file as it is, [compare] not run
     assert experiment.regularizer.name == "forward-kl-data"
     assert experiment.regularizer.options == {"beta": 0.01}
     assert experiment.output_dir == str(path.parent / "cmp")
-    with pytest.raises(UserError, match=r"(?s)cmp\.toml.*extra fields found \(jbos\) at key compare"):
-        load_experiment(path, arm="none")
+    path.write_text(path.read_text().replace("seeds = [0, 1]", "seeds = [0, 1]\njbos = 2"))
+    for arm in (None, "none"):  # a typo in [compare] is an error with or without --arm
+        with pytest.raises(UserError, match=r"(?s)cmp\.toml.*extra fields found \(jbos\) at key compare"):
+            load_experiment(path, arm=arm)
 
 
 def test_an_arm_is_the_run_compare_makes(tiny_compare_config):
