@@ -50,6 +50,8 @@ class BrokenRegularizer(_Broken):
             return {"loss_broken": 0.0 * mean.sum()}
         if self.mode == "raise":
             raise KeyError("beta")
+        if self.mode == "detached":  # the commonest silent slip: a loss that trains nothing
+            return {"loss_broken": (mean.detach() ** 2).mean() + 1.0}
         return {"loss_broken": mean.flatten(1).mean(1)}  # [B], not a scalar
 
 
@@ -121,6 +123,8 @@ def test_a_reward_that_raises_is_named(tiny_config):
     ("raise", "regularizer 'broken' of plugin 'broken-plugin' raised in loss\\(\\): KeyError: 'beta'"),
     ("shape", "regularizer 'broken' of plugin 'broken-plugin': loss\\(\\)\\['loss_broken'\\] is shape \\[8\\] "
               "torch.float32; expected a dict of 'loss_\\*' names to scalar float tensors"),
+    ("detached", "regularizer 'broken' of plugin 'broken-plugin': loss\\(\\)\\['loss_broken'\\] = [0-9.]+ carries no "
+                 "gradient, so it cannot regularize anything: is it .detach\\(\\)ed"),
 ])
 def test_a_regularizer_breaking_its_contract_stops_the_run(tiny_config, mode, message):
     plugin = _plugin("register_regularizers", "broken", lambda: BrokenRegularizer(bad_call=0, mode=mode))

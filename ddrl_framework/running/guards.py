@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ddrl_framework.errors import TrainingError, UserError
@@ -42,6 +43,11 @@ def check_losses(losses: Any, component: str, method: str) -> dict[str, Tensor]:
             got = (f"shape {list(value.shape)} {value.dtype}" if isinstance(value, Tensor)
                    else type(value).__name__)
             raise TrainingError(f"{component}: {method}['{key}'] is {got}; {expected}; {STOPPED}")
+        if torch.is_grad_enabled() and not value.requires_grad and float(value.detach()) != 0:
+            raise TrainingError(
+                f"{component}: {method}['{key}'] = {float(value.detach()):.4g} carries no gradient, so "
+                "it cannot regularize anything: is it .detach()ed, a constant, or built from detached "
+                f"tensors (e.g. context.transition.mean.detach())? Its contract suite says the same; {STOPPED}")
     return losses
 
 
