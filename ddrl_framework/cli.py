@@ -107,9 +107,12 @@ def _train(args: argparse.Namespace) -> None:
     from ddrl_framework.running.trainer import train
     from ddrl_framework.running.validation import resume_note
 
-    note = resume_note(experiment) if args.resume else None
-    if note and current_world().is_main:
-        print(f"ddrl train: {note}", file=sys.stderr)
+    from ddrl_framework.running.pretrain import untrained_note
+
+    notes = [resume_note(experiment) if args.resume else None, untrained_note(experiment)]
+    for note in notes:
+        if note and current_world().is_main:
+            print(f"ddrl train: {note}", file=sys.stderr)
     output = train(experiment, registry, resume=args.resume, show_progress=not args.quiet)
     if current_world().is_main:
         print(f"metrics: {output / 'metrics.jsonl'}\nsamples: {output / 'samples_final.png'}")

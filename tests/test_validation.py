@@ -126,8 +126,10 @@ def test_resume_without_a_run_says_it_starts_one(tiny_config, capsys):
     config = tiny_config("none", "")
     settings = ["pretrain.optimizer_steps=0", "train.iterations=1", "train.eval_samples=4", "train.grid_samples=0"]
     assert main(["train", str(config), "--quiet", "--resume", *[x for s in settings for x in ("--set", s)]]) == 0
-    assert f"ddrl train: --resume: {config.parent / 'run'} holds no run yet, so this starts a new one there" \
-        in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert f"ddrl train: --resume: {config.parent / 'run'} holds no run yet, so this starts a new one there" in error
+    # no pretraining and no pretrained weights: said, not silent (the tiny backbones start so on purpose)
+    assert "[pretrain] optimizer_steps = 0 and [policy] sets no pretrained, so RL starts from the policy 'unet2d'" in error
     assert (config.parent / "run" / "checkpoints" / "latest").read_text() == "iter-000001"
 
 

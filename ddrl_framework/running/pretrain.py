@@ -60,6 +60,16 @@ def pretrains(experiment: Experiment) -> bool:
     return experiment.pretrain.optimizer_steps > 0 and experiment.policy.options.get("pretrained") is None
 
 
+def untrained_note(experiment: Experiment) -> str | None:
+    """A word when RL would start from the policy exactly as its plugin builds it (no
+    ``pretrained`` and no ``[pretrain]`` steps): random weights, for most plugins."""
+    if experiment.pretrain.optimizer_steps > 0 or experiment.policy.options.get("pretrained") is not None:
+        return None
+    return (f"[pretrain] optimizer_steps = 0 and [policy] sets no pretrained, so RL starts from the policy "
+            f"'{experiment.policy.name}' exactly as its plugin builds it (random weights, unless the plugin "
+            "builds them otherwise); set [pretrain] optimizer_steps or [policy] pretrained for a trained reference")
+
+
 def policy_options(experiment: Experiment) -> dict:
     """The policy's options, with ``pretrained`` pointing at the cached reference when the
     experiment pretrains one. Never pretrains: :func:`pretrain_if_needed` is that explicit step."""
