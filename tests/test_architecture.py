@@ -46,3 +46,20 @@ def test_a_broken_layer_fails_the_contracts(tmp_path, module, line, broken):
     result = lint(tree)
     assert result.returncode != 0
     assert broken in result.stdout and "BROKEN" in result.stdout, result.stdout
+
+
+@pytest.mark.slow
+def test_the_package_builds_without_a_setuptools_warning_and_ships_its_data(tmp_path):
+    """Every folder that holds package data is a listed package (else setuptools warns on every
+    install), and the wheel carries the templates and the shipped results."""
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", str(root),
+                           "-w", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stdout + done.stderr
+    names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
+    assert "ddrl_framework/scaffold/templates/policy.py.tmpl" in names
+    assert "ddrl_framework/shipped/digits-classifier-v1.safetensors" in names
+    assert any(n.endswith("unet/diffusion_pytorch_model.safetensors") for n in names)
