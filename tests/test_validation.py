@@ -182,3 +182,20 @@ def test_a_declared_reward_margin_and_level_make_the_primary_comparisons_valid(t
                       + '\n[[compare.primary]]\nmetric = "fd"\npair = ["none", "data"]\n')
     _, compare, _ = load_compare(str(config), [])
     check_declared(compare, str(config))  # no error
+
+
+def test_an_unknown_component_a_run_used_names_the_distribution_that_provided_it(tiny_config, no_work, capsys):
+    """The run folder's config.json records which distribution provided each component: when that
+    plugin is no longer installed, the error says what to install, not only a similar built-in."""
+    config = tiny_config()
+    run = config.parent / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"identity": "x", "experiment": {}, "components": {
+        "rewards": [{"name": "center-mass", "plugin": "center-mass", "distribution": "ddrl-center-mass",
+                     "version": "0.2.0"}]}}))
+    config.write_text(config.read_text().replace('name = "brightness"', 'name = "center-mass"'))
+    assert main(["train", str(config), "--quiet", "--resume"]) == 2
+    error = capsys.readouterr().err
+    assert "unknown reward model 'center-mass'" in error
+    assert (f"The run in {run} used 'center-mass' from the distribution ddrl-center-mass 0.2.0: install it "
+            "(pip install ddrl-center-mass).") in error

@@ -23,6 +23,7 @@ It returns the experiment with the plugin and distribution of each component
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any
 
 import attrs
 
-from ddrl_framework.errors import UserError
+from ddrl_framework.errors import PluginError, UserError
 from ddrl_framework.registry import Entry, Registry
 from ddrl_framework.running.config import Experiment, ResolvedExperiment
 from ddrl_framework.running.run_dir import check_output_dir
@@ -77,8 +78,7 @@ def validate_experiment(experiment: Experiment, registry: Registry, source: str,
     if not experiment.rewards:
         raise UserError(f"{source}: the config has no [[rewards]]: add at least one, e.g. "
                         "[[rewards]] name = \"brightness\"")
-    found = [(section, registry.get(section.role, section.name, f"{source}: {section.where} name"))
-             for section in sections(experiment)]
+    found = [(section, _entry(registry, section, experiment, source)) for section in sections(experiment)]
     entries = {section.key: entry for section, entry in reversed(found)}  # the first of each key
     check_pairing(entries["policy"], entries["sampler"], registry, source)
     provenance: dict[str, Any] = {}
@@ -94,6 +94,33 @@ def validate_experiment(experiment: Experiment, registry: Registry, source: str,
         check_output_folder(experiment, source, resume)
     values = {f.name: getattr(experiment, f.name) for f in attrs.fields(Experiment)}
     return ResolvedExperiment(**values, provenance=provenance)
+
+
+def _entry(registry: Registry, section: Section, experiment: Experiment, source: str) -> Entry:
+    """The section's registry entry; an unknown name that a run in the output folder used names
+    the distribution that provided it then (from that run's ``config.json``)."""
+    try:
+        return registry.get(section.role, section.name, f"{source}: {section.where} name")
+    except PluginError as error:
+        used = recorded_distribution(Path(experiment.output_dir), section.name)
+        if used is None:
+            raise
+        raise PluginError(f"{error} The run in {experiment.output_dir} used '{section.name}' from the "
+                          f"distribution {used}: install it (pip install {used.split()[0]}).") from None
+
+
+def recorded_distribution(folder: Path, name: str) -> str | None:
+    """``"<distribution> <version>"`` that provided the component ``name`` to the run in ``folder``."""
+    config = folder / "config.json"
+    try:
+        components = json.loads(config.read_text()).get("components", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    for value in components.values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, dict) and item.get("name") == name and item.get("distribution"):
+                return f"{item['distribution']} {item.get('version', '')}".strip()
+    return None
 
 
 def check_requirements(entry: Entry, where: str) -> None:
