@@ -25,7 +25,8 @@ from tests.test_backbones import CONFIGS
 def test_doctor_passes_on_the_tiny_configs(config, extra, capsys):
     assert main(["doctor", str(CONFIGS / config), "--quiet", *extra]) == 0
     out = capsys.readouterr().out
-    assert "all checks passed" in out and out.count("PASS") == 7
+    assert "all checks passed" in out and out.count("PASS") == 8
+    assert "zero-noise rollout == pipeline.__call__" in out  # the pipeline-fidelity row
 
 
 def test_doctor_passes_on_digits_and_fails_without_noise(tiny_config, capsys):

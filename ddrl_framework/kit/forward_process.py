@@ -68,6 +68,9 @@ class DdpmProcess(_SimpleLoss):
     # whether the backbone's own sampling clamps the predicted x0 to [-1, 1] (diffusers' DDIM
     # default; SD's pipelines turn it off for latents): what ddim-sde does unless told otherwise
     clip_sample: bool = True
+    # added to "leading" timesteps by the backbone's scheduler (SD's configs: 1, so t = 751..1 at
+    # 4 steps, not 750..0): what ddim-sde adds unless told otherwise
+    steps_offset: int = 0
     kind = "ddpm"  # what policies and samplers declare when they register (``forward_process=``)
 
     @property

@@ -15,6 +15,8 @@ import attrs
 import torch
 
 from ddrl_framework.evaluation.scoring import score
+from ddrl_framework.kit.pipeline_fidelity import TOLERANCE as PIPELINE_TOLERANCE
+from ddrl_framework.kit.pipeline_fidelity import pipeline_gap
 from ddrl_framework.kit.scheduler_match import names_a_scheduler, scheduler_gap
 from ddrl_framework.kit.seeding import make_generator
 from ddrl_framework.running.components import Components
@@ -86,6 +88,16 @@ def check_scheduler_match(probe: Probe) -> CheckResult:
                    f"<= {gap.tolerance:.1e}")
 
 
+def check_pipeline_fidelity(probe: Probe) -> CheckResult:
+    """The zero-noise rollout against the diffusers pipeline's own sampling (kit.pipeline_fidelity)."""
+    name = "zero-noise rollout == pipeline.__call__"
+    policy = probe.parts.policy
+    if getattr(policy, "pipeline", None) is None:
+        return CheckResult(name=name, value="the policy wraps no diffusers pipeline", expected="-", status="SKIP")
+    gap = pipeline_gap(policy, probe.parts.sampler)
+    return _result(name, gap <= PIPELINE_TOLERANCE, f"max |diff| / std = {gap:.2e}", f"<= {PIPELINE_TOLERANCE:.0e}")
+
+
 def check_decoded_range(probe: Probe) -> CheckResult:
     with torch.no_grad():
         pixels = probe.parts.policy.decode(probe.trajectory.final)
@@ -135,7 +147,7 @@ def check_gradients(probe: Probe) -> CheckResult:
 
 
 CHECKS: tuple[Callable[[Probe], CheckResult], ...] = (
-    check_ratio, check_log_prob_scale, check_scheduler_match, check_decoded_range, check_rewards,
+    check_ratio, check_log_prob_scale, check_scheduler_match, check_pipeline_fidelity, check_decoded_range, check_rewards,
     check_data_loss, check_gradients,
 )
 

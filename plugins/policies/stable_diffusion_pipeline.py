@@ -90,7 +90,8 @@ def build_stable_diffusion_policy(
     ddpm = DDPMScheduler.from_config(pipeline.scheduler.config)
     process = DdpmProcess(alphas_cumprod=ddpm.alphas_cumprod.float(),
                           prediction_type=prediction_type or ddpm.config.prediction_type,
-                          clip_sample=False)  # StableDiffusionPipeline samples latents unclamped
+                          clip_sample=False,  # StableDiffusionPipeline samples latents unclamped
+                          steps_offset=int(ddpm.config.get("steps_offset", 0)))
     factor = 2 ** (len(pipeline.vae.config.block_out_channels) - 1)
     side = (resolution or pipeline.unet.config.sample_size * factor) // factor
     shape = (pipeline.unet.config.in_channels, side, side)

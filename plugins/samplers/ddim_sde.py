@@ -56,6 +56,9 @@ class DdimSdeSampler:
     # clip_sample: on for pixel DDPMs, as DDIMScheduler's default; off for SD's latents)
     clip_sample: bool | None = None
     set_alpha_to_one: bool = False  # last step's a_prev: 1 (no noise) or a_0 (keeps std > 0)
+    # added to "leading" timesteps, as DDIMScheduler's steps_offset; None: the forward process's
+    # (the backbone's scheduler config: 1 for SD). "trailing" has no offset, as in diffusers
+    steps_offset: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(0)))
 
     @property
     def num_steps(self) -> int:
@@ -63,7 +66,9 @@ class DdimSdeSampler:
 
     def coefficients(self, policy: Policy) -> DdimCoefficients:
         process = require_process(policy, DdpmProcess, "ddim-sde", instead="flow-sde")
-        return _coefficients(process, self.denoising_steps, self.eta, self.timestep_spacing, self.set_alpha_to_one)
+        offset = process.steps_offset if self.steps_offset is None else self.steps_offset
+        return _coefficients(process, self.denoising_steps, self.eta, self.timestep_spacing, self.set_alpha_to_one,
+                             offset if self.timestep_spacing == "leading" else 0)
 
     def clips(self, policy: Policy) -> bool:
         """Whether x0_hat is clamped: ``clip_sample``, else the policy's forward process's."""
@@ -135,24 +140,25 @@ class DdimSdeSampler:
         return rollout_chain(self, policy, cond, noise, generator, self.coefficients(policy).timesteps)
 
 
-def timesteps(total: int, steps: int, spacing: str) -> Tensor:
-    """``[K]`` descending training timesteps, spaced as ``DDIMScheduler.set_timesteps`` does."""
+def timesteps(total: int, steps: int, spacing: str, offset: int = 0) -> Tensor:
+    """``[K]`` descending training timesteps, spaced as ``DDIMScheduler.set_timesteps`` does
+    (``offset``: its ``steps_offset``, added to "leading" timesteps)."""
     if steps > total:
         raise ValueError(f"denoising_steps={steps} exceeds the {total} training timesteps")
     if spacing == "leading":
-        return (torch.arange(steps) * (total // steps)).flip(0)
+        return (torch.arange(steps) * (total // steps)).flip(0) + offset
     trailing = torch.arange(total, 0, -total / steps, dtype=torch.float64).round()
     return trailing.long() - 1
 
 
 @functools.lru_cache(maxsize=16)
 def _coefficients(process: DdpmProcess, steps: int, eta: float, spacing: str,
-                  set_alpha_to_one: bool) -> DdimCoefficients:
+                  set_alpha_to_one: bool, offset: int = 0) -> DdimCoefficients:
     """Computed once per forward process (hashed by identity) and sampler settings, in float64:
     at the first step ``1 - a_prev - std^2`` is a difference of numbers near 1 that is ~1e-8 on a
     cosine schedule, which float32 rounds to 0 (``direction`` 0 instead of 1.5e-4)."""
     a, total = process.alphas_cumprod.double(), process.num_train_timesteps
-    t = timesteps(total, steps, spacing)
+    t = timesteps(total, steps, spacing, offset)
     t_prev = t - total // steps
     final = torch.ones((), dtype=a.dtype) if set_alpha_to_one else a[0]
     a_t = a[t]

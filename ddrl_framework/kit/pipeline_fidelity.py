@@ -1,0 +1,74 @@
+"""Is a diffusers backbone's rollout the diffusers pipeline's own sampling? For the same initial
+noise and prompts, the policy's zero-noise rollout (the sampler's deterministic form, on the
+pipeline's own schedule) must equal ``pipeline(latents=noise, output_type="latent")``: the
+denoiser's inputs, its timestep scale, the text encoding, classifier-free guidance and the
+schedule all enter both. :func:`pipeline_gap` measures the difference;
+``ddrl doctor`` reports it and ``ddrl_framework.testing.pipeline_fidelity`` asserts it.
+
+The sampler is set to the pipeline's schedule for the check (``on_pipeline_schedule``): ``ddim-sde``
+on a DDPM backbone is compared with the pipeline run by ``DDIMScheduler`` at eta 0 (its
+spacing, ``steps_offset`` and final alpha from the backbone's scheduler config), ``flow-sde`` with
+``FlowMatchEulerDiscreteScheduler``, the pipeline's own. Where the sampler's configured defaults
+differ from the pipeline's (ddim-sde's "trailing" spacing, which starts from pure noise), that
+is a documented choice of the sampler, not a gap in the backbone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import torch
+from torch import Tensor
+
+from ddrl_framework.types import DataBatch
+
+TOLERANCE = 1e-4  # of the pipeline's final latents' std: float32 rounding, not a different model
+PROMPTS = ("a photo of a cat", "a red cube on a table")
+
+
+def on_pipeline_schedule(sampler: Any, policy: Any) -> tuple[Any, Any]:
+    """The sampler's deterministic form on the pipeline's schedule, and the diffusers scheduler the
+    pipeline samples with at zero noise."""
+    from diffusers import DDIMScheduler
+
+    config = policy.pipeline.scheduler.config
+    if type(sampler).__name__ == "DdimSdeSampler":
+        ddim = DDIMScheduler.from_config(config)
+        deterministic = attrs.evolve(sampler.deterministic(), timestep_spacing=ddim.config.timestep_spacing,
+                                     set_alpha_to_one=ddim.config.set_alpha_to_one,
+                                     steps_offset=ddim.config.steps_offset)
+        return deterministic, ddim
+    return sampler.deterministic(), policy.pipeline.scheduler
+
+
+def pipeline_latents(policy: Any, scheduler: Any, noise: Tensor, prompts: Sequence[str], steps: int) -> Tensor:
+    """The pipeline's own sampling from ``noise``: its final latents."""
+    pipeline, own = policy.pipeline, policy.pipeline.scheduler
+    pipeline.scheduler = scheduler
+    try:
+        options: dict[str, Any] = {"guidance_scale": policy.options.guidance_scale}
+        if getattr(policy, "max_sequence_length", None) is not None:
+            options["max_sequence_length"] = policy.max_sequence_length
+        if noise.ndim == 5:  # a video: [B, C, T, H, W] latents
+            channels, frames, height, width = policy.pixel_shape
+            options.update(num_frames=frames, height=height, width=width)
+        with torch.no_grad():
+            out = pipeline(prompt=list(prompts), latents=noise.clone(), num_inference_steps=steps,
+                           output_type="latent", **options)
+    finally:
+        pipeline.scheduler = own
+    return torch.as_tensor(out.frames if hasattr(out, "frames") else out.images)
+
+
+def pipeline_gap(policy: Any, sampler: Any, prompts: Sequence[str] = PROMPTS, seed: int = 0) -> float:
+    """``max |rollout - pipeline| / std(pipeline)`` over the final latents (0: the same numbers)."""
+    deterministic, scheduler = on_pipeline_schedule(sampler, policy)
+    noise = torch.randn((len(prompts), *policy.sample_shape), generator=torch.Generator().manual_seed(seed))
+    noise = noise.to(policy.device)
+    cond = policy.encode_conditions(DataBatch(prompts=tuple(prompts)))
+    with torch.no_grad():
+        ours = deterministic.rollout(policy, cond, noise.clone()).final
+    theirs = pipeline_latents(policy, scheduler, noise, prompts, deterministic.num_steps).to(ours.device)
+    return float((ours.float() - theirs.float()).abs().max() / theirs.float().std())

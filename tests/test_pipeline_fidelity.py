@@ -1,0 +1,57 @@
+"""Each diffusers backbone samples as its own diffusers pipeline does: the zero-noise rollout from
+the same noise and prompts equals ``pipeline(latents=..., output_type="latent")``, with guidance 3,
+4 steps (ddrl_framework/testing/pipeline_fidelity.py). And the check sees a planted timestep-scale
+bug and a schedule that is not the pipeline's."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from ddrl_framework.registry import load_registry
+from ddrl_framework.kit.pipeline_fidelity import TOLERANCE, pipeline_gap
+from ddrl_framework.testing.pipeline_fidelity import check_matches_pipeline
+
+BACKBONES = [("sd3", "flow-sde"), ("stable-diffusion", "ddim-sde"), ("wan", "flow-sde")]
+
+
+def build(policy: str, sampler: str):
+    registry = load_registry()
+    return (registry.build("policy", policy, {"guidance_scale": 3.0}, "[policy]"),
+            registry.build("sampler", sampler, {"denoising_steps": 4}, "[sampler]"))
+
+
+@pytest.mark.parametrize("policy_name,sampler_name", BACKBONES)
+def test_the_zero_noise_rollout_is_the_pipelines_own_sampling(policy_name, sampler_name):
+    policy, sampler = build(policy_name, sampler_name)
+    assert check_matches_pipeline(policy, sampler) <= TOLERANCE
+
+
+@pytest.mark.parametrize("policy_name,sampler_name", BACKBONES)
+def test_a_timestep_scale_bug_is_seen(policy_name, sampler_name, monkeypatch):
+    """The issue's planted bug: the network gets a timestep 1000 times too large."""
+    policy, sampler = build(policy_name, sampler_name)
+    denoise = policy._denoise
+    monkeypatch.setattr(policy, "_denoise", lambda x_t, t, embeds: denoise(x_t, t * 1000, embeds))
+    with pytest.raises(AssertionError, match="differs from .*Pipeline.__call__"):
+        check_matches_pipeline(policy, sampler)
+
+
+def test_a_schedule_that_is_not_the_pipelines_is_seen():
+    """The policy's forward process with another sigma shift (1 where the pipeline's scheduler
+    has 3): flow-sde's sigmas are no longer the pipeline's, and the rollouts part."""
+    policy, sampler = build("sd3", "flow-sde")
+    assert policy.pipeline.scheduler.config.shift == 3.0
+    config = {**policy.forward_process.scheduler_config, "shift": 1.0}
+    object.__setattr__(policy, "forward_process", attrs.evolve(policy.forward_process, scheduler_config=config))
+    assert pipeline_gap(policy, sampler) > 0.01
+
+
+def test_sds_leading_timesteps_carry_the_schedulers_offset():
+    """SD's scheduler adds steps_offset = 1 to its leading timesteps: t = 751..1 at 4 steps."""
+    policy, sampler = build("stable-diffusion", "ddim-sde")
+    assert policy.forward_process.steps_offset == 1
+    leading = attrs.evolve(sampler, timestep_spacing="leading")
+    assert leading.coefficients(policy).timesteps.tolist() == [751, 501, 251, 1]
+    assert attrs.evolve(leading, steps_offset=0).coefficients(policy).timesteps.tolist() == [750, 500, 250, 0]
+    assert sampler.coefficients(policy).timesteps.tolist() == [999, 749, 499, 249]  # trailing: no offset
