@@ -11,6 +11,7 @@ from ddrl_framework.kit.scheduler_match import names_a_scheduler, scheduler_gap
 from ddrl_framework.protocols import Policy, Sampler
 from ddrl_framework.testing.fakes import FakePolicy, fake_batch, pixel_shape
 from ddrl_framework.testing.messages import brief, max_gap, nonzero_count, protocol_message, shape
+from ddrl_framework.testing.pipeline_fidelity import check_matches_pipeline
 
 
 class SamplerContract:
@@ -138,3 +139,11 @@ class SamplerContract:
         gap = scheduler_gap(sampler, policy, self._rollout(setup).latents, cond)
         assert gap.ok, (f"step {gap.worst_step}: deterministic().transition().mean is {gap.worst:.3g} from "
                         f"scheduler_step(); expected <= {gap.tolerance:.1e} (1e-4 x max(1, {gap.scale:.3g}))")
+
+    def test_zero_noise_rollout_equals_the_pipelines_own_sampling(self, setup):
+        """On a policy that wraps a diffusers pipeline: the whole zero-noise rollout against
+        ``pipeline(latents=..., output_type="latent")`` (kit.pipeline_fidelity)."""
+        policy, sampler, _, _ = setup
+        if getattr(policy, "pipeline", None) is None:
+            pytest.skip("the policy wraps no diffusers pipeline")
+        check_matches_pipeline(policy, sampler)
