@@ -8,7 +8,9 @@ schedule all enter both. :func:`pipeline_gap` measures the difference;
 The sampler is set to the pipeline's schedule for the check (``on_pipeline_schedule``): ``ddim-sde``
 on a DDPM backbone is compared with the pipeline run by ``DDIMScheduler`` at eta 0 (its
 spacing, ``steps_offset`` and final alpha from the backbone's scheduler config), ``flow-sde`` with
-``FlowMatchEulerDiscreteScheduler``, the pipeline's own. Where the sampler's configured defaults
+``FlowMatchEulerDiscreteScheduler``, the pipeline's own (a pipeline that solves with another
+scheduler, as Wan 2.1's folders do with UniPC, is run with Euler at the policy's shift: flow-sde
+is an Euler SDE by design). Where the sampler's configured defaults
 differ from the pipeline's (ddim-sde's "trailing" spacing, which starts from pure noise), that
 is a documented choice of the sampler, not a gap in the backbone.
 """
@@ -31,7 +33,7 @@ PROMPTS = ("a photo of a cat", "a red cube on a table")
 def on_pipeline_schedule(sampler: Any, policy: Any) -> tuple[Any, Any]:
     """The sampler's deterministic form on the pipeline's schedule, and the diffusers scheduler the
     pipeline samples with at zero noise."""
-    from diffusers import DDIMScheduler
+    from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
 
     config = policy.pipeline.scheduler.config
     if type(sampler).__name__ == "DdimSdeSampler":
@@ -40,7 +42,12 @@ def on_pipeline_schedule(sampler: Any, policy: Any) -> tuple[Any, Any]:
                                      set_alpha_to_one=ddim.config.set_alpha_to_one,
                                      steps_offset=ddim.config.steps_offset)
         return deterministic, ddim
-    return sampler.deterministic(), policy.pipeline.scheduler
+    own = policy.pipeline.scheduler
+    if isinstance(own, FlowMatchEulerDiscreteScheduler):
+        return sampler.deterministic(), own
+    # a flow pipeline with another solver (Wan 2.1's folders: UniPC): Euler at the policy's shift,
+    # the documented choice of flow-sde, so the check holds the rest of the pipeline
+    return sampler.deterministic(), FlowMatchEulerDiscreteScheduler.from_config(policy.forward_process.scheduler_config)
 
 
 def pipeline_latents(policy: Any, scheduler: Any, noise: Tensor, prompts: Sequence[str], steps: int) -> Tensor:
