@@ -74,7 +74,8 @@ def benchmark_section(entry: dict) -> list[str]:
     lines += ["### Measured", "",
               f"At commit `{measured['commit'][:10]}`{' (with uncommitted changes)' if measured.get('dirty') else ''} "
               f"on {measured['date']}, {measured['machine']}: `{measured['command']}`. Raw results: "
-              f"[results/{name}/](results/{name}/); the full report: [results/{name}/report.md](results/{name}/report.md).", ""]
+              f"[results/{name}/](results/{name}/); the full report: [results/{name}/report.md](results/{name}/report.md)."
+              + (f" {measured['note']}" if measured.get("note") else ""), ""]
     lines += relinked(sections(report_lines(folder), KEPT_SECTIONS), name)
     if entry.get("reading"):
         lines += ["### A reading of the figures (not a computed verdict)", "",
@@ -102,7 +103,7 @@ def changed_since(commit: str) -> list[str]:
     return done.stdout.split() if done.returncode == 0 else [f"(git could not compare with {commit[:10]})"]
 
 
-def collect(source: Path, name: str, command: str, commit: str | None = None) -> None:
+def collect(source: Path, name: str, command: str, commit: str | None = None, note: str | None = None) -> None:
     """Copy a finished comparison's raw results into docs/results/<name>/, stamped with
     ``commit`` (the one its runs were made at; default HEAD, and whether the code is modified)."""
     target = RESULTS / name
@@ -122,7 +123,7 @@ def collect(source: Path, name: str, command: str, commit: str | None = None) ->
     dirty = bool(git("status", "--porcelain", "--", "ddrl_framework", "plugins")) if commit is None else False
     measured = {"commit": git("rev-parse", commit or "HEAD"), "dirty": dirty,
                 "date": datetime.date.today().isoformat(), "command": command,
-                "machine": f"{os.cpu_count()} CPU cores"}
+                "machine": f"{os.cpu_count()} CPU cores", **({"note": note} if note else {})}
     (target / "measured.json").write_text(json.dumps(measured, indent=2) + "\n")
 
 
@@ -133,11 +134,12 @@ def main() -> None:
     parser.add_argument("--name")
     parser.add_argument("--command")
     parser.add_argument("--commit", help="with --collect: the commit the runs were made at (default HEAD)")
+    parser.add_argument("--note", help="with --collect: a sentence the page prints beside the stamp")
     args = parser.parse_args()
     if args.collect:
         if not (args.name and args.command):
             sys.exit("--collect needs --name and --command (the command that made the folder)")
-        collect(args.collect, args.name, args.command, args.commit)
+        collect(args.collect, args.name, args.command, args.commit, args.note)
     text = render()
     if args.check:
         if PAGE.read_text() != text:
