@@ -54,3 +54,15 @@ def test_a_checkpoint_of_the_old_layout_is_named(tmp_path):
     (path / "tensors").rename(path / "policy.safetensors")
     with pytest.raises(UserError, match=r"no tensors/ folder: it was written by an older version"):
         load_training_state(_trained(FakePolicy(), steps=0), path)
+
+
+def test_pruning_removes_what_killed_processes_left_half_written(tmp_path):
+    """A process killed while writing the ``latest`` pointer leaves ``.latest.tmp-<pid>``; the
+    next checkpoint's pruning removes it, as it removes half-written checkpoint folders."""
+    from ddrl_framework.running.checkpoint import _prune
+
+    (tmp_path / ".latest.tmp-99999").write_text("iter-000001")
+    (tmp_path / ".iter-000002.tmp").mkdir()
+    (tmp_path / "iter-000001").mkdir()
+    _prune(tmp_path, keep=2, current="iter-000001")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["iter-000001"]

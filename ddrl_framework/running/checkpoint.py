@@ -115,12 +115,16 @@ def _kill_point(name: str) -> None:
 
 
 def _prune(directory: Path, keep: int, current: str) -> None:
-    """Delete all but the ``keep`` newest checkpoints, and temporary folders of killed processes."""
+    """Delete all but the ``keep`` newest checkpoints, and what killed processes left half
+    written: checkpoint folders and ``latest`` pointers (kit.io.atomic_write_bytes's temporaries)."""
     finished = sorted(p for p in directory.glob("iter-*") if p.is_dir())
     stale = list(directory.glob(".iter-*.tmp*"))
     for path in finished[: max(len(finished) - keep, 0)] + stale:
         if path.name != current:
             shutil.rmtree(path, ignore_errors=True)
+    for pointer in directory.glob(".latest.tmp-*"):
+        if pointer.name != f".latest.tmp-{os.getpid()}":
+            pointer.unlink(missing_ok=True)
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
