@@ -23,7 +23,7 @@ class Gaussian:
     """One isotropic Gaussian transition ``N(mean, std^2 I)`` per batch member.
 
     ``mean``: ``[B, ...]``; ``std``: broadcastable to ``mean`` (a scalar tensor or ``[B, 1, ...]``).
-    Densities are computed in float32 and summed over all non-batch dims (DESIGN.md section 2).
+    Densities are computed in float32 and summed over all non-batch dims (docs/concepts.md, "The objective").
     """
 
     mean: Tensor

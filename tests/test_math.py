@@ -1,4 +1,4 @@
-"""The invariants of DESIGN.md section 2, pinned against independent references."""
+"""The invariants of the math (docs/concepts.md, "The objective"), pinned against independent references."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Every arm's objective in one currency (DESIGN.md section 2, "Units"): the data term in nats is
+"""Every arm's objective in one currency (docs/concepts.md, "The arms, in one currency"): the data term in nats is
 the exact Gaussian KL from the forward posterior to the policy's step, checked against DDPM's
 posterior in closed form and torch.distributions; it is D w_k times the paper's per-element
 unit; the KL in the reward is minus beta times the path's KL; exp-tilt's Z is fixed for a run."""
@@ -79,7 +79,7 @@ def test_the_data_term_in_nats_is_the_gaussian_kl_from_the_posterior(noise_mode)
 
 def test_nats_are_d_w_k_times_the_papers_per_element_unit():
     """Without x0 clipping and with epsilon outputs, mu_q - mu_theta = c_k (eps - eps_hat), so the KL
-    is D w_k times the simple loss, w_k = c_k^2 / (2 sigma_k^2) (DESIGN.md section 2)."""
+    is D w_k times the simple loss, w_k = c_k^2 / (2 sigma_k^2) (docs/concepts.md, "The arms, in one currency")."""
     policy = build("policy", "unet2d", **TINY_UNET)
     sampler = build("sampler", "ddim-sde", denoising_steps=4, clip_sample=False)
     nats = build("regularizer", "forward-kl-data", beta=1.0, unit="nats")

@@ -1,5 +1,5 @@
 """Frechet distance between Gaussians fitted to features, with optional importance weights, and
-the reweightings of held-out data that the regularizers' optima are (DESIGN.md section 2)."""
+the reweightings of held-out data that the regularizers' optima are (docs/concepts.md, "What each estimator converges to")."""
 
 from __future__ import annotations
 

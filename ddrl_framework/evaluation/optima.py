@@ -1,4 +1,4 @@
-"""Each regularizer's optimum as a reweighting of a base sample (DESIGN.md section 2, the table of
+"""Each regularizer's optimum as a reweighting of a base sample (docs/concepts.md, the table of
 optima), and exact draws from a reweighted sample.
 
 A base measure is given by points with probabilities ``q`` ``[M]`` (a sample of ``p_data`` or of

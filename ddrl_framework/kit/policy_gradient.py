@@ -1,4 +1,4 @@
-"""Group advantages and the clipped policy loss (DESIGN.md section 2)."""
+"""Group advantages and the clipped policy loss (docs/concepts.md, "The objective")."""
 
 from __future__ import annotations
 

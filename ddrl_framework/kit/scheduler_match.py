@@ -1,5 +1,5 @@
-"""Does a sampler's zero-noise step equal the scheduler it names? (DESIGN.md section 2: "a sampler
-with zero noise equals the deterministic (ODE / DDIM eta = 0) sampler".)
+"""Does a sampler's zero-noise step equal the scheduler it names? A sampler with zero noise must
+equal the deterministic (ODE / DDIM eta = 0) sampler (docs/concepts.md, "Sampler").
 
 A sampler names a reference scheduler by having ``deterministic()`` (itself at zero noise) and
 ``scheduler_step(policy, x_k, k, cond)`` (that scheduler's step ``k``, e.g. diffusers'

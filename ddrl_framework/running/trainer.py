@@ -1,4 +1,4 @@
-"""The RL loop (DESIGN.md sections 2 and 4; docs/concepts.md, "One iteration"): rollouts in
+"""The RL loop (docs/concepts.md, "One iteration"): rollouts in
 groups, group advantages, then the update of ``running.update``. Every choice is a plugin or a
 config field."""
 

@@ -1,6 +1,6 @@
 """The Sampler contract suite: the rollout's record, its reproducibility, ratio == 1 on policy,
 log-probs against ``torch.distributions``, gradients, trainability, and zero noise against the
-scheduler the sampler names (DESIGN.md section 2)."""
+scheduler the sampler names (docs/concepts.md, "Sampler")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Metric ``distance-to-optimum``: the energy distance (``evaluation.energy``) from the evaluation
-samples to a regularizer's optimum (DESIGN.md section 2), and the noise floor of that distance.
+samples to a regularizer's optimum (docs/concepts.md, "What each estimator converges to"), and the noise floor of that distance.
 
 Targets (``target``), each a weighted sample, with ``r`` the experiment's weighted reward:
 

@@ -11,7 +11,7 @@ add_noise(x0, eps, t_k)``, and the loss is one of two units (``unit``):
       beta * ||mu_q - mu_theta||^2 / (2 sigma_k^2)
 
   the same formula as ``reverse-kl`` with another anchor and other states, so the two arms'
-  betas are in the same unit (DESIGN.md section 2, "Units").
+  betas are in the same unit (docs/concepts.md, "The arms, in one currency").
 * ``"paper"``: ``beta * L_diffusion(x0, c)``, the per-element mean of the backbone's own
   pre-training loss, as the paper's code computes it. At step ``k`` it is ``D w_k`` times smaller
   than the KL in nats (``D`` elements, ``w_k = c_k^2 / (2 sigma_k^2)``), so its beta is not in nats.
