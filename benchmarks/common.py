@@ -4,6 +4,8 @@ the default config and arm, timing helpers."""
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -50,3 +52,12 @@ def interleaved_medians(jobs: dict[str, Callable[[], Any]], rounds: int, warmup:
             job()
             times[name].append(time.perf_counter() - began)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def timed_command(command: list[str], env: dict[str, str]) -> float:
+    """Seconds ``command`` took as a fresh process; exits with its stderr when it fails."""
+    began = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return time.perf_counter() - began

@@ -15,23 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import DEFAULT_CONFIG
+from common import DEFAULT_CONFIG, timed_command
 
 TARGET_SECONDS = 300.0
-
-
-def timed(command: list[str], env: dict[str, str]) -> float:
-    began = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return time.perf_counter() - began
 
 
 def run_seconds(output: Path) -> dict[str, float]:
@@ -54,8 +44,8 @@ def main() -> None:
         env = {**os.environ, "DDRL_CACHE_DIR": str(Path(folder) / "cache")}
         sets = [a for s in [f"output_dir={output}", *args.set] for a in ("--set", s)]
         ddrl = [sys.executable, "-m", "ddrl_framework"]
-        pretrain = timed([*ddrl, "pretrain", args.config, "--quiet", *sets], env)  # ~0 s: shipped
-        compare = timed([*ddrl, "compare", args.config, *sets], env)
+        pretrain = timed_command([*ddrl, "pretrain", args.config, "--quiet", *sets], env)  # ~0 s: shipped
+        compare = timed_command([*ddrl, "compare", args.config, *sets], env)
         runs = run_seconds(output)
     total = pretrain + compare
     print(f"config {args.config}, overrides {args.set}, {os.cpu_count()} cores")

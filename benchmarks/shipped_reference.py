@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_CONFIG
+from common import DEFAULT_CONFIG, timed_command
 from safetensors.torch import load_file, save_file
 
 from ddrl_framework.comparison.compare import load_compare, measure_references
@@ -53,14 +52,6 @@ def evaluate(config: str, cache: Path) -> list[dict[str, float]]:
     return measure_references(base, compare, load_registry())["evaluation_repeats"]
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
-    began = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return time.perf_counter() - began
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=DEFAULT_CONFIG)
@@ -71,7 +62,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         env = {**os.environ, "DDRL_CACHE_DIR": folder}
-        seconds = timed([sys.executable, "-m", "ddrl_framework", "pretrain", args.config, "--fresh", "--quiet"], env)
+        seconds = timed_command([sys.executable, "-m", "ddrl_framework", "pretrain", args.config, "--fresh", "--quiet"], env)
         rows.append((name, seconds, *largest_difference(SHIPPED / name, Path(folder) / name)))
         began = time.perf_counter()
         classifier = train_classifier()
