@@ -14,16 +14,16 @@ import attrs
 REWARD = "reward_mean"
 
 
-@attrs.frozen
-class KeyFacts:
-    better: str | None  # "higher", "lower", or None (not judged: no good direction)
-    bounds: tuple[float, float] = (-math.inf, math.inf)  # where every value lies
-    margin: float | None = None  # None: declare one in [[compare.metrics]] to judge the key as primary
-
-
 UNBOUNDED = (-math.inf, math.inf)
 NON_NEGATIVE = (0.0, math.inf)
 FRACTION = (0.0, 1.0)
+
+
+@attrs.frozen
+class KeyFacts:
+    better: str | None  # "higher", "lower", or None (not judged: no good direction)
+    bounds: tuple[float, float] = UNBOUNDED  # where every value lies
+    margin: float | None = None  # None: declare one in [[compare.metrics]] to judge the key as primary
 
 BUILT_IN = {
     REWARD: KeyFacts("higher"),  # a reward's scale is its plugin's: no default margin
@@ -46,6 +46,15 @@ def facts(key: str) -> KeyFacts:
     if key.startswith("heldout_") and not key.endswith("_std"):
         return KeyFacts("higher")
     return KeyFacts(None)
+
+
+def margin_of(key: str, declared: float | None) -> tuple[float | None, str]:
+    """A key's margin and where it comes from: ``declared`` ("config"), else the built-in
+    default ("default"), else none ("none": no equivalence test, and no primary comparison)."""
+    if declared is not None:
+        return declared, "config"
+    default = facts(key).margin
+    return default, "default" if default is not None else "none"
 
 
 def difference_bounds(bounds: tuple[float, float]) -> tuple[float, float]:

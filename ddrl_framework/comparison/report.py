@@ -199,8 +199,9 @@ def write_report(folder: str | Path) -> Path:
                f"fidelity under reward '{reward}'", confidence)
         pareto(rows, arm_order, references, folder / "pareto.png", f"reward: {reward}", confidence)
     write_gallery(folder, settings)
+    lines = _lines(folder, manifest, settings, references, rows, judgements)
     path = folder / "report.md"
-    atomic_write_bytes(path, ("\n".join(report_lines(folder)) + "\n").encode())
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
     return path
 
 
@@ -208,11 +209,15 @@ def report_lines(folder: Path) -> list[str]:
     """The report's Markdown, computed from the saved metrics alone (no plot is drawn: the images
     it links are :func:`write_report`'s)."""
     manifest, settings, references = load(folder)
+    return _lines(folder, manifest, settings, references, final_rows(manifest, settings),
+                  _verdicts(manifest, settings))
+
+
+def _lines(folder: Path, manifest: dict, settings: dict[str, list[dict]], references: dict | None,
+           rows: list[dict], judgements: list) -> list[str]:
     compare = manifest["compare"]
     confidence, budget = compare.get("confidence", 0.95), compare.get("budget", "iterations")
     reward = reward_name(folder, manifest)
-    rows = final_rows(manifest, settings)
-    judgements = _verdicts(manifest, settings)
     title, *about = _header(manifest, reward, confidence)
     lines = [title, ""] + _units_note(manifest) + summary_lines(judgements, len(compare["seeds"]))
     lines += ["## Final values", "", *about[1:]] + final_table(rows, confidence) + [""]

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ddrl_framework.comparison.report_plots import mean_and_half_width
-from ddrl_framework.comparison.metric_keys import NON_NEGATIVE, cut, facts
+from ddrl_framework.comparison.metric_keys import NON_NEGATIVE, UNBOUNDED, cut, facts
 from ddrl_framework.comparison.statistics import A_BETTER, B_BETTER, EQUIVALENT
 from ddrl_framework.comparison.verdicts import Judgement
 
@@ -24,7 +24,7 @@ RANGES = {"fd": facts("fd").bounds, "own": NON_NEGATIVE, "common": NON_NEGATIVE,
 
 
 def fmt(values: Sequence[float], digits: int = 3, confidence: float = 0.95,
-        bounds: tuple[float, float] = (-math.inf, math.inf)) -> str:
+        bounds: tuple[float, float] = UNBOUNDED) -> str:
     """``mean [low, high]`` (the t interval of the mean over seeds, cut to ``bounds``), or the
     one value, or "-"."""
     mean, half = mean_and_half_width(values, confidence)
@@ -101,7 +101,7 @@ def final_table(rows: Sequence[dict[str, Any]], confidence: float) -> list[str]:
     lines = ["| setting | seeds | iters | " + " | ".join(h for h, _, _ in columns) + " |",
              "|---|---|---|" + "---|" * len(columns)]
     for r in rows:
-        cells = ["n/a" if r[k] is None else fmt(r[k], d, confidence, RANGES.get(k, (-math.inf, math.inf)))
+        cells = ["n/a" if r[k] is None else fmt(r[k], d, confidence, RANGES.get(k, UNBOUNDED))
                  for _, k, d in columns]
         lines.append(f"| {r['label']} | {r['seeds']} | {r['iterations']} | " + " | ".join(cells) + " |")
     return lines

@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 from ddrl_framework.comparison.family import detectable_difference, family_verdicts
-from ddrl_framework.comparison.metric_keys import REWARD, difference_bounds, facts
+from ddrl_framework.comparison.metric_keys import REWARD, UNBOUNDED, difference_bounds, facts, margin_of
 from ddrl_framework.comparison.statistics import INCONCLUSIVE, Interval, paired_interval, value_at
 from ddrl_framework.errors import UserError
 
@@ -35,7 +35,7 @@ class Rule:
     higher_is_better: bool
     margin: float | None  # None: no smallest effect of interest stated, so no equivalence test
     margin_source: str  # "config", "default" (metric_keys.py) or "none"
-    bounds: tuple[float, float] = (-math.inf, math.inf)
+    bounds: tuple[float, float] = UNBOUNDED
 
 
 @attrs.frozen(kw_only=True)
@@ -60,7 +60,7 @@ class Judgement:
     p_difference: float = math.nan  # Holm-corrected p of A - B = 0
     p_equivalence: float = math.nan  # Holm-corrected TOST p of |A - B| >= margin
     detectable: float = math.inf  # the smallest |A - B| found with 80% power (family.py)
-    bounds: tuple[float, float] = (-math.inf, math.inf)  # of A - B
+    bounds: tuple[float, float] = UNBOUNDED  # of A - B
 
 
 def rules(compare: Mapping[str, Any], eval_keys: Sequence[str], source: str = "compare.json") -> list[Rule]:
@@ -75,9 +75,7 @@ def rules(compare: Mapping[str, Any], eval_keys: Sequence[str], source: str = "c
         if better is None:
             raise UserError(f"{source}: compare.metrics entry '{key}' has no built-in direction; "
                             "add better = \"higher\" or better = \"lower\"")
-        margin, origin = item.get("margin"), "config"
-        if margin is None:
-            margin, origin = built_in.margin, ("default" if built_in.margin is not None else "none")
+        margin, origin = margin_of(key, item.get("margin"))
         out.append(Rule(key=key, higher_is_better=better == "higher", margin=margin, margin_source=origin,
                         bounds=built_in.bounds))
     return out
@@ -119,7 +117,7 @@ def check_declared(compare: Any, source: str) -> None:
         for side in item.pair:
             setting_label(side, labels, where)
         stated = declared.get(item.metric)
-        if (stated.margin if stated and stated.margin is not None else facts(item.metric).margin) is None:
+        if margin_of(item.metric, stated.margin if stated else None)[0] is None:
             raise UserError(f"{where}: '{item.metric}' has no margin, the smallest difference worth a "
                             f"verdict in its own unit; add [[compare.metrics]] key = \"{item.metric}\", "
                             "margin = ... (docs/comparisons.md, \"Margins\")")
@@ -186,8 +184,9 @@ def common_reward_level(runs: Sequence[Mapping[str, Any]]) -> float | None:
     the runs, so its rows are exploratory (``MATCHED_POST_HOC``)."""
     if not runs:
         return None
-    level = min(max(trajectory(run, "reward")) for run in runs)
-    start = max(trajectory(run, "reward")[0] for run in runs)
+    rewards = [trajectory(run, "reward") for run in runs]
+    level = min(max(r) for r in rewards)
+    start = max(r[0] for r in rewards)
     return start + MATCHED_FRACTION * (level - start) if level > start else None
 
 
@@ -234,9 +233,8 @@ def judge(settings: Mapping[str, Sequence[Mapping[str, Any]]], pairs: Sequence[t
     out = []
     for a, b in pairs:
         both = [*settings[a], *settings[b]]
-        post_hoc = [x for x in [common_reward_level(both)] if x is not None]
-        views = ([(MATCHED_DECLARED, "reward", level) for level in matched_reward]
-                 or [(MATCHED_POST_HOC, "reward", level) for level in post_hoc])
+        views = ([(MATCHED_DECLARED, "reward", level) for level in matched_reward] if matched_reward
+                 else [(MATCHED_POST_HOC, "reward", level) for level in [common_reward_level(both)] if level is not None])
         views.append((f"equal {budget}", budget, common_budget(both, budget)))
         for view, axis, at in views:
             for rule in metric_rules:
