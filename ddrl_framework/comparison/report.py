@@ -30,6 +30,7 @@ from ddrl_framework.comparison.report_tables import (
 from ddrl_framework.comparison.verdicts import judge, resolve_pairs, rules
 from ddrl_framework.errors import UserError
 from ddrl_framework.kit.io import atomic_write_bytes
+from ddrl_framework.running.run_dir import distribution_of, recorded_components
 from ddrl_framework.running.metrics_log import read_metrics
 
 
@@ -56,12 +57,9 @@ def _provenance_rows(folder: Path, manifest: dict) -> dict[tuple, list[str]]:
     ``config.json`` (runs recorded before provenance was: none)."""
     rows: dict[tuple, list[str]] = defaultdict(list)
     for run in manifest["runs"]:
-        config = folder / run["dir"] / "config.json"
-        components = json.loads(config.read_text()).get("components", {}) if config.is_file() else {}
-        for key, value in components.items():
-            for item in value if isinstance(value, list) else [value]:
-                dist = f"{item['distribution']} {item['version']}" if item.get("distribution") else "(not installed)"
-                rows[(key, item["name"], item["plugin"], dist)].append(run["name"])
+        for key, item in recorded_components(folder / run["dir"]):
+            dist = distribution_of(item) or "(not installed)"
+            rows[(key, item["name"], item["plugin"], dist)].append(run["name"])
     return rows
 
 

@@ -94,7 +94,7 @@ def ensure_pretrained(experiment: Experiment, registry: Registry, show_progress:
     """The reference, found (cache, then shipped) or pretrained into the user's cache; ``fresh``
     pretrains it whatever is found (not over an entry of the user's cache)."""
     target, found = pretrained_dir(experiment), find_pretrained(experiment)
-    if found is not None and not (fresh and found != target):
+    if found is not None and (not fresh or found == target):
         return found
     if experiment.pretrain.optimizer_steps <= 0:
         raise UserError("[pretrain] optimizer_steps must be > 0 to pretrain a reference model")

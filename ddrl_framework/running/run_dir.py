@@ -84,3 +84,21 @@ def record_config(output: Path, experiment: Experiment) -> None:
     if isinstance(experiment, ResolvedExperiment):
         record["components"] = dict(experiment.provenance)
     atomic_write_bytes(output / "config.json", json.dumps(record, indent=2, default=list).encode())
+
+
+def recorded_components(folder: Path) -> list[tuple[str, dict]]:
+    """``(section, record)`` of each component the run in ``folder`` recorded in its
+    ``config.json`` (:func:`record_config`): none when the folder holds no run."""
+    config = folder / "config.json"
+    if not config.is_file():
+        return []
+    components = json.loads(config.read_text()).get("components", {})
+    return [(key, item) for key, value in components.items()
+            for item in (value if isinstance(value, list) else [value])]
+
+
+def distribution_of(record: dict) -> str | None:
+    """``"<distribution> <version>"`` that provided a recorded component (None: not installed)."""
+    if not record.get("distribution"):
+        return None
+    return f"{record['distribution']} {record.get('version', '')}".strip()

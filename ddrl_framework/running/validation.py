@@ -23,7 +23,6 @@ It returns the experiment with the plugin and distribution of each component
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -34,7 +33,7 @@ import attrs
 from ddrl_framework.errors import PluginError, UserError
 from ddrl_framework.registry import Entry, Registry
 from ddrl_framework.running.config import Experiment, ResolvedExperiment
-from ddrl_framework.running.run_dir import check_output_dir
+from ddrl_framework.running.run_dir import check_output_dir, distribution_of, recorded_components
 
 
 @attrs.frozen(kw_only=True)
@@ -111,16 +110,12 @@ def _entry(registry: Registry, section: Section, experiment: Experiment, source:
 
 def recorded_distribution(folder: Path, name: str) -> str | None:
     """``"<distribution> <version>"`` that provided the component ``name`` to the run in ``folder``."""
-    config = folder / "config.json"
     try:
-        components = json.loads(config.read_text()).get("components", {})
-    except (OSError, ValueError, AttributeError):
+        records = recorded_components(folder)
+    except (OSError, ValueError, AttributeError):  # whatever the folder holds, this is only a hint
         return None
-    for value in components.values():
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, dict) and item.get("name") == name and item.get("distribution"):
-                return f"{item['distribution']} {item.get('version', '')}".strip()
-    return None
+    used = [distribution_of(item) for _, item in records if isinstance(item, dict) and item.get("name") == name]
+    return next((d for d in used if d), None)
 
 
 def check_requirements(entry: Entry, where: str) -> None:
