@@ -109,7 +109,7 @@ def sd15_shaped_pipeline(folder: Path) -> str:
         vae=AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
                           down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
                           sample_size=512),
-        text_encoder=text, tokenizer=tiny_text.clip_tokenizer(16),
+        text_encoder=text, tokenizer=tiny_text.clip_tokenizer(),
         scheduler=DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                                 clip_sample=False, steps_offset=1),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)

@@ -1,4 +1,4 @@
-"""The diffusers backbones (stable-diffusion, sd3, wan) on their tiny random configurations: the
+"""The diffusers backbones (stable-diffusion, sd3, flux, wan) on their tiny random configurations: the
 policy contract, saving and loading through ``from_pretrained``, guidance, LoRA, and the
 ``flow-sde`` sampler against diffusers' ``FlowMatchEulerDiscreteScheduler``."""
 
@@ -58,12 +58,29 @@ class TestWan(_Backbone):
     name = "wan"
 
 
+class TestFluxDev(_Backbone):
+    # a folder's default resolution is FLUX's 1024 px: the tiny one's 32 is named to load it back
+    name, options = "flux", {"resolution": 32}
+
+
+class TestFluxSchnellLoraGuided(_Backbone):
+    name, options = "flux", {"variant": "schnell", "resolution": 32, "lora_rank": 4, "guidance_scale": 3.0}
+
+
 class TestFlowSdeOnSd3(SamplerContract):
     def make_sampler(self):
         return build("sampler", "flow-sde", denoising_steps=4, noise_level=0.7)
 
     def make_policy(self):
         return build("policy", "sd3")
+
+
+class TestFlowSdeOnFluxDev(SamplerContract):
+    def make_sampler(self):
+        return build("sampler", "flow-sde", denoising_steps=4, noise_level=0.7)
+
+    def make_policy(self):
+        return build("policy", "flux")
 
 
 class TestFlowSdeOnWanGuided(SamplerContract):

@@ -12,7 +12,7 @@ from ddrl_framework.registry import load_registry
 from ddrl_framework.kit.pipeline_fidelity import TOLERANCE, pipeline_gap
 from ddrl_framework.testing.pipeline_fidelity import check_matches_pipeline
 
-BACKBONES = [("sd3", "flow-sde"), ("stable-diffusion", "ddim-sde"), ("wan", "flow-sde")]
+BACKBONES = [("sd3", "flow-sde"), ("stable-diffusion", "ddim-sde"), ("wan", "flow-sde"), ("flux", "flow-sde")]
 
 
 def build(policy: str, sampler: str):
@@ -31,8 +31,7 @@ def test_the_zero_noise_rollout_is_the_pipelines_own_sampling(policy_name, sampl
 def test_a_timestep_scale_bug_is_seen(policy_name, sampler_name, monkeypatch):
     """The issue's planted bug: the network gets a timestep 1000 times too large."""
     policy, sampler = build(policy_name, sampler_name)
-    denoise = policy._denoise
-    monkeypatch.setattr(policy, "_denoise", lambda x_t, t, embeds: denoise(x_t, t * 1000, embeds))
+    monkeypatch.setattr(policy, "timestep_scale", policy.timestep_scale * 1000)
     with pytest.raises(AssertionError, match="differs from .*Pipeline.__call__"):
         check_matches_pipeline(policy, sampler)
 
@@ -55,3 +54,39 @@ def test_sds_leading_timesteps_carry_the_schedulers_offset():
     assert leading.coefficients(policy).timesteps.tolist() == [751, 501, 251, 1]
     assert attrs.evolve(leading, steps_offset=0).coefficients(policy).timesteps.tolist() == [750, 500, 250, 0]
     assert sampler.coefficients(policy).timesteps.tolist() == [999, 749, 499, 249]  # trailing: no offset
+
+
+@pytest.mark.parametrize("change", [{"mu": None}, {"pipeline_sigmas": False}], ids=["no mu", "default sigmas"])
+def test_flux_without_the_pipelines_dynamic_shift_or_sigmas_is_seen(change):
+    """FluxPipeline passes linspace(1, 1/N, N) sigmas shifted by mu (from the image's token count).
+    Dropping either (what flow-sde did before) parts the rollout from the pipeline's."""
+    policy, sampler = build("flux", "flow-sde")
+    assert policy.forward_process.mu == pytest.approx(0.4675)  # 64 tokens: 0.5 + (64 - 256) 0.65 / 3840
+    process = attrs.evolve(policy.forward_process, **{**change, "scheduler_config": {
+        **policy.forward_process.scheduler_config, "use_dynamic_shifting": change.get("mu", 0) is not None}})
+    object.__setattr__(policy, "forward_process", process)
+    assert pipeline_gap(policy, sampler) > 0.01
+
+
+@pytest.mark.parametrize("option,value", [("stochastic_sampling", True), ("invert_sigmas", True),
+                                          ("use_dynamic_shifting", True)])
+def test_a_scheduler_option_the_samplers_cannot_honour_is_named(option, value):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from ddrl_framework.kit.diffusers_policy import flow_matching_process
+
+    with pytest.raises(ValueError, match=option):
+        flow_matching_process(FlowMatchEulerDiscreteScheduler(**{option: value}))
+
+
+def test_a_folder_whose_scheduler_cannot_be_honoured_exits_2_naming_the_option(tmp_path, capsys):
+    """End to end: a FLUX folder saved with stochastic_sampling = true is refused before any work."""
+    from ddrl_framework.cli import main
+    from tests.test_backbones import CONFIGS
+
+    policy, _ = build("flux", "flow-sde")
+    policy.pipeline.scheduler.register_to_config(stochastic_sampling=True)
+    policy.save_pretrained(tmp_path / "folder")
+    code = main(["doctor", str(CONFIGS / "flux-tiny.toml"), "--quiet", "--set", f"policy.pretrained={tmp_path / 'folder'}"])
+    assert code == 2
+    assert "[policy]" in (err := capsys.readouterr().err) and "stochastic_sampling" in err

@@ -27,10 +27,10 @@ import attrs
 import torch
 from torch import Tensor
 
-from ddrl_framework.kit.forward_process import FlowMatchingProcess
+from ddrl_framework.kit.forward_process import FlowMatchingProcess, check_flow_scheduler
+from ddrl_framework.kit.lora_targets import ATTENTION
+from ddrl_framework.kit.vae_codec import SCALED
 from ddrl_framework.types import DataBatch
-
-DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 
 @attrs.frozen(kw_only=True)
@@ -56,7 +56,7 @@ class TrainingOptions:
 
     lora_rank: int = 0  # 0: full fine-tuning of the denoiser
     lora_alpha: float | None = None  # None: equal to the rank
-    lora_target_modules: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    lora_target_modules: tuple[str, ...] | None = None  # None: the backbone's preset (kit.lora_targets)
     lora_seed: int = 0  # the adapters' initial weights
     gradient_checkpointing: bool = False
     mixed_precision: Literal["no", "bf16"] = "no"  # "bf16": autocast the denoiser, frozen parts in bf16
@@ -70,6 +70,10 @@ class DiffusersPolicy:
     pipeline_class: type = type(None)  # the diffusers pipeline that saves and loads the folder
     denoiser_name: str = "transformer"  # the denoiser's key in ``components``
     denoiser_input: str = "hidden_states"  # the name of the denoiser's latent argument
+    timestep_scale: float = 1.0  # the denoiser's timestep is t * this (t on 0..T; FLUX takes t / 1000)
+    max_sequence_length: int | None = None  # text tokens per prompt, where the pipeline takes the option
+    lora_targets: tuple[str, ...] = ATTENTION  # LoRA's default target_modules
+    vae_codec: Any = SCALED  # how latents are normalized (kit.vae_codec: SCALED or STANDARDIZED)
     lossless_codec = False  # a VAE round trip is not the identity
 
     def __init__(self, pipeline: Any, forward_process: Any, sample_shape: tuple[int, ...],
@@ -112,7 +116,7 @@ class DiffusersPolicy:
             torch.manual_seed(o.lora_seed)
             self.denoiser.add_adapter(LoraConfig(
                 r=o.lora_rank, lora_alpha=o.lora_alpha or o.lora_rank,
-                target_modules=list(o.lora_target_modules), init_lora_weights=True))
+                target_modules=list(o.lora_target_modules or self.lora_targets), init_lora_weights=True))
 
     @property
     def device(self) -> torch.device:
@@ -128,12 +132,46 @@ class DiffusersPolicy:
         raise NotImplementedError
 
     def vae_encode(self, pixels: Tensor) -> Tensor:
-        """Pixels in [-1, 1] to normalized latents."""
-        raise NotImplementedError
+        """Pixels in [-1, 1] to normalized latents (default: ``vae_codec`` on the pipeline's VAE)."""
+        return self.vae_codec.encode(self.pipeline.vae, pixels)
 
     def vae_decode(self, latents: Tensor) -> Tensor:
-        """Normalized latents to pixels in [-1, 1]."""
-        raise NotImplementedError
+        """Normalized latents to pixels in [-1, 1] (default: ``vae_codec`` on the pipeline's VAE)."""
+        return self.vae_codec.decode(self.pipeline.vae, latents)
+
+    # --- the denoiser interface: how the network is called -------------------------------
+    def denoiser_inputs(self, x_t: Tensor, t: Tensor, embeds: Mapping[str, Tensor]) -> dict[str, Any]:
+        """The denoiser's keyword arguments for latents ``x_t`` (``[B, *sample_shape]``, in the
+        denoiser's dtype), network timesteps ``t`` (``[B]``, on the forward process's scale: 0..T)
+        and the prompt embeddings ``encode_prompts`` returned (``[B, ...]`` each).
+
+        The default: ``{denoiser_input: x_t, "timestep": t * timestep_scale, **embeds}``. A backbone
+        whose network takes more (FLUX's packed tokens and position ids, a guidance input) overrides
+        this and :meth:`read_output`."""
+        return {self.denoiser_input: x_t, "timestep": t * self.timestep_scale, **embeds}
+
+    def read_output(self, output: Tensor, x_t: Tensor) -> Tensor:
+        """The prediction in ``x_t``'s layout from the denoiser's first output (default: as it is)."""
+        return output
+
+    def to_pipeline_latents(self, x: Tensor) -> Tensor:
+        """Latents in the layout the pipeline's ``__call__(latents=...)`` takes (default: as they are)."""
+        return x
+
+    def from_pipeline_latents(self, latents: Tensor) -> Tensor:
+        """The inverse of :meth:`to_pipeline_latents`, for what ``__call__(output_type="latent")`` returns."""
+        return latents
+
+    def pipeline_call_options(self) -> dict[str, Any]:
+        """Keyword arguments of the pipeline's ``__call__`` that make it sample as this policy's rollouts
+        do (guidance, text length, size): the pipeline-fidelity check's side of the comparison."""
+        options: dict[str, Any] = {"guidance_scale": self.options.guidance_scale}
+        if self.max_sequence_length is not None:
+            options["max_sequence_length"] = self.max_sequence_length
+        if len(self.pixel_shape) == 4:  # a video: [C, T, H, W]
+            options["num_frames"] = self.pixel_shape[1]
+        options.update(height=self.pixel_shape[-2], width=self.pixel_shape[-1])
+        return options
 
     # --- conditions -------------------------------------------------------------------
     @torch.no_grad()
@@ -164,11 +202,11 @@ class DiffusersPolicy:
 
     def _denoise(self, x_t: Tensor, t: Tensor, embeds: Mapping[str, Tensor]) -> Tensor:
         dtype = next(self.denoiser.parameters()).dtype
-        kwargs = {k: v.to(dtype) for k, v in embeds.items()}
+        embeds = {k: v.to(dtype) for k, v in embeds.items()}
+        inputs = self.denoiser_inputs(x_t.to(dtype), t, embeds)
         with self._autocast(), self._adapters_state():
-            out = self.denoiser(**{self.denoiser_input: x_t.to(dtype)}, timestep=t, **kwargs,
-                                return_dict=False)[0]
-        return out.float()
+            out = self.denoiser(**inputs, return_dict=False)[0]
+        return self.read_output(out, x_t).float()
 
     def predict(self, x_t: Tensor, t: Tensor, cond: TextConditions) -> Tensor:
         t = t.to(x_t.device).expand(x_t.shape[0])
@@ -284,10 +322,38 @@ def load_pipeline(pipeline_class: type, source: str, **kwargs: Any) -> Any:
         raise ValueError(f"cannot load a {pipeline_class.__name__} from '{source}': {error}") from None
 
 
-def flow_matching_process(scheduler: Any) -> FlowMatchingProcess:
-    """The forward process of a freshly built ``FlowMatchEulerDiscreteScheduler`` (its training
-    sigmas, shift applied)."""
+def image_shapes(vae: Any, resolution: int, multiple: int = 1) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(sample_shape, pixel_shape)`` of square images ``resolution`` pixels on a side for an
+    ``AutoencoderKL``-style ``vae``: latents ``[latent_channels, side, side]``, ``side`` a multiple of
+    ``multiple`` (2 where the denoiser packs 2x2 patches)."""
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    side = resolution // (factor * multiple) * multiple
+    return (vae.config.latent_channels, side, side), (3, side * factor, side * factor)
+
+
+def flow_matching_process(scheduler: Any, *, mu: float | None = None,
+                          pipeline_sigmas: bool = False) -> FlowMatchingProcess:
+    """The forward process of the pipeline's flow-matching ``scheduler``: its training sigmas (shift
+    applied, and the pipeline's resolution-dependent ``mu`` where it uses one) and what the
+    pipeline passes to ``set_timesteps`` (``mu``; ``pipeline_sigmas``: ``linspace(1, 1/N, N)``).
+    A scheduler option the samplers cannot honour is a ``ValueError`` naming it."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    fresh = FlowMatchEulerDiscreteScheduler.from_config(scheduler.config)
-    return FlowMatchingProcess(sigmas=fresh.sigmas.float().cpu(), scheduler_config=dict(fresh.config))
+    config = dict(scheduler.config)
+    check_flow_scheduler(config, mu)
+    fresh = FlowMatchEulerDiscreteScheduler.from_config(config)
+    sigmas = fresh.sigmas.float().cpu()
+    if config.get("use_dynamic_shifting"):  # construction leaves them unshifted; the pipeline shifts by mu
+        sigmas = fresh.time_shift(mu, 1.0, sigmas).float()
+    return FlowMatchingProcess(sigmas=sigmas, scheduler_config=dict(fresh.config), mu=mu,
+                               pipeline_sigmas=pipeline_sigmas)
+
+
+def dynamic_shift(scheduler_config: Mapping[str, Any], image_tokens: int) -> float:
+    """The ``mu`` FluxPipeline and QwenImagePipeline compute for ``image_tokens`` (diffusers'
+    ``calculate_shift``, from the scheduler config's ``base/max_image_seq_len`` and ``base/max_shift``)."""
+    from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+    c = scheduler_config
+    return float(calculate_shift(image_tokens, c.get("base_image_seq_len", 256), c.get("max_image_seq_len", 4096),
+                                 c.get("base_shift", 0.5), c.get("max_shift", 1.15)))

@@ -13,6 +13,7 @@ Samplers read a policy's ``forward_process`` to build their transitions; policie
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -128,14 +129,21 @@ class DdpmProcess(_SimpleLoss):
 class FlowMatchingProcess(_SimpleLoss):
     """``x_t = (1 - sigma) x0 + sigma eps``; the network predicts the velocity ``eps - x0``.
 
-    ``sigmas``: ``[T]`` the training sigmas, descending from 1, with the shift applied, exactly as
-    diffusers' ``FlowMatchEulerDiscreteScheduler`` holds them after construction;
-    ``scheduler_config``: that scheduler's config, from which samplers derive their sigmas.
+    ``sigmas``: ``[T]`` the training sigmas, descending from 1, with the shift applied (the
+    resolution-dependent shift ``mu`` too, where the scheduler uses one);
+    ``scheduler_config``: diffusers' ``FlowMatchEulerDiscreteScheduler`` config the pipeline samples with;
+    ``mu``: the shift the pipeline computes from the image's token count, for a scheduler with
+    ``use_dynamic_shifting`` (FLUX, Qwen-Image), else None;
+    ``pipeline_sigmas``: True where the pipeline passes its own ``linspace(1, 1/N, N)`` sigmas to
+    ``set_timesteps`` (FLUX, Qwen-Image) instead of the scheduler's default.
+    Samplers take their schedule from :meth:`inference_sigmas`, so it is the pipeline's.
     Timesteps are ``sigma * T`` (floats), as the scheduler passes them to the network.
     """
 
     sigmas: Tensor
     scheduler_config: dict = attrs.field(factory=dict)
+    mu: float | None = None
+    pipeline_sigmas: bool = False
     prediction_type = "flow"
     kind = "flow-matching"  # what policies and samplers declare when they register (``forward_process=``)
 
@@ -167,3 +175,50 @@ class FlowMatchingProcess(_SimpleLoss):
         training scripts use with weighting "none")."""
         index = torch.randint(0, self.num_train_timesteps, (n,), generator=generator, device=device)
         return self.sigmas.to(device)[index].float() * self.num_train_timesteps
+
+    def scheduler(self, steps: int) -> Any:
+        """diffusers' ``FlowMatchEulerDiscreteScheduler`` set for ``steps`` exactly as the pipeline
+        sets it (its sigmas, ``mu``): the zero-noise reference the samplers are checked against."""
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        scheduler = FlowMatchEulerDiscreteScheduler.from_config(self.scheduler_config)
+        sigmas = numpy_linspace_sigmas(steps) if self.pipeline_sigmas else None
+        scheduler.set_timesteps(steps, sigmas=sigmas, mu=self.mu)
+        return scheduler
+
+    def inference_sigmas(self, steps: int) -> Tensor:
+        """``[steps + 1]`` float32 sigmas, descending to 0, exactly as the pipeline sets them."""
+        return _inference_sigmas(self, steps).clone()
+
+
+UNSUPPORTED_FLOW_OPTIONS = {
+    "stochastic_sampling": "its step re-noises the sample, so zero noise is no longer the Euler step "
+                           "the samplers' transitions reduce to",
+    "invert_sigmas": "its sigmas ascend, while the samplers integrate from noise (sigma 1) to data",
+}
+
+
+def check_flow_scheduler(config: dict, mu: float | None) -> None:
+    """A ``ValueError`` naming a scheduler option the flow-matching samplers cannot honour, before any work."""
+    for option, why in UNSUPPORTED_FLOW_OPTIONS.items():
+        if config.get(option):
+            raise ValueError(f"the scheduler config sets {option} = {config[option]!r}, which the framework "
+                             f"cannot honour: {why}. Set it to false.")
+    if config.get("use_dynamic_shifting") and mu is None:
+        raise ValueError("the scheduler config sets use_dynamic_shifting = true, so the pipeline shifts its "
+                         "sigmas by a mu computed from the image's token count: the policy must pass mu "
+                         "(kit.diffusers_policy.flow_matching_process(scheduler, mu=...)), or set "
+                         "use_dynamic_shifting = false")
+
+
+def numpy_linspace_sigmas(steps: int) -> Any:
+    """The sigmas FluxPipeline and QwenImagePipeline pass: ``np.linspace(1, 1/N, N)``."""
+    import numpy as np
+
+    return np.linspace(1.0, 1 / steps, steps)
+
+
+@functools.lru_cache(maxsize=32)
+def _inference_sigmas(process: FlowMatchingProcess, steps: int) -> Tensor:
+    """Computed once per process (hashed by identity) and step count."""
+    return process.scheduler(steps).sigmas.float()

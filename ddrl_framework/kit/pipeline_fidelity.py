@@ -55,18 +55,12 @@ def pipeline_latents(policy: Any, scheduler: Any, noise: Tensor, prompts: Sequen
     pipeline, own = policy.pipeline, policy.pipeline.scheduler
     pipeline.scheduler = scheduler
     try:
-        options: dict[str, Any] = {"guidance_scale": policy.options.guidance_scale}
-        if getattr(policy, "max_sequence_length", None) is not None:
-            options["max_sequence_length"] = policy.max_sequence_length
-        if noise.ndim == 5:  # a video: [B, C, T, H, W] latents
-            channels, frames, height, width = policy.pixel_shape
-            options.update(num_frames=frames, height=height, width=width)
         with torch.no_grad():
-            out = pipeline(prompt=list(prompts), latents=noise.clone(), num_inference_steps=steps,
-                           output_type="latent", **options)
+            out = pipeline(prompt=list(prompts), latents=policy.to_pipeline_latents(noise.clone()),
+                           num_inference_steps=steps, output_type="latent", **policy.pipeline_call_options())
     finally:
         pipeline.scheduler = own
-    return torch.as_tensor(out.frames if hasattr(out, "frames") else out.images)
+    return policy.from_pipeline_latents(torch.as_tensor(out.frames if hasattr(out, "frames") else out.images))
 
 
 def pipeline_gap(policy: Any, sampler: Any, prompts: Sequence[str] = PROMPTS, seed: int = 0) -> float:

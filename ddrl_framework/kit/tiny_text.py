@@ -24,8 +24,11 @@ from transformers.convert_slow_tokenizer import bytes_to_unicode
 from ddrl_framework.kit.seeding import seeded
 
 
-def clip_tokenizer(max_length: int = 16) -> CLIPTokenizer:
-    """A character-level CLIP tokenizer (byte alphabet, no merges): 514 tokens."""
+CLIP_LENGTH = 77  # CLIP's context, so a prompt of up to 75 characters is never truncated
+
+
+def clip_tokenizer(max_length: int = CLIP_LENGTH) -> CLIPTokenizer:
+    """A character-level CLIP tokenizer (byte alphabet, no merges): 514 tokens, one per character."""
     chars = list(bytes_to_unicode().values())
     vocab = {token: i for i, token in enumerate(chars + [c + "</w>" for c in chars])}
     vocab["<|startoftext|>"], vocab["<|endoftext|>"] = len(vocab), len(vocab) + 1
@@ -36,7 +39,7 @@ def clip_tokenizer(max_length: int = 16) -> CLIPTokenizer:
                              model_max_length=max_length)
 
 
-def t5_tokenizer(max_length: int = 16) -> T5Tokenizer:
+def t5_tokenizer(max_length: int = 512) -> T5Tokenizer:
     """A character-level T5 (sentencepiece-style unigram) tokenizer: lower-case letters, digits."""
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -1.0)]
     pieces += [(c, -2.0) for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
@@ -46,7 +49,7 @@ def t5_tokenizer(max_length: int = 16) -> T5Tokenizer:
 def clip_text_model(hidden: int, seed: int, with_projection: bool = False, projection: int = 0):
     config = CLIPTextConfig(
         vocab_size=514, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-        num_attention_heads=2, max_position_embeddings=16, bos_token_id=512, eos_token_id=513,
+        num_attention_heads=2, max_position_embeddings=CLIP_LENGTH, bos_token_id=512, eos_token_id=513,
         pad_token_id=513, projection_dim=projection or hidden)
     cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
     return seeded(seed, lambda: cls(config).eval())

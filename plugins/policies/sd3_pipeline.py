@@ -13,18 +13,18 @@ options are checked (never when the plugin registers).
 from __future__ import annotations
 
 from diffusers import (
-    AutoencoderKL,
     FlowMatchEulerDiscreteScheduler,
     SD3Transformer2DModel,
     StableDiffusion3Pipeline,
 )
 from torch import Tensor
 
-from ddrl_framework.kit import tiny_text
+from ddrl_framework.kit import tiny_text, tiny_vae
 from ddrl_framework.kit.diffusers_policy import (
     DiffusersPolicy,
     TrainingOptions,
     flow_matching_process,
+    image_shapes,
     load_pipeline,
 )
 from ddrl_framework.kit.seeding import seeded
@@ -42,16 +42,6 @@ class Sd3Policy(DiffusersPolicy):
             do_classifier_free_guidance=False, max_sequence_length=self.max_sequence_length)
         return {"encoder_hidden_states": embeds, "pooled_projections": pooled}
 
-    def vae_encode(self, pixels: Tensor) -> Tensor:
-        vae = self.pipeline.vae
-        z = vae.encode(pixels.to(vae.dtype)).latent_dist.mean
-        return (z - vae.config.shift_factor) * vae.config.scaling_factor
-
-    def vae_decode(self, latents: Tensor) -> Tensor:
-        vae = self.pipeline.vae
-        z = latents.to(vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
-        return vae.decode(z, return_dict=False)[0]
-
 
 def tiny_pipeline(seed: int = 0) -> StableDiffusion3Pipeline:
     """A random SD3-shaped pipeline: 32x32 pixels, 4x16x16 latents, T5 included."""
@@ -61,15 +51,9 @@ def tiny_pipeline(seed: int = 0) -> StableDiffusion3Pipeline:
             attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32,
             caption_projection_dim=16, pooled_projection_dim=32, pos_embed_max_size=16)
 
-    def vae():
-        return AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8),
-            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-            layers_per_block=1, norm_num_groups=4, sample_size=32, use_quant_conv=False,
-            use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
-
     return StableDiffusion3Pipeline(
-        transformer=seeded(seed, transformer), vae=seeded(seed + 1, vae),
+        transformer=seeded(seed, transformer),
+        vae=tiny_vae.autoencoder_kl(seed + 1, scaling_factor=1.5035, shift_factor=0.0609),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         text_encoder=tiny_text.clip_text_model(16, seed + 2, with_projection=True),
         tokenizer=tiny_text.clip_tokenizer(),
@@ -91,10 +75,7 @@ def build_sd3_policy(
     pipeline = tiny_pipeline(seed) if pretrained is None else load_pipeline(StableDiffusion3Pipeline, pretrained)
     if shift is not None:
         pipeline.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipeline.scheduler.config, shift=shift)
-    factor = 2 ** (len(pipeline.vae.config.block_out_channels) - 1)
-    side = (resolution or pipeline.transformer.config.sample_size * factor) // factor
-    shape = (pipeline.transformer.config.in_channels, side, side)
-    pixels = (3, side * factor, side * factor)
+    shape, pixels = image_shapes(pipeline.vae, resolution or pipeline.default_sample_size * pipeline.vae_scale_factor)
     policy = Sd3Policy(pipeline, flow_matching_process(pipeline.scheduler), shape, pixels, options)
     policy.max_sequence_length = max_sequence_length
     return policy

@@ -15,17 +15,17 @@ from __future__ import annotations
 from typing import Literal
 
 from diffusers import (
-    AutoencoderKL,
     DDPMScheduler,
     StableDiffusionPipeline,
     UNet2DConditionModel,
 )
 from torch import Tensor
 
-from ddrl_framework.kit import tiny_text
+from ddrl_framework.kit import tiny_text, tiny_vae
 from ddrl_framework.kit.diffusers_policy import (
     DiffusersPolicy,
     TrainingOptions,
+    image_shapes,
     load_pipeline,
 )
 from ddrl_framework.kit.forward_process import DdpmProcess
@@ -41,14 +41,6 @@ class StableDiffusionPolicy(DiffusersPolicy):
         embeds, _ = self.pipeline.encode_prompt(list(prompts), self.device, 1, False)
         return {"encoder_hidden_states": embeds}
 
-    def vae_encode(self, pixels: Tensor) -> Tensor:
-        vae = self.pipeline.vae
-        return vae.encode(pixels.to(vae.dtype)).latent_dist.mean * vae.config.scaling_factor
-
-    def vae_decode(self, latents: Tensor) -> Tensor:
-        vae = self.pipeline.vae
-        return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
-
 
 def tiny_pipeline(seed: int = 0, prediction_type: str = "epsilon") -> StableDiffusionPipeline:
     """A random SD-shaped pipeline: 32x32 pixels, 4x16x16 latents, about 0.1M parameters."""
@@ -59,14 +51,8 @@ def tiny_pipeline(seed: int = 0, prediction_type: str = "epsilon") -> StableDiff
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=16,
             attention_head_dim=4, norm_num_groups=8)
 
-    def vae():
-        return AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8),
-            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-            layers_per_block=1, norm_num_groups=4, sample_size=32)
-
     return StableDiffusionPipeline(
-        unet=seeded(seed, unet), vae=seeded(seed + 1, vae),
+        unet=seeded(seed, unet), vae=tiny_vae.autoencoder_kl(seed + 1, quant_conv=True),
         text_encoder=tiny_text.clip_text_model(16, seed + 2), tokenizer=tiny_text.clip_tokenizer(),
         scheduler=DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                                 prediction_type=prediction_type, clip_sample=False, steps_offset=1),
@@ -92,10 +78,8 @@ def build_stable_diffusion_policy(
                           prediction_type=prediction_type or ddpm.config.prediction_type,
                           clip_sample=False,  # StableDiffusionPipeline samples latents unclamped
                           steps_offset=int(ddpm.config.get("steps_offset", 0)))
-    factor = 2 ** (len(pipeline.vae.config.block_out_channels) - 1)
-    side = (resolution or pipeline.unet.config.sample_size * factor) // factor
-    shape = (pipeline.unet.config.in_channels, side, side)
-    return StableDiffusionPolicy(pipeline, process, shape, (3, side * factor, side * factor), options)
+    shape, pixels = image_shapes(pipeline.vae, resolution or pipeline.unet.config.sample_size * pipeline.vae_scale_factor)
+    return StableDiffusionPolicy(pipeline, process, shape, pixels, options)
 
 
 build_stable_diffusion_policy.option_class = TrainingOptions

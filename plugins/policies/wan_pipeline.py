@@ -13,7 +13,6 @@ options are checked (never when the plugin registers).
 
 from __future__ import annotations
 
-import torch
 from diffusers import (
     AutoencoderKLWan,
     FlowMatchEulerDiscreteScheduler,
@@ -30,6 +29,7 @@ from ddrl_framework.kit.diffusers_policy import (
     load_pipeline,
 )
 from ddrl_framework.kit.seeding import seeded
+from ddrl_framework.kit.vae_codec import STANDARDIZED
 
 
 class WanPolicy(DiffusersPolicy):
@@ -37,30 +37,13 @@ class WanPolicy(DiffusersPolicy):
     denoiser_name = "transformer"
     denoiser_input = "hidden_states"
     max_sequence_length = 226  # UMT5 tokens, as the pipeline's default
+    vae_codec = STANDARDIZED
 
     def encode_prompts(self, prompts) -> dict[str, Tensor]:
         embeds, _ = self.pipeline.encode_prompt(
             list(prompts), do_classifier_free_guidance=False, device=self.device,
             max_sequence_length=self.max_sequence_length)
         return {"encoder_hidden_states": embeds}
-
-    def _latent_stats(self, like: Tensor) -> tuple[Tensor, Tensor]:
-        config = self.pipeline.vae.config
-        view = (1, config.z_dim, 1, 1, 1)
-        mean = torch.tensor(config.latents_mean, device=like.device).view(view)
-        std = torch.tensor(config.latents_std, device=like.device).view(view)
-        return mean, std
-
-    def vae_encode(self, pixels: Tensor) -> Tensor:
-        vae = self.pipeline.vae
-        z = vae.encode(pixels.to(vae.dtype)).latent_dist.mean.float()
-        mean, std = self._latent_stats(z)
-        return (z - mean) / std
-
-    def vae_decode(self, latents: Tensor) -> Tensor:
-        mean, std = self._latent_stats(latents)
-        vae = self.pipeline.vae
-        return vae.decode((latents.float() * std + mean).to(vae.dtype), return_dict=False)[0]
 
 
 def tiny_pipeline(seed: int = 0) -> WanPipeline:

@@ -1,8 +1,9 @@
 """Sampler ``flow-sde``: the flow-matching reverse SDE as a chain of Gaussian transitions
 (Flow-GRPO, arXiv 2505.05470, eq. 9).
 
-The sigmas are those of diffusers' ``FlowMatchEulerDiscreteScheduler.set_timesteps(steps)`` for the
-policy's scheduler config (shift included), ending at 0. With ``v`` the predicted velocity at
+The sigmas are the pipeline's: diffusers' ``FlowMatchEulerDiscreteScheduler.set_timesteps`` for the
+policy's scheduler config (shift included), with the sigmas and resolution-dependent ``mu`` the
+pipeline passes (``FlowMatchingProcess.inference_sigmas``), ending at 0. With ``v`` the predicted velocity at
 ``sigma = sigmas[k]``, ``dt = sigmas[k+1] - sigma < 0`` and ``g = noise_level * sqrt(sigma / (1 - sigma))``
 (``1 - sigma`` taken at ``sigmas[1]`` on the first step, where ``sigma = 1``):
 
@@ -17,7 +18,6 @@ policy's scheduler config (shift included), ending at 0. With ``v`` the predicte
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,7 +67,7 @@ class FlowSdeSampler:
     def timesteps(self, policy: Policy) -> Tensor:
         """``[K]`` network timesteps ``sigma * T``, as the scheduler passes them."""
         total = self._process(policy).num_train_timesteps
-        return inference_sigmas(self._process(policy), self.denoising_steps)[:-1] * total
+        return self._process(policy).inference_sigmas(self.denoising_steps)[:-1] * total
 
     def transition(self, policy: Policy, x_k: Tensor, k: int, cond: Any) -> Gaussian:
         step, total = self.steps(policy)[k], self._process(policy).num_train_timesteps
@@ -114,11 +114,9 @@ class FlowSdeSampler:
 
     @torch.no_grad()
     def scheduler_step(self, policy: Policy, x_k: Tensor, k: int, cond: Any) -> Tensor:
-        """Step ``k`` of diffusers' ``FlowMatchEulerDiscreteScheduler`` (what zero noise must equal)."""
-        from diffusers import FlowMatchEulerDiscreteScheduler
-
-        scheduler = FlowMatchEulerDiscreteScheduler.from_config(self._process(policy).scheduler_config)
-        scheduler.set_timesteps(self.denoising_steps)
+        """Step ``k`` of diffusers' ``FlowMatchEulerDiscreteScheduler``, set as the pipeline sets it
+        (what zero noise must equal)."""
+        scheduler = self._process(policy).scheduler(self.denoising_steps)
         scheduler.set_begin_index(k)
         t = scheduler.timesteps[k]
         output = policy.predict(x_k, t.to(x_k.device).expand(x_k.shape[0]), cond)
@@ -129,24 +127,10 @@ class FlowSdeSampler:
         return rollout_chain(self, policy, cond, noise, generator, self.timesteps(policy))
 
 
-def inference_sigmas(process: FlowMatchingProcess, steps: int) -> Tensor:
-    """``[steps + 1]`` float32 sigmas, descending to 0, exactly as the diffusers scheduler sets them."""
-    return _sigmas(json.dumps(process.scheduler_config, sort_keys=True, default=str), steps).clone()
-
-
-@functools.lru_cache(maxsize=16)
-def _sigmas(config_json: str, steps: int) -> Tensor:
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
-    scheduler = FlowMatchEulerDiscreteScheduler.from_config(json.loads(config_json))
-    scheduler.set_timesteps(steps)
-    return scheduler.sigmas.float()
-
-
 @functools.lru_cache(maxsize=16)
 def _flow_steps(process: FlowMatchingProcess, steps: int, noise_level: float) -> tuple[FlowStep, ...]:
     """Computed once per forward process (hashed by identity), step count and noise level."""
-    sigmas = [float(s) for s in inference_sigmas(process, steps)]
+    sigmas = [float(s) for s in process.inference_sigmas(steps)]
     out = []
     for k in range(steps):
         sigma, sigma_next = sigmas[k], sigmas[k + 1]

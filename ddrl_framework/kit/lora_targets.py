@@ -1,0 +1,14 @@
+"""Which linear layers of each denoiser family LoRA adapts by default (peft ``target_modules``,
+matched as name suffixes). A backbone names its preset (``DiffusersPolicy.lora_targets``);
+the ``lora_target_modules`` option overrides it."""
+
+from __future__ import annotations
+
+# attention projections: SD's UNet, SD3's and Wan's transformers (the default)
+ATTENTION = ("to_q", "to_k", "to_v", "to_out.0")
+
+# FLUX.1: the joint blocks' image and text attention and feed-forwards, the single blocks'
+# attention and MLP input (their fused ``proj_out`` is left out: the name also matches the
+# model's final projection)
+FLUX = ATTENTION + ("add_q_proj", "add_k_proj", "add_v_proj", "to_add_out", "ff.net.0.proj", "ff.net.2",
+                    "ff_context.net.0.proj", "ff_context.net.2", "proj_mlp")
