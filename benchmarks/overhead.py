@@ -81,7 +81,7 @@ def main() -> None:
 
         medians = interleaved_medians({"framework": framework, "hand-written": hand_written}, args.rounds)
     print(f"threads {torch.get_num_threads()}, {cfg.groups * cfg.group_size} samples x {steps} steps "
-          f"({len(trained)} trained, in both loops), median of {args.rounds} interleaved rounds")
+          f"({len(trained)} trained, in both loops: steps {trained}), median of {args.rounds} interleaved rounds")
     print(f"{'loop':<14}{'s/iteration':>12}")
     for name, seconds in medians.items():
         print(f"{name:<14}{seconds:>12.4f}")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ddrl_framework.errors import TrainingError, UserError
+from ddrl_framework.roles import ROLES
 
 if TYPE_CHECKING:
     from ddrl_framework.registry import Registry
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
 
 EXIT_USER_ERROR = 2
 EXIT_TRAINING_STOPPED = 3
-ROLE_NAMES = ("policy", "sampler", "reward", "regularizer", "data", "metric", "logger")  # registry.ROLES, unimported
 
 
 def _experiment_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +95,7 @@ def _plugin_commands(commands: argparse._SubParsersAction) -> None:
                         "that failed to load (exit 1 if one did)")
     new_plugin = commands.add_parser("new-plugin", help="write a ready plugin package: a component of ROLE, "
                                      "its hook, entry point, contract tests and README")
-    new_plugin.add_argument("role", choices=ROLE_NAMES, help="what the plugin registers")
+    new_plugin.add_argument("role", choices=list(ROLES), help="what the plugin registers")
     new_plugin.add_argument("name", help="the component's registry name, e.g. center-mass (the package is "
                             "ddrl-<name>, its module ddrl_<name>)")
     new_plugin.add_argument("--directory", metavar="DIR", help="where to write it (default: ./ddrl-<name>)")
@@ -162,12 +162,12 @@ def _doctor(args: argparse.Namespace) -> int:
 def _plugins(_: argparse.Namespace) -> int:
     """Every component, then every broken plugin with its error and how to run without it, then
     the installed plugins the environment left out. Exit 1 if a plugin is broken."""
-    from ddrl_framework.registry import ROLES, load_registry
+    from ddrl_framework.registry import load_registry
 
     registry = load_registry(strict=False)
-    for role, (_, _, plural) in ROLES.items():
-        print(f"{plural}:")
-        for entry in (e for e in registry.entries() if e.role == role):
+    for role in ROLES.values():
+        print(f"{role.plural}:")
+        for entry in (e for e in registry.entries() if e.role == role.name):
             origin = str(entry.distribution) if entry.distribution else "(not installed)"
             print(f"  {entry.name:<26} plugin {entry.plugin:<20} {origin}")
     if registry.problems:

@@ -1,4 +1,4 @@
-"""The plugin registry: pluggy hooks fill one table per role, keyed by component name.
+"""The plugin registry: pluggy hooks fill one table per role (``roles.ROLES``), keyed by component name.
 
 Plugins load from the entry-point group ``ddrl_framework``; the built-ins are registered there too.
 Environment variables:
@@ -30,20 +30,9 @@ import pluggy
 from ddrl_framework import hookspecs
 from ddrl_framework.errors import PluginError, UserError
 from ddrl_framework.options import did_you_mean, structure_options
+from ddrl_framework.roles import HOOKS, ROLES
 
 BUILTIN_DISTRIBUTION = "ddrl-framework"
-
-# role -> (hook name, what a user calls one, and several)
-ROLES: dict[str, tuple[str, str, str]] = {
-    "policy": ("register_policies", "policy", "policies"),
-    "sampler": ("register_samplers", "sampler", "samplers"),
-    "reward": ("register_reward_models", "reward model", "reward models"),
-    "regularizer": ("register_regularizers", "regularizer", "regularizers"),
-    "data": ("register_data_sources", "data source", "data sources"),
-    "metric": ("register_metrics", "metric", "metrics"),
-    "logger": ("register_loggers", "logger", "loggers"),
-}
-HOOKS = [hook for hook, _, _ in ROLES.values()]
 
 
 @attrs.frozen
@@ -75,7 +64,7 @@ class Entry:
     @property
     def component(self) -> str:
         """How messages name it: ``reward model 'ink' of plugin 'ink' (ddrl-ink 0.1.0)``."""
-        return f"{ROLES[self.role][1]} '{self.name}' of {self.origin}"
+        return f"{ROLES[self.role].title} '{self.name}' of {self.origin}"
 
     @property
     def origin(self) -> str:
@@ -239,10 +228,10 @@ class Registry:
         self._entries: dict[str, dict[str, Entry]] = {role: {} for role in ROLES}
         self.problems: list[Problem] = [*manager.problems, *_unknown_hooks(manager)]
         broken = {p.plugin for p in self.problems}
-        for role, (hook_name, _, _) in ROLES.items():
-            for impl in getattr(manager.hook, hook_name).get_hookimpls():
+        for role in ROLES.values():
+            for impl in getattr(manager.hook, role.hook).get_hookimpls():
                 if impl.plugin_name not in broken:
-                    self._call_hook(role, impl)
+                    self._call_hook(role.name, impl)
         if strict and self.problems:
             problem = self.problems[0]
             raise PluginError(f"{problem.message} {problem.advice(self.plugins())} (`ddrl plugins` lists "
@@ -267,7 +256,7 @@ class Registry:
             known, entry = self._entries[role].get(name) or registered.get(name), Entry(
                 role, name, factory, plugin, dist, forward_process)
             if known is not None:
-                raise _Duplicate(f"{ROLES[role][1]} '{name}' is registered twice: by {known.origin} and by "
+                raise _Duplicate(f"{ROLES[role].title} '{name}' is registered twice: by {known.origin} and by "
                                  f"{entry.origin}.")
             registered[name] = entry
 
@@ -298,14 +287,14 @@ class Registry:
             known = self.names(role)
             prefix = f"{where}: " if where else ""
             raise PluginError(
-                f"{prefix}unknown {ROLES[role][1]} '{name}'.{did_you_mean(name, known)}"
+                f"{prefix}unknown {ROLES[role].title} '{name}'.{did_you_mean(name, known)}"
                 f" Known: {', '.join(known) or '(none registered)'}.{self._left_out_hint(role, name)}"
             ) from None
 
     def _left_out_hint(self, role: str, name: str) -> str:
         """Which installed-but-not-loaded plugin registers ``name`` (found by loading them now)."""
         for entry_point, reason in self._manager.skipped:
-            if name in _names_registered_by(entry_point, ROLES[role][0]):
+            if name in _names_registered_by(entry_point, ROLES[role].hook):
                 return (f" It is registered by plugin '{entry_point.name}' ({_distribution(entry_point)}), which is "
                         f"installed but not loaded: {reason}. Allow it (DDRL_PLUGINS="
                         f"{','.join([*self.plugins(), entry_point.name])}), or unset that variable.")

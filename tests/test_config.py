@@ -95,17 +95,16 @@ def test_every_shipped_config_and_its_plugin_options_are_valid(path):
     from ddrl_framework.options import structure_options
     from ddrl_framework.registry import load_registry
     from ddrl_framework.running.config import read_toml
+    from ddrl_framework.running.validation import sections
 
     registry = load_registry()
     experiments = [load_experiment(path)]  # a compare file too: its [compare] table is ignored
     if "compare" in read_toml(path):
         experiments += [run.experiment for run in load_file(path).runs()]
     for e in experiments:
-        parts = [("policy", e.policy), ("sampler", e.sampler), ("regularizer", e.regularizer), ("data", e.data)]
-        parts += [("reward", r) for r in e.rewards] + [("metric", m) for m in e.metrics]
-        for role, component in parts:
-            entry = registry.get(role, component.name)
-            structure_options(entry.factory, component.options, f"{path.name} [{role}]", component.name)
+        for section in sections(e):  # every table of every role (roles.ROLES), [eval_data] too
+            entry = registry.get(section.role, section.name)
+            structure_options(entry.factory, section.options, f"{path.name} {section.where}", section.name)
 
 
 def test_a_compare_file_is_an_experiment_and_its_compare_table_is_checked_but_not_run(tiny_compare_config):

@@ -9,17 +9,12 @@ import attrs
 import pytest
 
 from ddrl_framework import hookspecs
+from ddrl_framework.roles import ROLES
 from ddrl_framework.running.config import Experiment, PretrainConfig, TrainConfig
 
 ROOT = Path(__file__).parents[1]
 HOOKS = [name for name, f in vars(hookspecs).items()
          if inspect.isfunction(f) and hasattr(f, "ddrl_framework_spec")]
-
-
-def test_there_are_seven_hooks():
-    assert sorted(HOOKS) == sorted(["register_policies", "register_samplers", "register_reward_models",
-                                    "register_regularizers", "register_data_sources",
-                                    "register_metrics", "register_loggers"])
 
 
 @pytest.mark.parametrize("hook", HOOKS)
@@ -78,7 +73,7 @@ def test_a_context_table_missing_a_field_is_caught():
     assert table_fields(broken, "UpdateContext") != [f.name for f in attrs.fields(types.UpdateContext)]
 
 
-@pytest.mark.parametrize("role", ["policy", "sampler", "reward", "regularizer", "data", "metric"])
+@pytest.mark.parametrize("role", [r for r in ROLES if r != "logger"])  # a logger: docs/plugin-hooks.md
 def test_each_role_example_is_what_the_scaffold_writes(role):
     from ddrl_framework.scaffold import PluginNames, render
 
@@ -88,8 +83,31 @@ def test_each_role_example_is_what_the_scaffold_writes(role):
     assert code == render(f"{role}.py", PluginNames(role=role, name=name).values)
 
 
-def test_every_role_string_is_in_the_registry_table():
-    from ddrl_framework.registry import ROLES
+def role_rows(text: str) -> list[list[str]]:
+    """The cells of each row of writing-a-plugin.md's role table, backquotes removed."""
+    rows = re.findall(r'^\| `"\w+"` \|.*$', _section(text, "## The registry"), re.M)
+    return [[cell.strip().replace("`", "") for cell in row.strip("|").split("|")] for row in rows]
 
-    table = _section(WRITING.read_text(), "## The registry")
-    assert re.findall(r'^\| `"(\w+)"` \|', table, re.M) == list(ROLES)
+
+def expected_role_rows() -> list[list[str]]:
+    """The table's columns but "define" as roles.ROLES states them."""
+    return [[f'"{r.name}"', r.hook, r.protocol, r.suite, r.table] for r in ROLES.values()]
+
+
+def test_the_registry_table_is_the_role_table():
+    rows = role_rows(WRITING.read_text())
+    assert [row[:4] + row[5:] for row in rows] == expected_role_rows()
+
+
+def test_each_role_defines_what_its_contract_suite_asks_for():
+    from ddrl_framework import testing
+
+    for row, role in zip(role_rows(WRITING.read_text()), ROLES.values(), strict=True):
+        for method in re.findall(r"(\w+)\(", row[4]):
+            assert callable(getattr(getattr(testing, role.suite), method, None)), f"{role.suite}.{method}"
+
+
+def test_a_registry_table_row_that_differs_from_the_role_table_is_caught():
+    text = WRITING.read_text().replace("| `[[metrics]]` |", "| `[metrics]` |")
+    rows = role_rows(text)
+    assert [row[:4] + row[5:] for row in rows] != expected_role_rows()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ddrl_framework.cli import ROLE_NAMES
+from ddrl_framework.cli import _parser
 from ddrl_framework.errors import PluginError, UserError
 from ddrl_framework.hookspecs import hookimpl
 from ddrl_framework.registry import ROLES, Registry, load_registry, make_plugin_manager
@@ -62,7 +62,15 @@ def _ddrl(args, site, **env):
 
 
 def test_the_cli_offers_every_role():
-    assert ROLE_NAMES == tuple(ROLES)
+    assert [_parser().parse_args(["new-plugin", role, "x"]).role for role in ROLES] == list(ROLES)
+
+
+def test_the_cli_reads_the_roles_without_importing_the_registry():
+    code = ("import sys\nfrom ddrl_framework import cli\ncli._parser()\n"
+            "print(sorted(m for m in ('torch', 'pluggy', 'ddrl_framework.registry') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_a_wrong_role_string_names_the_roles():

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from ddrl_framework.cli import main
+from ddrl_framework.roles import ROLES
 
-ROLES = ["policy", "sampler", "reward", "regularizer", "data", "metric", "logger"]
 # the role's contract suite, plus the generated test of the component's own option
 # 3 sampler checks skip on the scaffold's pixel policy (among them the pipeline-fidelity check)
 PASSED = {"policy": "11 passed", "sampler": "8 passed, 3 skipped", "reward": "7 passed",
@@ -77,7 +77,7 @@ def test_every_generated_package_is_found_through_its_entry_point(generated):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", list(ROLES))
 def test_every_generated_package_passes_its_tests(generated, role):
     folders, site = generated
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],

@@ -6,6 +6,7 @@ so that a contract broken at run time stops the run naming the plugin (``running
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -15,16 +16,10 @@ from ddrl_framework.errors import UserError
 from ddrl_framework.evaluation.evaluator import Evaluator
 from ddrl_framework.evaluation.scoring import WeightedReward
 from ddrl_framework.kit.cache import config_hash
-from ddrl_framework.protocols import (
-    DataSource,
-    Metric,
-    Policy,
-    Regularizer,
-    RewardModel,
-    Sampler,
-)
+from ddrl_framework.protocols import DataSource, Metric, Policy, Regularizer, Sampler
 from ddrl_framework.registry import Registry
-from ddrl_framework.running.config import Experiment, TrainConfig
+from ddrl_framework.roles import ROLES
+from ddrl_framework.running.config import Component, Experiment, RewardSpec, TrainConfig
 from ddrl_framework.running.guards import CheckedMetric, CheckedRegularizer
 from ddrl_framework.running.pretrain import policy_options
 
@@ -50,11 +45,19 @@ class Components:
                 or any(m.needs_reference for _, m in self.metrics))
 
 
-def _checked(component: Any, protocol: type, where: str) -> Any:
+def build_checked(registry: Registry, role: str, name: str, options: Mapping[str, Any], where: str) -> Any:
+    """The component built from its options, refused unless it implements its role's protocol."""
+    component = registry.build(role, name, options, where)
+    protocol = ROLES[role].protocol_class()
     if not isinstance(component, protocol):
         raise UserError(f"{where}: the plugin built a {type(component).__name__}, which does not "
                         f"implement the {protocol.__name__} protocol (ddrl_framework.protocols)")
     return component
+
+
+def _build(registry: Registry, role: str, spec: Component | RewardSpec, index: int = 0) -> Any:
+    """The component of the ``index``-th table of ``role`` (``[policy]``, ``[[rewards]] #2``)."""
+    return build_checked(registry, role, spec.name, spec.options, ROLES[role].where(index))
 
 
 def _check_forward_process(policy: Policy, registry: Registry, name: str) -> None:
@@ -74,12 +77,11 @@ def build_components(
     ``pretrain.pretrain_if_needed``)."""
     e = experiment
     options = policy_options(e)
-    policy = _checked(registry.build("policy", e.policy.name, options, "[policy]"), Policy, "[policy]")
+    policy = build_checked(registry, "policy", e.policy.name, options, ROLES["policy"].where())
     _check_forward_process(policy, registry, e.policy.name)
     rewards = []
     for i, spec in enumerate(e.rewards):
-        where = f"[[rewards]] #{i + 1}"
-        model = _checked(registry.build("reward", spec.name, spec.options, where), RewardModel, where)
+        model = _build(registry, "reward", spec, i)
         key = spec.name.replace("-", "_")
         rewards.append(WeightedReward(key=key, name=spec.name, weight=spec.weight, model=model,
                                       origin=registry.get("reward", spec.name).origin))
@@ -87,20 +89,17 @@ def build_components(
         raise UserError("the config has no [[rewards]]: add at least one, e.g. name = \"brightness\"")
     metrics = []
     for i, spec in enumerate(e.metrics):
-        where = f"[[metrics]] #{i + 1}"
-        metric = _checked(registry.build("metric", spec.name, spec.options, where), Metric, where)
+        metric = _build(registry, "metric", spec, i)
         metrics.append((spec.name, CheckedMetric(metric, registry.get("metric", spec.name).component)))
     policy = policy.to(device)
-    sampler = _checked(registry.build("sampler", e.sampler.name, e.sampler.options, "[sampler]"),
-                       Sampler, "[sampler]")
-    data = _checked(registry.build("data", e.data.name, e.data.options, "[data]"), DataSource, "[data]")
+    sampler = _build(registry, "sampler", e.sampler)
+    data = _build(registry, "data", e.data)
     if getattr(data, "needs_policy", False):  # e.g. reference-samples: data made by the reference
         identity = config_hash({"policy": [e.policy.name, options], "sampler": [e.sampler.name, e.sampler.options]})
         data.prepare(policy, sampler, identity, show_progress)
-    eval_data = None if e.eval_data is None else _checked(
-        registry.build("data", e.eval_data.name, e.eval_data.options, "[eval_data]"), DataSource, "[eval_data]")
-    regularizer = _checked(registry.build("regularizer", e.regularizer.name, e.regularizer.options,
-                                          "[regularizer]"), Regularizer, "[regularizer]")
+    eval_data = None if e.eval_data is None else build_checked(
+        registry, "data", e.eval_data.name, e.eval_data.options, "[eval_data]")
+    regularizer = _build(registry, "regularizer", e.regularizer)
     return Components(
         metrics=tuple(metrics), policy=policy, sampler=sampler, rewards=tuple(rewards), data=data, eval_data=eval_data,
         regularizer=CheckedRegularizer(regularizer, registry.get("regularizer", e.regularizer.name).component),

@@ -25,6 +25,7 @@ import cattrs
 
 from ddrl_framework.errors import UserError
 from ddrl_framework.options import CONVERTER, OutOfRange, bounded, error_paths
+from ddrl_framework.roles import ROLES
 
 
 @attrs.frozen(kw_only=True)
@@ -275,15 +276,13 @@ def to_dict(experiment: Experiment) -> dict[str, Any]:
         return out
 
     data = {f.name: getattr(experiment, f.name) for f in attrs.fields(Experiment)}
-    for key in ("policy", "sampler", "regularizer", "data"):
-        data[key] = flat(data[key])
+    for role in ROLES.values():
+        value = data[role.config_key]
+        data[role.config_key] = [flat(c) for c in value] if role.many else flat(value)
     if experiment.eval_data is None:
         del data["eval_data"]
     else:
         data["eval_data"] = flat(experiment.eval_data)
-    data["rewards"] = [flat(r) for r in experiment.rewards]
-    data["metrics"] = [flat(m) for m in experiment.metrics]
-    data["loggers"] = [flat(m) for m in experiment.loggers]
     data["pretrain"] = attrs.asdict(experiment.pretrain, filter=lambda field, _: field.name != "data")
     if experiment.pretrain.data is not None:
         data["pretrain"]["data"] = flat(experiment.pretrain.data)

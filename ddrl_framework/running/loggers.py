@@ -16,6 +16,8 @@ from torch import Tensor
 from ddrl_framework.errors import TrainingError, UserError
 from ddrl_framework.protocols import Logger
 from ddrl_framework.registry import Registry
+from ddrl_framework.roles import ROLES
+from ddrl_framework.running.components import build_checked
 from ddrl_framework.running.config import Experiment
 
 
@@ -54,10 +56,6 @@ class RunLoggers:
 def build_loggers(experiment: Experiment, registry: Registry) -> RunLoggers:
     loggers = []
     for i, spec in enumerate(experiment.loggers):
-        where = f"[[loggers]] #{i + 1}"
-        logger = registry.build("logger", spec.name, spec.options, where)
-        if not isinstance(logger, Logger):
-            raise UserError(f"{where}: the plugin built a {type(logger).__name__}, which does not implement "
-                            "the Logger protocol (ddrl_framework.protocols)")
+        logger = build_checked(registry, "logger", spec.name, spec.options, ROLES["logger"].where(i))
         loggers.append((registry.get("logger", spec.name).component, logger))
     return RunLoggers(loggers)

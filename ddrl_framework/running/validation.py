@@ -32,6 +32,7 @@ import attrs
 
 from ddrl_framework.errors import PluginError, UserError
 from ddrl_framework.registry import Entry, Registry
+from ddrl_framework.roles import ROLES
 from ddrl_framework.running.config import Experiment, ResolvedExperiment
 from ddrl_framework.running.run_dir import check_output_dir, distribution_of, recorded_components
 
@@ -49,25 +50,21 @@ class Section:
 
 def sections(experiment: Experiment) -> Iterator[Section]:
     """Every component of ``experiment``, in the order of the file's tables."""
-    e = experiment
-    yield Section(key="policy", where="[policy]", role="policy", name=e.policy.name, options=e.policy.options)
-    yield Section(key="sampler", where="[sampler]", role="sampler", name=e.sampler.name, options=e.sampler.options)
-    for i, spec in enumerate(e.rewards):
-        yield Section(key="rewards", where=f"[[rewards]] #{i + 1}", role="reward", name=spec.name,
-                      options=spec.options)
-    yield Section(key="regularizer", where="[regularizer]", role="regularizer", name=e.regularizer.name,
-                  options=e.regularizer.options)
-    yield Section(key="data", where="[data]", role="data", name=e.data.name, options=e.data.options)
-    for key, where, spec in (("pretrain_data", "[pretrain.data]", e.pretrain.data),
-                             ("eval_data", "[eval_data]", e.eval_data)):
+    for role in ROLES.values():
+        value = getattr(experiment, role.config_key)
+        for i, spec in enumerate(value if role.many else [value]):
+            yield Section(key=role.config_key, where=role.where(i), role=role.name, name=spec.name,
+                          options=spec.options)
+        if role.name == "data":
+            yield from _other_data_sections(experiment)
+
+
+def _other_data_sections(experiment: Experiment) -> Iterator[Section]:
+    """``[pretrain.data]`` and ``[eval_data]``: data sources beside ``[data]``, when given."""
+    for key, where, spec in (("pretrain_data", "[pretrain.data]", experiment.pretrain.data),
+                             ("eval_data", "[eval_data]", experiment.eval_data)):
         if spec is not None:
             yield Section(key=key, where=where, role="data", name=spec.name, options=spec.options)
-    for i, spec in enumerate(e.metrics):
-        yield Section(key="metrics", where=f"[[metrics]] #{i + 1}", role="metric", name=spec.name,
-                      options=spec.options)
-    for i, spec in enumerate(e.loggers):
-        yield Section(key="loggers", where=f"[[loggers]] #{i + 1}", role="logger", name=spec.name,
-                      options=spec.options)
 
 
 def validate_experiment(experiment: Experiment, registry: Registry, source: str, *,
@@ -84,7 +81,7 @@ def validate_experiment(experiment: Experiment, registry: Registry, source: str,
     for section, entry in found:
         registry.check(section.role, section.name, section.options, f"{source}: {section.where}")
         check_requirements(entry, f"{source}: {section.where}")
-        if section.key in ("rewards", "metrics", "loggers"):
+        if ROLES[section.role].many:
             provenance.setdefault(section.key, []).append(entry.provenance())
         else:
             provenance[section.key] = entry.provenance()

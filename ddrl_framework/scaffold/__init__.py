@@ -17,24 +17,27 @@ import attrs
 
 from ddrl_framework import __version__
 from ddrl_framework.errors import UserError
-from ddrl_framework.registry import ROLES, load_registry
+from ddrl_framework.registry import load_registry
+from ddrl_framework.roles import ROLES, Role
 
 TEMPLATES = Path(__file__).parent / "templates"
 NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 
-SUITES = {"policy": "PolicyContract", "sampler": "SamplerContract", "reward": "RewardModelContract",
-          "regularizer": "RegularizerContract", "data": "DataSourceContract", "metric": "MetricContract",
-          "logger": "LoggerContract"}
-
-USAGE = {
-    "policy": '[policy]\nname = "$name"\nsize = 8\n\n[sampler]\nname = "ddim-sde"  # a sampler of its "ddpm" process',
-    "sampler": '[sampler]\nname = "$name"\ndenoising_steps = 10',
-    "reward": '[[rewards]]\nname = "$name"\nweight = 1.0\nscale = 1.0',
-    "regularizer": '[regularizer]\nname = "$name"\nbeta = 0.001',
-    "data": '[data]\nname = "$name"\ncount = 256',
-    "metric": '[[metrics]]\nname = "$name"\nmargin = 0.02',
-    "logger": '[[loggers]]\nname = "$name"',
+# what the README's experiment sets after the role's table and the component's name
+USAGE_OPTIONS = {
+    "policy": 'size = 8\n\n[sampler]\nname = "ddim-sde"  # a sampler of its "ddpm" process',
+    "sampler": "denoising_steps = 10",
+    "reward": "weight = 1.0\nscale = 1.0",
+    "regularizer": "beta = 0.001",
+    "data": "count = 256",
+    "metric": "margin = 0.02",
+    "logger": "",
 }
+
+
+def usage(role: Role) -> str:
+    """The README's experiment lines: ``[[rewards]]``, ``name = "$name"``, then its options."""
+    return "\n".join([role.table, 'name = "$name"', *filter(None, [USAGE_OPTIONS[role.name]])])
 
 
 @attrs.frozen(kw_only=True)
@@ -47,12 +50,12 @@ class PluginNames:
     @property
     def values(self) -> dict[str, str]:
         key = self.name.replace("-", "_")
-        hook, title, plural = ROLES[self.role]
+        role = ROLES[self.role]
         values = {"name": self.name, "key": key, "module": f"ddrl_{key}", "package": f"ddrl-{self.name}",
-                  "cls": "".join(part.capitalize() for part in self.name.split("-")), "role": self.role,
-                  "role_title": title, "role_plural": plural, "hook": hook, "suite": SUITES[self.role],
+                  "cls": "".join(part.capitalize() for part in self.name.split("-")), "role": role.name,
+                  "role_title": role.title, "role_plural": role.plural, "hook": role.hook, "suite": role.suite,
                   "framework_version": __version__}
-        values["usage"] = string.Template(USAGE[self.role]).substitute(values)
+        values["usage"] = string.Template(usage(role)).substitute(values)
         return values
 
 
