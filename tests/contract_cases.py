@@ -9,6 +9,7 @@ CONTRACT_TESTS: dict[tuple[str, str], str] = {
     ("policy", "stable-diffusion"): "test_backbones.py::TestStableDiffusion",
     ("policy", "unet2d"): "test_contracts.py::TestUnet2DPolicy",
     ("policy", "wan"): "test_backbones.py::TestWan",
+    ("policy", "flux"): "test_backbones.py::TestFluxDev",
     ("sampler", "ddim-sde"): "test_contracts.py::TestDdimSde",
     ("sampler", "flow-sde"): "test_backbones.py::TestFlowSdeOnSd3",
     ("reward", "aesthetic"): "test_rewards_clip.py::TestAesthetic",
