@@ -9,6 +9,7 @@ building the plugin.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import math
 import types
@@ -198,3 +199,20 @@ def structure_options(
                             f"{describe_error(error, f'{where}.{key}')}") from None
     _run_validators(factory, structured, where, component)
     return structured
+
+
+def with_defaults(factory: Callable[..., Any], **defaults: Any) -> Callable[..., Any]:
+    """``factory`` with other defaults for some of its options, checked as ``factory``'s are: one
+    builder registered under two names (``wan`` and ``wan2.2``, whose tiny configuration differs)."""
+    signature = inspect.signature(factory)
+    unknown = set(defaults) - set(signature.parameters)
+    if unknown:
+        raise TypeError(f"with_defaults: {factory.__name__} has no option(s) {sorted(unknown)}")
+
+    @functools.wraps(factory)
+    def build(**options: Any) -> Any:
+        return factory(**{**defaults, **options})
+
+    build.__signature__ = signature.replace(parameters=[
+        p.replace(default=defaults.get(p.name, p.default)) for p in signature.parameters.values()])
+    return build

@@ -1,4 +1,4 @@
-"""The diffusers backbones (stable-diffusion, sd3, flux, wan) on their tiny random configurations: the
+"""The diffusers backbones (stable-diffusion, sd3, flux, wan, wan2.2) on their tiny random configurations: the
 policy contract, saving and loading through ``from_pretrained``, guidance, LoRA, and the
 ``flow-sde`` sampler against diffusers' ``FlowMatchEulerDiscreteScheduler``."""
 
@@ -56,6 +56,18 @@ class TestSd3LoraGuided(_Backbone):
 
 class TestWan(_Backbone):
     name = "wan"
+
+
+class TestWan22Experts(_Backbone):
+    name = "wan2.2"
+
+
+class TestWan22ExpertsLoraGuided(_Backbone):
+    name, options = "wan2.2", {"lora_rank": 2, "guidance_scale": 4.0}
+
+
+class TestWan22Ti2v(_Backbone):
+    name, options = "wan2.2", {"variant": "2.2-ti2v"}
 
 
 class TestFluxDev(_Backbone):

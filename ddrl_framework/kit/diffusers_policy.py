@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -84,7 +85,7 @@ class DiffusersPolicy:
         self.pixel_shape = tuple(pixel_shape)  # what ``decode`` returns for one latent
         self.options = options
         # eval mode throughout: dropout would make the training pass differ from the rollout (ratio != 1)
-        self.denoiser: torch.nn.Module = getattr(pipeline, self.denoiser_name).eval()
+        self.denoiser: torch.nn.Module = self.make_denoiser(pipeline).eval()
         self._prompt_cache: dict[str, dict[str, Tensor]] = {}
         self._is_reference = False
         self._reference: DiffusersPolicy | None = None
@@ -97,9 +98,19 @@ class DiffusersPolicy:
             self.denoiser.enable_gradient_checkpointing()
 
     # --- set-up -------------------------------------------------------------------------
+    def make_denoiser(self, pipeline: Any) -> torch.nn.Module:
+        """The trained network: the pipeline's ``denoiser_name`` component (Wan 2.2: its two experts,
+        ``kit.experts.TimestepExperts``)."""
+        return getattr(pipeline, self.denoiser_name)
+
+    def denoiser_components(self, denoiser: torch.nn.Module) -> dict[str, torch.nn.Module]:
+        """The pipeline components ``denoiser`` stands for, by name (what ``save_pretrained`` replaces)."""
+        return {self.denoiser_name: denoiser}
+
     def _frozen_modules(self) -> list[torch.nn.Module]:
+        trained = {id(m) for m in self.denoiser.modules()}
         modules = self.pipeline.components.values()
-        return [m for m in modules if isinstance(m, torch.nn.Module) and m is not self.denoiser]
+        return [m for m in modules if isinstance(m, torch.nn.Module) and id(m) not in trained]
 
     def _freeze_all_but_denoiser(self) -> None:
         for module in self._frozen_modules():
@@ -294,8 +305,8 @@ class DiffusersPolicy:
 
     def save_pretrained(self, directory: str | Path) -> None:
         """A pipeline folder (LoRA merged) that ``pretrained=`` loads back."""
-        components = {**self.pipeline.components, self.denoiser_name: self.merged_denoiser()}
-        self.pipeline_class(**components).save_pretrained(str(directory))
+        components = {**self.pipeline.components, **self.denoiser_components(self.merged_denoiser())}
+        self.pipeline_class(**components, **_pipeline_settings(self.pipeline)).save_pretrained(str(directory))
 
     def to(self, device: torch.device | str) -> DiffusersPolicy:
         self.pipeline.to(device)
@@ -312,6 +323,13 @@ def _adapters_disabled(model: torch.nn.Module):
         yield
     finally:
         model.enable_adapters()
+
+
+def _pipeline_settings(pipeline: Any) -> dict[str, Any]:
+    """The pipeline's own settings, not components (Wan 2.2's ``boundary_ratio``, ``expand_timesteps``)."""
+    accepted = inspect.signature(type(pipeline).__init__).parameters
+    return {k: v for k, v in pipeline.config.items()
+            if k in accepted and k not in pipeline.components and not k.startswith("_")}
 
 
 def load_pipeline(pipeline_class: type, source: str, **kwargs: Any) -> Any:

@@ -13,6 +13,9 @@ options are checked (never when the plugin registers).
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
+import torch
 from diffusers import (
     AutoencoderKLWan,
     FlowMatchEulerDiscreteScheduler,
@@ -28,8 +31,13 @@ from ddrl_framework.kit.diffusers_policy import (
     flow_matching_process,
     load_pipeline,
 )
+from ddrl_framework.kit.experts import TimestepExperts
 from ddrl_framework.kit.seeding import seeded
 from ddrl_framework.kit.vae_codec import STANDARDIZED
+from ddrl_framework.options import with_defaults
+
+
+Variant = Literal["2.1", "2.2-a14b", "2.2-ti2v"]
 
 
 class WanPolicy(DiffusersPolicy):
@@ -45,9 +53,33 @@ class WanPolicy(DiffusersPolicy):
             max_sequence_length=self.max_sequence_length)
         return {"encoder_hidden_states": embeds}
 
+    def make_denoiser(self, pipeline: WanPipeline) -> torch.nn.Module:
+        """Wan 2.2 A14B: the high-noise ``transformer`` for ``t >= boundary_ratio * T``, the
+        low-noise ``transformer_2`` below; Wan 2.1 and 2.2 TI2V: the one transformer."""
+        if pipeline.transformer_2 is None or pipeline.config.boundary_ratio is None:
+            return pipeline.transformer
+        boundary = pipeline.config.boundary_ratio * pipeline.scheduler.config.num_train_timesteps
+        return TimestepExperts(pipeline.transformer, pipeline.transformer_2, boundary)
 
-def tiny_pipeline(seed: int = 0) -> WanPipeline:
-    """A random Wan-shaped pipeline: 5 frames of 16x16 pixels, 16 x 2 x 2 x 2 latents."""
+    def denoiser_components(self, denoiser: torch.nn.Module) -> dict[str, torch.nn.Module]:
+        if isinstance(denoiser, TimestepExperts):
+            return {"transformer": denoiser.high, "transformer_2": denoiser.low}
+        return super().denoiser_components(denoiser)
+
+    def denoiser_inputs(self, x_t: Tensor, t: Tensor, embeds) -> dict[str, Any]:
+        inputs = super().denoiser_inputs(x_t, t, embeds)
+        if self.pipeline.config.expand_timesteps:  # Wan 2.2 TI2V: a timestep per latent token
+            _, frames, height, width = self.sample_shape
+            _, patch_h, patch_w = self.pipeline.transformer.config.patch_size
+            tokens = frames * (height // patch_h) * (width // patch_w)
+            inputs["timestep"] = inputs["timestep"][:, None].expand(-1, tokens)
+        return inputs
+
+
+def tiny_pipeline(seed: int = 0, variant: Variant = "2.1") -> WanPipeline:
+    """A random Wan-shaped pipeline: 5 frames of 16x16 pixels, 16 x 2 x 2 x 2 latents. "2.2-a14b": two
+    experts switched at boundary_ratio 0.875 (A14B's text-to-video value); "2.2-ti2v": one
+    transformer taking a timestep per token (TI2V-5B's ``expand_timesteps``)."""
     def transformer():
         return WanTransformer3DModel(
             patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=16,
@@ -58,10 +90,13 @@ def tiny_pipeline(seed: int = 0) -> WanPipeline:
         return AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
                                 temperal_downsample=[False, True, True])
 
+    experts = variant == "2.2-a14b"
     return WanPipeline(
         transformer=seeded(seed, transformer), vae=seeded(seed + 1, vae),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        text_encoder=tiny_text.t5_encoder(32, seed + 2, umt5=True), tokenizer=tiny_text.t5_tokenizer())
+        text_encoder=tiny_text.t5_encoder(32, seed + 2, umt5=True), tokenizer=tiny_text.t5_tokenizer(),
+        transformer_2=seeded(seed + 3, transformer) if experts else None,
+        boundary_ratio=0.875 if experts else None, expand_timesteps=variant == "2.2-ti2v")
 
 
 def _flow_scheduler(pipeline: WanPipeline, shift: float | None) -> FlowMatchEulerDiscreteScheduler:
@@ -73,6 +108,7 @@ def _flow_scheduler(pipeline: WanPipeline, shift: float | None) -> FlowMatchEule
 def build_wan_policy(
     *,
     pretrained: str | None = None,  # a pipeline folder or hub id; None: the tiny random configuration
+    variant: Variant = "2.1",  # the tiny configuration's (a folder says its own)
     frames: int = 5,  # video length in frames: 1 + 4 k (81 for Wan2.1's 5 s clips)
     height: int = 16,  # pixels (480 for Wan2.1-T2V-1.3B)
     width: int = 16,  # pixels (832 for Wan2.1-T2V-1.3B)
@@ -82,7 +118,7 @@ def build_wan_policy(
     **training: object,  # TrainingOptions: lora_rank, guidance_scale, mixed_precision, ...
 ) -> WanPolicy:
     options = TrainingOptions(**training)
-    pipeline = tiny_pipeline(seed) if pretrained is None else load_pipeline(WanPipeline, pretrained)
+    pipeline = tiny_pipeline(seed, variant) if pretrained is None else load_pipeline(WanPipeline, pretrained)
     if (frames - 1) % pipeline.vae_scale_factor_temporal:
         raise ValueError(f"frames = {frames}: must be 1 + {pipeline.vae_scale_factor_temporal} k")
     spatial = pipeline.vae_scale_factor_spatial
@@ -95,3 +131,4 @@ def build_wan_policy(
 
 
 build_wan_policy.option_class = TrainingOptions
+build_wan22_policy = with_defaults(build_wan_policy, variant="2.2-a14b")  # policy "wan2.2"

@@ -1,0 +1,74 @@
+"""A denoiser made of experts switched by timestep: Wan 2.2 A14B runs a high-noise transformer
+while ``t >= boundary`` and a low-noise one below it (``WanPipeline``'s ``transformer`` and
+``transformer_2`` at ``boundary_ratio * num_train_timesteps``).
+
+:class:`TimestepExperts` is one ``torch.nn.Module`` holding both, so everything that handles "the
+denoiser" handles the pair: the trainable parameters and their names (``high.*``, ``low.*``), the
+reverse-KL reference (a copy, or adapters disabled), checkpoints, FSDP2 (the pair is the trainable
+module) and LoRA (adapters are added to, disabled on and merged into each expert).
+
+A batch may mix timesteps (the diffusion loss draws one per sample): each sample goes to its
+expert and the outputs are put back in order. Inputs whose first dimension is the batch are split
+with it; the others (none for Wan) are passed to both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class TimestepExperts(torch.nn.Module):
+    def __init__(self, high: torch.nn.Module, low: torch.nn.Module, boundary: float):
+        super().__init__()
+        self.high, self.low = high, low
+        self.boundary = float(boundary)  # on the network's timestep scale
+
+    @property
+    def config(self) -> Any:
+        return self.high.config
+
+    def forward(self, *, timestep: Tensor, **inputs: Any) -> tuple[Tensor]:
+        per_sample = timestep if timestep.ndim == 1 else timestep[:, 0]  # Wan 2.2 TI2V: one per token
+        high = per_sample >= self.boundary
+        if bool(high.all()) or not bool(high.any()):
+            expert = self.high if bool(high.all()) else self.low
+            return expert(timestep=timestep, **inputs)
+        batch = timestep.shape[0]
+        out: Tensor | None = None
+        for expert, rows in ((self.high, high), (self.low, ~high)):
+            part = expert(timestep=timestep[rows], **_rows(inputs, rows, batch))[0]
+            out = part.new_empty((batch, *part.shape[1:])) if out is None else out
+            out[rows] = part
+        return (out,)
+
+    # --- what diffusers' PeftAdapterMixin and ModelMixin offer one model, for both ---------
+    def add_adapter(self, config: Any) -> None:
+        for expert in (self.high, self.low):
+            expert.add_adapter(config)
+
+    def disable_adapters(self) -> None:
+        for expert in (self.high, self.low):
+            expert.disable_adapters()
+
+    def enable_adapters(self) -> None:
+        for expert in (self.high, self.low):
+            expert.enable_adapters()
+
+    def fuse_lora(self) -> None:
+        for expert in (self.high, self.low):
+            expert.fuse_lora()
+
+    def unload_lora(self) -> None:
+        for expert in (self.high, self.low):
+            expert.unload_lora()
+
+    def enable_gradient_checkpointing(self) -> None:
+        for expert in (self.high, self.low):
+            expert.enable_gradient_checkpointing()
+
+
+def _rows(inputs: dict[str, Any], rows: Tensor, batch: int) -> dict[str, Any]:
+    return {k: v[rows] if isinstance(v, Tensor) and v.ndim and v.shape[0] == batch else v for k, v in inputs.items()}
