@@ -10,6 +10,7 @@ CONTRACT_TESTS: dict[tuple[str, str], str] = {
     ("policy", "unet2d"): "test_contracts.py::TestUnet2DPolicy",
     ("policy", "wan"): "test_backbones.py::TestWan",
     ("policy", "flux"): "test_backbones.py::TestFluxDev",
+    ("policy", "qwen-image"): "test_backbones.py::TestQwenImage",
     ("policy", "wan2.2"): "test_backbones.py::TestWan22Experts",
     ("sampler", "ddim-sde"): "test_contracts.py::TestDdimSde",
     ("sampler", "flow-sde"): "test_backbones.py::TestFlowSdeOnSd3",

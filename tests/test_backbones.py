@@ -1,4 +1,4 @@
-"""The diffusers backbones (stable-diffusion, sd3, flux, wan, wan2.2) on their tiny random configurations: the
+"""The diffusers backbones (stable-diffusion, sd3, flux, qwen-image, wan, wan2.2) on their tiny random configurations: the
 policy contract, saving and loading through ``from_pretrained``, guidance, LoRA, and the
 ``flow-sde`` sampler against diffusers' ``FlowMatchEulerDiscreteScheduler``."""
 
@@ -68,6 +68,14 @@ class TestWan22ExpertsLoraGuided(_Backbone):
 
 class TestWan22Ti2v(_Backbone):
     name, options = "wan2.2", {"variant": "2.2-ti2v"}
+
+
+class TestQwenImage(_Backbone):
+    name, options = "qwen-image", {"resolution": 32}  # a folder's default is 1024 px
+
+
+class TestQwenImageLoraGuided(_Backbone):
+    name, options = "qwen-image", {"resolution": 32, "lora_rank": 4, "guidance_scale": 4.0}
 
 
 class TestFluxDev(_Backbone):

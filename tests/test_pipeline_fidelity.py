@@ -13,7 +13,7 @@ from ddrl_framework.kit.pipeline_fidelity import TOLERANCE, pipeline_gap
 from ddrl_framework.testing.pipeline_fidelity import check_matches_pipeline
 
 BACKBONES = [("sd3", "flow-sde"), ("stable-diffusion", "ddim-sde"), ("wan", "flow-sde"), ("wan2.2", "flow-sde"),
-             ("flux", "flow-sde")]
+             ("flux", "flow-sde"), ("qwen-image", "flow-sde")]
 
 
 def build(policy: str, sampler: str):

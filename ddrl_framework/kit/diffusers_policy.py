@@ -30,6 +30,7 @@ from torch import Tensor
 
 from ddrl_framework.kit.forward_process import FlowMatchingProcess, check_flow_scheduler
 from ddrl_framework.kit.lora_targets import ATTENTION
+from ddrl_framework.kit.prompt_rows import stack_rows
 from ddrl_framework.kit.vae_codec import SCALED
 from ddrl_framework.types import DataBatch
 
@@ -73,6 +74,7 @@ class DiffusersPolicy:
     denoiser_input: str = "hidden_states"  # the name of the denoiser's latent argument
     timestep_scale: float = 1.0  # the denoiser's timestep is t * this (t on 0..T; FLUX takes t / 1000)
     max_sequence_length: int | None = None  # text tokens per prompt, where the pipeline takes the option
+    text_mask_key: str | None = None  # the denoiser's text-mask argument, where prompts vary in length
     lora_targets: tuple[str, ...] = ATTENTION  # LoRA's default target_modules
     vae_codec: Any = SCALED  # how latents are normalized (kit.vae_codec: SCALED or STANDARDIZED)
     lossless_codec = False  # a VAE round trip is not the identity
@@ -190,8 +192,7 @@ class DiffusersPolicy:
         for prompt in dict.fromkeys(p for p in prompts if p not in self._prompt_cache):
             # one prompt at a time: an embedding must not depend on which prompts came with it
             self._prompt_cache[prompt] = self.encode_prompts([prompt])
-        rows = [self._prompt_cache[p] for p in prompts]
-        return {k: torch.cat([row[k] for row in rows]) for k in rows[0]}
+        return stack_rows([self._prompt_cache[p] for p in prompts], self.text_mask_key)
 
     def encode_conditions(self, batch: DataBatch) -> TextConditions:
         embeds = self._embeddings(batch.prompts)
@@ -213,7 +214,7 @@ class DiffusersPolicy:
 
     def _denoise(self, x_t: Tensor, t: Tensor, embeds: Mapping[str, Tensor]) -> Tensor:
         dtype = next(self.denoiser.parameters()).dtype
-        embeds = {k: v.to(dtype) for k, v in embeds.items()}
+        embeds = {k: v.to(dtype) if v.is_floating_point() else v for k, v in embeds.items()}  # masks stay
         inputs = self.denoiser_inputs(x_t.to(dtype), t, embeds)
         with self._autocast(), self._adapters_state():
             out = self.denoiser(**inputs, return_dict=False)[0]
@@ -223,9 +224,13 @@ class DiffusersPolicy:
         t = t.to(x_t.device).expand(x_t.shape[0])
         if not cond.guided:
             return self._denoise(x_t, t, cond.embeds)
-        both = {k: torch.cat([cond.negative[k], v]) for k, v in cond.embeds.items()}
+        both = stack_rows([cond.negative, cond.embeds], self.text_mask_key)
         uncond, conditional = self._denoise(torch.cat([x_t, x_t]), torch.cat([t, t]), both).chunk(2)
-        return uncond + cond.guidance_scale * (conditional - uncond)
+        return self.combine_guidance(uncond, conditional, cond.guidance_scale)
+
+    def combine_guidance(self, uncond: Tensor, conditional: Tensor, scale: float) -> Tensor:
+        """Classifier-free guidance: ``uncond + scale (conditional - uncond)`` (Qwen-Image rescales it)."""
+        return uncond + scale * (conditional - uncond)
 
     # --- the forward process ------------------------------------------------------------
     def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:

@@ -36,3 +36,20 @@ def image_position_ids(rows: int, columns: int, like: Tensor) -> Tensor:
 def text_position_ids(tokens: int, like: Tensor) -> Tensor:
     """``[tokens, 3]`` zeros: text tokens share one position."""
     return torch.zeros(tokens, 3, device=like.device, dtype=like.dtype)
+
+
+class PackedLatents:
+    """Mixed into a ``DiffusersPolicy`` (before it) whose denoiser and pipeline take 2x2-packed
+    tokens (FLUX, Qwen-Image): samples stay ``[B, C, H, W]``; the denoiser's output is unpacked,
+    and the pipeline's ``latents`` are packed."""
+
+    sample_shape: tuple[int, ...]
+
+    def read_output(self, output: Tensor, x_t: Tensor) -> Tensor:
+        return unpack_2x2(output, *x_t.shape[-2:])
+
+    def to_pipeline_latents(self, x: Tensor) -> Tensor:
+        return pack_2x2(x)
+
+    def from_pipeline_latents(self, latents: Tensor) -> Tensor:
+        return unpack_2x2(latents, *self.sample_shape[-2:])

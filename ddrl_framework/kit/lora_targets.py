@@ -12,3 +12,7 @@ ATTENTION = ("to_q", "to_k", "to_v", "to_out.0")
 # model's final projection)
 FLUX = ATTENTION + ("add_q_proj", "add_k_proj", "add_v_proj", "to_add_out", "ff.net.0.proj", "ff.net.2",
                     "ff_context.net.0.proj", "ff_context.net.2", "proj_mlp")
+
+# Qwen-Image: the dual-stream blocks' image and text attention and MLPs
+QWEN_IMAGE = ATTENTION + ("add_q_proj", "add_k_proj", "add_v_proj", "to_add_out", "img_mlp.net.0.proj",
+                          "img_mlp.net.2", "txt_mlp.net.0.proj", "txt_mlp.net.2")

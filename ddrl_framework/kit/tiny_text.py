@@ -13,6 +13,9 @@ from transformers import (
     CLIPTextModel,
     CLIPTextModelWithProjection,
     CLIPTokenizer,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2Tokenizer,
     T5Config,
     T5EncoderModel,
     T5Tokenizer,
@@ -61,3 +64,27 @@ def t5_encoder(d_model: int, seed: int, umt5: bool = False):
     if umt5:
         return seeded(seed, lambda: UMT5EncoderModel(UMT5Config(**kwargs)).eval())
     return seeded(seed, lambda: T5EncoderModel(T5Config(**kwargs)).eval())
+
+
+QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")  # what Qwen-Image's prompt template uses
+
+
+def qwen_tokenizer() -> Qwen2Tokenizer:
+    """A character-level Qwen2 tokenizer (byte alphabet, no merges) with the chat-template tokens."""
+    chars = list(bytes_to_unicode().values())
+    vocab = {c: i for i, c in enumerate(chars)}
+    for token in QWEN_SPECIALS:
+        vocab[token] = len(vocab)
+    return Qwen2Tokenizer(vocab=vocab, merges=[])
+
+
+def qwen_vl_model(hidden: int, seed: int) -> Qwen2_5_VLForConditionalGeneration:
+    """A one-layer Qwen2.5-VL (the vision tower is built, never used: Qwen-Image reads text only)."""
+    config = Qwen2_5_VLConfig(
+        text_config={"vocab_size": 256 + len(QWEN_SPECIALS), "hidden_size": hidden, "intermediate_size": 2 * hidden,
+                     "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
+                     "max_position_embeddings": 1024, "bos_token_id": 256, "eos_token_id": 258, "pad_token_id": 256,
+                     "rope_parameters": {"rope_type": "default", "mrope_section": [2, 2, 4], "rope_theta": 10000.0}},
+        vision_config={"depth": 1, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2,
+                       "out_hidden_size": hidden, "patch_size": 4, "temporal_patch_size": 2, "spatial_merge_size": 2})
+    return seeded(seed, lambda: Qwen2_5_VLForConditionalGeneration(config).eval())

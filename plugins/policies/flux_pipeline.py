@@ -24,11 +24,11 @@ from ddrl_framework.kit.diffusers_policy import (
     image_shapes,
     load_pipeline,
 )
-from ddrl_framework.kit.latent_tokens import image_position_ids, pack_2x2, text_position_ids, unpack_2x2
+from ddrl_framework.kit.latent_tokens import PackedLatents, image_position_ids, pack_2x2, text_position_ids
 from ddrl_framework.kit.seeding import seeded
 
 
-class FluxPolicy(DiffusersPolicy):
+class FluxPolicy(PackedLatents, DiffusersPolicy):
     pipeline_class = FluxPipeline
     timestep_scale = 1 / 1000  # FluxPipeline passes timestep / 1000
     max_sequence_length = 512  # T5 tokens, as the pipeline's default
@@ -48,15 +48,6 @@ class FluxPolicy(DiffusersPolicy):
         if self.pipeline.transformer.config.guidance_embeds:
             inputs["guidance"] = torch.full(t.shape, self.embedded_guidance, device=t.device)
         return inputs
-
-    def read_output(self, output: Tensor, x_t: Tensor) -> Tensor:
-        return unpack_2x2(output, *x_t.shape[-2:])
-
-    def to_pipeline_latents(self, x: Tensor) -> Tensor:
-        return pack_2x2(x)
-
-    def from_pipeline_latents(self, latents: Tensor) -> Tensor:
-        return unpack_2x2(latents, *self.sample_shape[-2:])
 
     def pipeline_call_options(self) -> dict[str, Any]:
         options = {**super().pipeline_call_options(), "guidance_scale": self.embedded_guidance,
