@@ -111,3 +111,73 @@ def test_a_registry_table_row_that_differs_from_the_role_table_is_caught():
     text = WRITING.read_text().replace("| `[[metrics]]` |", "| `[metrics]` |")
     rows = role_rows(text)
     assert [row[:4] + row[5:] for row in rows] != expected_role_rows()
+
+
+CONCEPTS = ROOT / "docs" / "concepts.md"
+
+
+def layout_names(text: str) -> list[str]:
+    """The paths the layout block of docs/concepts.md names (``ddrl_framework/kit/``,
+    ``ddrl_framework/cli.py``, ...): on each line, the names before the description, each under
+    the folder of the line above it with less indentation."""
+    block = text.split("\n## The house: layers the folders show\n")[1].split("```\n")[1]
+    parents: list[tuple[int, str]] = []
+    names = []
+    for line in block.splitlines():
+        indent = len(line) - len(line.lstrip())
+        tokens = re.split(r"\s{2,}", line.strip())[0].split(" ")
+        if not all(t.endswith(("/", ".py")) for t in tokens):
+            continue  # a description's next line
+        while parents and parents[-1][0] >= indent:
+            parents.pop()
+        prefix = parents[-1][1] if parents else ""
+        names += [prefix + t for t in tokens]
+        if len(tokens) == 1 and tokens[0].endswith("/"):
+            parents.append((indent, prefix + tokens[0]))
+    return names
+
+
+def test_the_layout_names_what_exists_and_every_folder():
+    names = layout_names(CONCEPTS.read_text())
+    assert "ddrl_framework/kit/" in names and "plugins/shared/" in names
+    missing = [name for name in names if not (ROOT / name).exists()]
+    assert not missing, f"docs/concepts.md's layout names {missing}, which do not exist"
+    folders = [f"{path.relative_to(ROOT)}/" for top in ("ddrl_framework", "plugins")
+               for path in sorted((ROOT / top).iterdir()) if path.is_dir() and path.name != "__pycache__"]
+    modules = [f"ddrl_framework/{path.name}" for path in sorted((ROOT / "ddrl_framework").glob("*.py"))
+               if path.name != "__init__.py"]
+    unnamed = [path for path in folders + modules if path not in names]
+    assert not unnamed, f"docs/concepts.md's layout (## The house) leaves out {unnamed}"
+
+
+def test_a_layout_missing_a_folder_is_caught():
+    text = CONCEPTS.read_text().replace("  distributed/   torchrun", "  distributedx/  torchrun")
+    names = layout_names(text)
+    assert "ddrl_framework/distributed/" not in names and "ddrl_framework/distributedx/" in names
+
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def referenced_paths(text: str) -> list[str]:
+    """Backquoted repository paths (``ddrl_framework/kit/cache.py``, ``configs/x.toml``, ...)
+    and the targets of relative Markdown links in a page."""
+    quoted = re.findall(r"`((?:ddrl_framework|plugins|configs|benchmarks|docs|tests)/[\w./-]*"
+                        r"|[\w.-]+(?:/[\w.-]+)+\.(?:py|toml|md|json|jsonl))`", text)
+    linked = re.findall(r"\]\(([^)#:\s]+)(?:#[^)]*)?\)", text)
+    return [path for path in quoted + linked if "..." not in path and not path.startswith("runs/")]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_every_path_a_page_names_exists(page):
+    """A path is read from the repository's root, from ``ddrl_framework/`` or ``plugins/`` (as
+    ``kit/fused.py``), or from the page's own folder (a link)."""
+    bases = (ROOT, ROOT / "ddrl_framework", ROOT / "plugins", page.parent)
+    missing = [path for path in referenced_paths(page.read_text())
+               if not any((base / path).exists() for base in bases)]
+    assert not missing, f"{page.relative_to(ROOT)} names {missing}, which do not exist"
+
+
+def test_a_stale_path_is_caught():
+    assert "benchmarks/iteration_time.py" in referenced_paths("(`benchmarks/iteration_time.py`)")
+    assert "gone.md" in referenced_paths("[gone](gone.md#a-section)")
