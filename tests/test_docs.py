@@ -39,11 +39,14 @@ def test_every_config_field_is_documented(cls):
 def test_readme_opens_with_the_two_quickstart_commands():
     readme = (ROOT / "README.md").read_text()
     quickstart = readme.split("## Quickstart")[1].split("\n## ")[0]
-    assert "make run" in quickstart and "make test" in quickstart
+    assert "make run" in quickstart and "make test " in quickstart and "make test-fast" in quickstart
+    makefile = (ROOT / "Makefile").read_text()
+    assert "\ntest:" in makefile and "\ntest-fast:" in makefile and '-m "not slow"' in makefile
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
 WRITING = ROOT / "docs" / "writing-a-plugin.md"
+HOOKS_PAGE = ROOT / "docs" / "plugin-hooks.md"
 
 
 def _section(text: str, heading: str) -> str:
@@ -51,7 +54,7 @@ def _section(text: str, heading: str) -> str:
 
 
 def table_fields(text: str, cls_name: str) -> list[str]:
-    """The fields a ``### `Cls``` table of writing-a-plugin.md lists, in order."""
+    """The fields a ``### `Cls``` table of plugin-hooks.md lists, in order."""
     return re.findall(r"^\| `(\w+)` \|", _section(text, f"### `{cls_name}`"), re.M)
 
 
@@ -59,28 +62,43 @@ def table_fields(text: str, cls_name: str) -> list[str]:
 def test_every_context_field_is_in_its_table_and_no_other(cls_name):
     import ddrl_framework.types as types
 
-    documented = table_fields(WRITING.read_text(), cls_name)
+    documented = table_fields(HOOKS_PAGE.read_text(), cls_name)
     fields = [f.name for f in attrs.fields(getattr(types, cls_name))]
-    assert documented == fields, f"docs/writing-a-plugin.md's {cls_name} table lists {documented}; the class has {fields}"
+    assert documented == fields, f"docs/plugin-hooks.md's {cls_name} table lists {documented}; the class has {fields}"
 
 
 def test_a_context_table_missing_a_field_is_caught():
     import ddrl_framework.types as types
 
-    text = WRITING.read_text()
+    text = HOOKS_PAGE.read_text()
     row = next(line for line in _section(text, "### `UpdateContext`").splitlines() if line.startswith("| `data` |"))
     broken = text.replace(_section(text, "### `UpdateContext`"), _section(text, "### `UpdateContext`").replace(row + "\n", ""))
     assert table_fields(broken, "UpdateContext") != [f.name for f in attrs.fields(types.UpdateContext)]
 
 
-@pytest.mark.parametrize("role", [r for r in ROLES if r != "logger"])  # a logger: docs/plugin-hooks.md
-def test_each_role_example_is_what_the_scaffold_writes(role):
+def scaffold_blocks() -> list[tuple[str, str, str, str]]:
+    """``(role, name, path, code)`` of every block the two plugin pages introduce with
+    "`ddrl new-plugin ROLE NAME` writes `PATH`:"."""
+    pattern = r"`ddrl new-plugin (\w+) ([\w-]+)` writes `([\w/.]+)`:\n\n```python\n(.*?)```"
+    return [match for page in (WRITING, HOOKS_PAGE) for match in re.findall(pattern, page.read_text(), re.S)]
+
+
+def test_each_block_is_what_the_scaffold_writes():
     from ddrl_framework.scaffold import PluginNames, render
 
-    section = WRITING.read_text().split(f"\n### {role} (`ddrl new-plugin {role} ")[1]
-    name = section.split("`")[0]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    assert code == render(f"{role}.py", PluginNames(role=role, name=name).values)
+    blocks = scaffold_blocks()
+    assert blocks
+    for role, name, path, code in blocks:
+        values = PluginNames(role=role, name=name).values
+        template = {f"{values['module']}.py": f"{role}.py", f"tests/test_{values['module']}.py": f"test_{role}.py"}
+        assert path in template, f"`ddrl new-plugin {role} {name}` writes no `{path}`"
+        assert code == render(template[path], values), f"the docs' {path} differs from what the scaffold writes"
+
+
+def test_each_role_has_one_example():
+    """One set of examples: each role's component module is shown once, on one of the two pages."""
+    modules = [role for role, name, path, _ in scaffold_blocks() if not path.startswith("tests/")]
+    assert sorted(modules) == sorted(ROLES), f"component examples by role: {sorted(modules)}"
 
 
 def role_rows(text: str) -> list[list[str]]:
@@ -161,7 +179,9 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 def referenced_paths(text: str) -> list[str]:
     """Backquoted repository paths (``ddrl_framework/kit/cache.py``, ``configs/x.toml``, ...)
-    and the targets of relative Markdown links in a page."""
+    and the targets of relative Markdown links in a page. A file that ``ddrl new-plugin`` writes
+    (in a plugin's package, not here) is not one."""
+    text = re.sub(r"`ddrl new-plugin [\w -]+` writes `[^`]*`", "", text)
     quoted = re.findall(r"`((?:ddrl_framework|plugins|configs|benchmarks|docs|tests)/[\w./-]*"
                         r"|[\w.-]+(?:/[\w.-]+)+\.(?:py|toml|md|json|jsonl))`", text)
     linked = re.findall(r"\]\(([^)#:\s]+)(?:#[^)]*)?\)", text)
