@@ -201,3 +201,29 @@ def test_every_path_a_page_names_exists(page):
 def test_a_stale_path_is_caught():
     assert "benchmarks/iteration_time.py" in referenced_paths("(`benchmarks/iteration_time.py`)")
     assert "gone.md" in referenced_paths("[gone](gone.md#a-section)")
+
+
+@pytest.mark.parametrize("page", ["docs/configuration.md", "docs/comparisons.md"])
+def test_the_generated_config_tables_are_current(page):
+    from ddrl_framework.running.config_docs import PAGES, regenerate
+
+    text = (ROOT / page).read_text()
+    assert page in PAGES and "<!-- generated: " in text
+    assert regenerate(text) == text, (f"{page}'s config tables differ from the fields' metadata in "
+                                      "ddrl_framework/running/config.py; regenerate them with "
+                                      "`python -m ddrl_framework.running.config_docs`")
+
+
+def test_each_core_section_has_its_generated_table():
+    from ddrl_framework.running.config_docs import SECTIONS
+
+    text = "".join((ROOT / page).read_text() for page in ("docs/configuration.md", "docs/comparisons.md"))
+    assert sorted(re.findall(r"<!-- generated: ([\w.-]+) -->", text)) == sorted(SECTIONS)
+
+
+def test_a_stale_generated_table_is_caught():
+    from ddrl_framework.running.config_docs import regenerate
+
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    stale = text.replace("| `iterations` | `100` |", "| `iterations` | `50` |")
+    assert stale != text and regenerate(stale) == text
