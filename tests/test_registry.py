@@ -1,9 +1,7 @@
 """The pluggy registry: built-ins through entry points, fakes, duplicates, errors, env vars."""
 
-import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -100,24 +98,15 @@ def test_rejected_option_value_is_a_user_error():
         load_registry().build("regularizer", "reverse-kl", {"beta": -1.0}, "[regularizer]")
 
 
-WRITING_A_PLUGIN = Path(__file__).parents[1] / "docs" / "writing-a-plugin.md"
-
-
-def doc_block(language: str, index: int = 0) -> str:
-    blocks = re.findall(rf"```{language}\n(.*?)```", WRITING_A_PLUGIN.read_text(), re.S)
-    return blocks[index]
-
-
 @pytest.fixture(scope="module")
 def installed_plugin(tmp_path_factory):
-    """The plugin package of docs/writing-a-plugin.md, pip-installed from a temporary folder into
-    a target folder (so the test environment is left as it was)."""
+    """The reward plugin of docs/writing-a-plugin.md (what `ddrl new-plugin reward center-mass`
+    writes), pip-installed from a temporary folder into a target folder (so the test environment
+    is left as it was)."""
+    from ddrl_framework.scaffold import write_plugin
+
     root = tmp_path_factory.mktemp("plugin")
-    source = root / "ddrl-ink"
-    (source / "tests").mkdir(parents=True)
-    (source / "pyproject.toml").write_text(doc_block("toml", 0))
-    (source / "ddrl_ink.py").write_text(doc_block("python", 0))
-    (source / "tests" / "test_ink.py").write_text(doc_block("python", 1))
+    source = write_plugin("reward", "center-mass", root / "ddrl-center-mass")
     target = root / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                     "--no-build-isolation", "--target", str(target), str(source)], check=True)
@@ -135,8 +124,8 @@ def _ddrl(args, env_extra, pythonpath):
 def test_an_installed_plugin_package_is_found_through_its_entry_point(installed_plugin):
     result = _ddrl(["plugins"], {}, installed_plugin)
     assert result.returncode == 0, result.stderr
-    line = next(l for l in result.stdout.splitlines() if "ink-coverage" in l)
-    assert "plugin ink " in line and "ddrl-ink 0.1.0" in line
+    line = next(l for l in result.stdout.splitlines() if "center-mass" in l)
+    assert "plugin center-mass " in line and "ddrl-center-mass 0.1.0" in line
     assert "ddrl-framework" in next(l for l in result.stdout.splitlines() if "unet2d" in l)
 
 
@@ -144,24 +133,24 @@ def test_an_installed_plugin_package_is_found_through_its_entry_point(installed_
 @pytest.mark.parametrize("env,found", [
     ({"DDRL_DISABLE_PLUGIN_AUTOLOAD": "1"}, False),
     ({"DDRL_PLUGINS": "brightness"}, False),  # a built-in: the built-ins alone
-    ({"DDRL_PLUGINS": "ink"}, True),
+    ({"DDRL_PLUGINS": "center-mass"}, True),
 ])
 def test_environment_variables_limit_which_plugins_load(installed_plugin, env, found):
     result = _ddrl(["plugins"], env, installed_plugin)
     assert result.returncode == 0, result.stderr
-    assert ("ink-coverage" in result.stdout) is found
+    assert ("center-mass" in result.stdout) is found
     assert "unet2d" in result.stdout  # built-ins always load
 
 
 @pytest.mark.slow
 def test_the_documented_plugin_passes_its_contract_tests(installed_plugin):
     import os
-    tests = installed_plugin.parent / "ddrl-ink" / "tests"
+    tests = installed_plugin.parent / "ddrl-center-mass" / "tests"
     env = {**os.environ, "PYTHONPATH": str(installed_plugin)}
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)],
                             capture_output=True, text=True, env=env, cwd=tests)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "6 passed" in result.stdout  # the reward suite: protocol, shape, 3 edge inputs, not constant
+    assert "7 passed" in result.stdout  # the reward suite (protocol, shape, 3 edge inputs, not constant) and scale
 
 
 @pytest.mark.slow

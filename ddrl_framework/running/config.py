@@ -45,9 +45,15 @@ class RewardSpec:
     options: Mapping[str, Any] = attrs.field(factory=dict)
 
 
-def _ranged(default: float, **bounds: float) -> Any:
+def _ranged(default: float, metadata: Mapping[str, str] | None = None, **bounds: float) -> Any:
     """A field whose value must be a finite number within ``bounds`` (see ``options.bounded``)."""
-    return attrs.field(default=default, validator=bounded(**bounds))
+    return attrs.field(default=default, validator=bounded(**bounds), metadata=metadata)
+
+
+def _doc(doc: str, default: str | None = None) -> dict[str, str]:
+    """A field's metadata: its description (and its default in words, where the value does not
+    say it) for the configuration reference, which ``running.config_docs`` generates."""
+    return {"doc": doc} if default is None else {"doc": doc, "default": default}
 
 
 def _some_seeds(_: Any, attribute: attrs.Attribute, value: tuple[int, ...]) -> None:
@@ -67,87 +73,151 @@ def _step_indices(_: Any, attribute: attrs.Attribute, value: tuple[int, ...] | N
 class PretrainConfig:
     """Plain diffusion-loss training on the data source, giving the reference to fine-tune."""
 
-    optimizer_steps: int = _ranged(0, at_least=0)  # 0: fine-tune the policy as its plugin builds it
-    batch_size: int = _ranged(128, at_least=1)  # data samples per step
-    learning_rate: float = _ranged(1e-3, above=0)  # AdamW, cosine-decayed to 0
-    seed: int = 0  # initial weights, data order and noise
-    # [pretrain.data]: the data source to pretrain on, when it is not [data] (e.g. a reference
-    # that never saw some classes, while RL's data regularizer reads [data])
-    data: Component | None = None
+    optimizer_steps: int = _ranged(0, at_least=0, metadata=_doc(
+        "optimizer steps of pretraining; 0: fine-tune the policy as its plugin builds it"))
+    batch_size: int = _ranged(128, at_least=1, metadata=_doc(
+        "data samples per step"))
+    learning_rate: float = _ranged(1e-3, above=0, metadata=_doc(
+        "AdamW, cosine-decayed to 0"))
+    seed: int = attrs.field(default=0, metadata=_doc(
+        "data order and noise"))
+    data: Component | None = attrs.field(default=None, metadata=_doc(
+        "`[pretrain.data]`: the data source to pretrain on, when it is not `[data]` (e.g. `{ name = "
+        '"sklearn-digits", classes = [0, 1, 2, 4, 5, 6, 7, 8, 9] }` for a reference without 3s, while the'
+        " RL data regularizer reads every digit from `[data]`); the cache key holds the data trained on, "
+        "whichever table names it",
+        default="`[data]`"))
 
 
 @attrs.frozen(kw_only=True)
 class TrainConfig:
     """The RL loop (GRPO-style clipped policy gradient + the regularizer)."""
 
-    iterations: int = _ranged(100, at_least=0)  # RL iterations (one rollout batch each)
-    groups: int = _ranged(8, at_least=1)  # prompts (groups) per iteration
-    # rollouts per prompt; advantages are normalized within a group
-    group_size: int = _ranged(8, at_least=2)  # 1: every group-relative advantage is 0
-    learning_rate: float = _ranged(1e-4, above=0)  # AdamW (the peak, under a schedule)
-    # the learning rate over the run: "constant", or "cosine", decayed to 0 at train.iterations;
-    # either after lr_warmup_iterations of linear warm-up (running.schedule)
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    lr_warmup_iterations: int = _ranged(0, at_least=0)
-    weight_decay: float = _ranged(0.0, at_least=0)  # AdamW
-    max_grad_norm: float = _ranged(1.0, at_least=0)  # gradient clipping (0: off)
-    clip_range: float = _ranged(0.2, above=0)  # PPO ratio clip eps
-    advantage_normalization: Literal["group-std", "raw"] = "group-std"
-    advantage_clip: float = _ranged(5.0, above=0)  # |A| <= this after normalization
-    # neg-exp: A <- -exp(-A) after normalization; exp-tilt: A = -exp(-(r - Z) / T) from raw rewards
-    # (the DDRL paper's form); either way then clipped to advantage_clip (the official order)
-    advantage_transform: Literal["none", "neg-exp", "exp-tilt"] = "none"
-    # T of exp-tilt (the paper's beta; then regularizer beta = 1)
-    advantage_temperature: float = _ranged(1.0, above=0)
-    # exp-tilt's Z = T log E exp(r / T): "reference" = over the reference's own samples, estimated
-    # once before training (the paper's constant); "data" = over the held-out data; "group" = each
-    # group's own (the target then sharpens as the policy improves)
-    exp_tilt_normalizer: Literal["reference", "data", "group"] = "reference"
-    exp_tilt_samples: int = _ranged(256, at_least=1)  # reference samples Z is estimated from
-    # several [[rewards]]: "sum" = advantages of the weighted sum; "advantages" = each reward's own
-    # group advantages, then their weighted sum (a reward with a large scale cannot drown the others)
-    reward_aggregation: Literal["sum", "advantages"] = "sum"
-    # sampler steps trained on (None: the sampler's default)
-    trained_denoising_steps: tuple[int, ...] | None = attrs.field(default=None, validator=_step_indices)
-    inner_epochs: int = _ranged(1, at_least=1)  # passes over each rollout batch
-    # optimizer step every N trained steps (0: once per pass)
-    denoising_steps_per_update: int = _ranged(0, at_least=0)
-    checkpoint_every: int = _ranged(50, at_least=0)  # iterations between checkpoints (0: only at the end)
-    keep_checkpoints: int = _ranged(2, at_least=1)  # older checkpoints are deleted
-    grid_samples: int = _ranged(64, at_least=0)  # samples in the PNG grids, from fixed noise
-    # iterations between evaluations with [[metrics]] (0: start and end only)
-    eval_every: int = _ranged(10, at_least=0)
-    eval_samples: int = _ranged(256, at_least=1)  # samples per evaluation, from fixed noise
-    # samples of each held-out prompt per evaluation, in a row (>= 2: per-prompt diversity metrics)
-    eval_samples_per_prompt: int = _ranged(1, at_least=1)
-    eval_seed: int = 1000  # the evaluation noise, shared by every seed and arm
-    # samples per rollout in evaluations and grids (0: all at once)
-    eval_batch_size: int = _ranged(0, at_least=0)
-    # a NaN / inf reward, advantage, loss or gradient: "stop" the run (nothing corrupt is saved),
-    # or "skip" the rest of that iteration's update (counted as skipped_update in metrics.jsonl)
-    on_nonfinite: Literal["stop", "skip"] = "stop"
-    # under torchrun: "ddp" = every rank holds the weights, gradients all-reduced by DDP;
-    # "fsdp2" = the policy's trainable module sharded with fully_shard (models too big for one device)
-    sharding: Literal["ddp", "fsdp2"] = "ddp"
-    device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
+    iterations: int = _ranged(100, at_least=0, metadata=_doc(
+        "RL iterations; each draws one rollout batch"))
+    groups: int = _ranged(8, at_least=1, metadata=_doc(
+        "prompts per iteration (each paired with its data sample for `forward-kl-data`)"))
+    group_size: int = _ranged(8, at_least=2, metadata=_doc(
+        "rollouts per prompt; advantages are computed within a group"))
+    learning_rate: float = _ranged(1e-4, above=0, metadata=_doc(
+        "AdamW; the peak rate under a schedule"))
+    lr_schedule: Literal["constant", "cosine"] = attrs.field(default="constant", metadata=_doc(
+        '`"constant"`, or `"cosine"`: decayed from the peak to 0 at `iterations` (after the warm-up); a '
+        "function of the iteration only, so a resumed run takes the same rates"))
+    lr_warmup_iterations: int = _ranged(0, at_least=0, metadata=_doc(
+        "linear warm-up over the first W iterations: iteration i runs at `(i + 1) / W` of the peak"))
+    weight_decay: float = _ranged(0.0, at_least=0, metadata=_doc(
+        "AdamW"))
+    max_grad_norm: float = _ranged(1.0, at_least=0, metadata=_doc(
+        "gradient-norm clipping (0: off). Each iteration logs `grad_clipped`, the fraction of its "
+        "optimizer steps whose norm exceeded it, and a report warns about a setting clipped in most "
+        "updates: a clipped run settles where `E[g / \\|g\\|] = 0`, not at its objective's fixed point "
+        '(concepts, "What each estimator converges to")'))
+    clip_range: float = _ranged(0.2, above=0, metadata=_doc(
+        "PPO's ratio clip: `clip(ratio, 1 - eps, 1 + eps)`"))
+    advantage_normalization: Literal["group-std", "raw"] = attrs.field(default="group-std", metadata=_doc(
+        '`"group-std"`: `(r - mean) / (std + eps)` (GRPO); `"raw"`: `r_i` minus the mean of the other '
+        "members of its group (leave-one-out: an unbiased gradient of `E[r]`), so beta keeps its meaning "
+        "in the objective (until 2026-12-06 it centred on the group mean including the sample, which "
+        "scales the reward's gradient by `(G - 1) / G`: a loss-side beta acted at `G / (G - 1)` of "
+        "itself). With `\"group-std\"` the reward is divided by its group's std, so beta is relative to "
+        "that std, which changes as training goes"))
+    advantage_clip: float = _ranged(5.0, above=0, metadata=_doc(
+        "advantages are clipped to `[-A_max, A_max]`, last (after a transform, as the official code does)"))
+    advantage_transform: Literal["none", "neg-exp", "exp-tilt"] = attrs.field(default="none", metadata=_doc(
+        "`\"neg-exp\"`: `A <- -exp(-A)` after normalization; `\"exp-tilt\"`: the DDRL paper's `A = -exp(-(r -"
+        " Z) / T)` from raw rewards (normalization is then unused)"))
+    advantage_temperature: float = _ranged(1.0, above=0, metadata=_doc(
+        "`T` of `\"exp-tilt\"`: the paper's beta (then set the data regularizer's beta to 1, in nats)"))
+    exp_tilt_normalizer: Literal["reference", "data", "group"] = attrs.field(
+        default="reference", metadata=_doc(
+        '`Z = T log E exp(r / T)` of `"exp-tilt"`: `"reference"`: over `exp_tilt_samples` samples of the '
+        "reference, once before training (the paper's constant; logged as `exp_tilt_z`, kept in "
+        "checkpoints); `\"data\"`: over the held-out data; `\"group\"`: each group's own (the target sharpens"
+        " as the policy improves)"))
+    exp_tilt_samples: int = _ranged(256, at_least=1, metadata=_doc(
+        "reference samples `Z` is estimated from"))
+    reward_aggregation: Literal["sum", "advantages"] = attrs.field(default="sum", metadata=_doc(
+        'with several `[[rewards]]`: `"sum"`, advantages of the weighted sum; `"advantages"`, each '
+        "reward's own group advantages, then their weighted sum (a reward on a large scale cannot drown "
+        "the others)"))
+    trained_denoising_steps: tuple[int, ...] | None = attrs.field(
+        default=None, validator=_step_indices, metadata=_doc(
+        "indices of the sampler's denoising steps trained on, e.g. `[0, 1, 2]`; unset: the sampler's "
+        "`default_trained_steps` (the built-ins leave out steps whose gradient gain is over 10 times the "
+        "median: on the digits chain the first and the last, see "
+        "[concepts](concepts.md#which-steps-are-trained-and-the-clip))",
+        default="the sampler's default"))
+    inner_epochs: int = _ranged(1, at_least=1, metadata=_doc(
+        "passes over each rollout batch"))
+    denoising_steps_per_update: int = _ranged(0, at_least=0, metadata=_doc(
+        "an optimizer step (an update) every N trained denoising steps; 0: one per pass (gradients "
+        "accumulate over all trained steps, so every ratio is 1 on the first pass)"))
+    checkpoint_every: int = _ranged(50, at_least=0, metadata=_doc(
+        "iterations between checkpoints; one is always written at the end"))
+    keep_checkpoints: int = _ranged(2, at_least=1, metadata=_doc(
+        "older checkpoints are deleted"))
+    grid_samples: int = _ranged(64, at_least=0, metadata=_doc(
+        "samples in `samples_start.png` and `samples_final.png` (fixed noise); 0: none"))
+    eval_every: int = _ranged(10, at_least=0, metadata=_doc(
+        "iterations between evaluations (0: at the start and the end only); each writes one `eval.jsonl` "
+        "line"))
+    eval_samples: int = _ranged(256, at_least=1, metadata=_doc(
+        "samples per evaluation"))
+    eval_samples_per_prompt: int = _ranged(1, at_least=1, metadata=_doc(
+        "samples of each held-out prompt per evaluation, in a row; at least 2 for per-prompt diversity "
+        "(`clip-diversity`'s `clip_prompt_diversity`); make `eval_samples` a multiple of it"))
+    eval_seed: int = attrs.field(default=1000, metadata=_doc(
+        "the evaluation noise, the same for every seed and arm"))
+    eval_batch_size: int = _ranged(0, at_least=0, metadata=_doc(
+        "samples per rollout in evaluations and sample grids (0: all at once); set it for large backbones"))
+    on_nonfinite: Literal["stop", "skip"] = attrs.field(default="stop", metadata=_doc(
+        'a NaN / inf reward, log-prob, advantage, loss or gradient: `"stop"` the run before that update '
+        '(exit code 3, message names the iteration and source, checkpoints intact), or `"skip"` the rest '
+        "of that iteration's update (`skipped_update: 1` in `metrics.jsonl`)"))
+    sharding: Literal["ddp", "fsdp2"] = attrs.field(default="ddp", metadata=_doc(
+        'under `torchrun`: `"ddp"`, every rank holds the weights and DistributedDataParallel all-reduces '
+        "the gradients; `\"fsdp2\"`, the policy's `trainable_module()` is sharded with `fully_shard` and "
+        "checkpoints are written sharded (see [distributed](distributed.md)); one process ignores it; may"
+        " change on `--resume`"))
+    device: str = attrs.field(default="auto", metadata=_doc(
+        '`"auto"` (CUDA when available), `"cpu"`, `"cuda"`, `"cuda:N"`'))
 
 
 @attrs.frozen(kw_only=True)
 class Experiment:
-    seed: int = 0  # rollout noise and data order
-    output_dir: str  # metrics.jsonl, checkpoints/, PNGs
-    policy: Component
-    sampler: Component
-    rewards: tuple[RewardSpec, ...]
-    regularizer: Component = Component(name="none")
-    data: Component
-    # [eval_data]: the held-out data the evaluation compares with, when it is not [data]'s (e.g.
-    # real digits while the data regularizer reads the reference's own samples)
-    eval_data: Component | None = None
-    metrics: tuple[Component, ...] = ()  # [[metrics]]: evaluation metrics, written to eval.jsonl
-    loggers: tuple[Component, ...] = ()  # [[loggers]]: e.g. tensorboard, wandb (the JSONL files always)
-    pretrain: PretrainConfig = PretrainConfig()
-    train: TrainConfig = TrainConfig()
+    seed: int = attrs.field(default=0, metadata=_doc(
+        "rollout noise and data order; the same seed gives the same run"))
+    output_dir: str = attrs.field(metadata=_doc(
+        "where `config.json`, `metrics.jsonl`, `checkpoints/` and the PNGs go"))
+    policy: Component = attrs.field(metadata=_doc(
+        "`[policy]`: the backbone plugin and its options"))
+    sampler: Component = attrs.field(metadata=_doc(
+        "`[sampler]`: the sampler plugin and its options"))
+    rewards: tuple[RewardSpec, ...] = attrs.field(metadata=_doc(
+        "`[[rewards]]`, one table per reward: `name`, `weight` (default 1.0), options; the reward is the "
+        "weighted sum"))
+    regularizer: Component = attrs.field(default=Component(name="none"), metadata=_doc(
+        "`[regularizer]`: the regularizer plugin and its options",
+        default='`name = "none"`'))
+    data: Component = attrs.field(metadata=_doc(
+        "`[data]`: the data-source plugin and its options"))
+    eval_data: Component | None = attrs.field(default=None, metadata=_doc(
+        "`[eval_data]`: a data source whose held-out data the evaluation compares with instead of "
+        "`[data]`'s (e.g. the real digits, while the data regularizer reads the reference's own samples "
+        "from `[data]`)",
+        default="`[data]`"))
+    metrics: tuple[Component, ...] = attrs.field(default=(), metadata=_doc(
+        "`[[metrics]]`, one table per evaluation metric: `name` and options"))
+    loggers: tuple[Component, ...] = attrs.field(default=(), metadata=_doc(
+        "`[[loggers]]`, one table per logger besides the JSONL files (always written): `name = "
+        '"tensorboard"` or `"wandb"` and options; several at once'))
+    pretrain: PretrainConfig = attrs.field(default=PretrainConfig(), metadata=_doc(
+        "`[pretrain]`: how the reference model is made",
+        default="see below"))
+    train: TrainConfig = attrs.field(default=TrainConfig(), metadata=_doc(
+        "`[train]`: the RL loop",
+        default="see below"))
 
     @property
     def regularizer_beta(self) -> float | None:
@@ -174,15 +244,20 @@ def _no_beta_beside_betas(arm: Arm, attribute, betas: tuple[float, ...]) -> None
 class Arm:
     """One setting of a comparison: a regularizer table, optionally swept over betas."""
 
-    name: str  # how the arm is labelled in the report and its runs' folders
-    regularizer: dict[str, Any]  # the [regularizer] table (without beta when betas are swept)
-    # a sweep; empty: the regularizer table as it is (a beta in both is refused)
-    betas: tuple[float, ...] = attrs.field(default=(), validator=_no_beta_beside_betas)
-    set: tuple[str, ...] = ()  # KEY=VALUE overrides for this arm's runs
-    own_target: str | None = None  # the eval key of the FD to this arm's own optimum
-    # added to every seed of this arm's runs (still paired by the listed seed): a twin arm that
-    # differs only in its noise, for the negative control
-    seed_offset: int = 0
+    name: str = attrs.field(metadata=_doc(
+        "the arm's label (unique)"))
+    regularizer: dict[str, Any] = attrs.field(metadata=_doc(
+        'the `[regularizer]` table of its runs, e.g. `{ name = "forward-kl-data", noise = "fresh" }`'))
+    betas: tuple[float, ...] = attrs.field(default=(), validator=_no_beta_beside_betas, metadata=_doc(
+        "a sweep: one run per beta (and seed); empty: the table as it is (a `beta` in `regularizer` "
+        "beside `betas` is refused)"))
+    set: tuple[str, ...] = attrs.field(default=(), metadata=_doc(
+        '`KEY=VALUE` overrides for this arm only, e.g. `["train.advantage_transform=exp-tilt"]`'))
+    own_target: str | None = attrs.field(default=None, metadata=_doc(
+        "the eval key of the FD to this arm's own optimum (e.g. `\"fd_forward_kl\"`)"))
+    seed_offset: int = attrs.field(default=0, metadata=_doc(
+        "added to every seed of this arm's runs, which stay paired by the listed seed: a twin arm that "
+        "differs only in its noise (the negative control)"))
 
 
 @attrs.frozen(kw_only=True)
@@ -227,19 +302,47 @@ DEFAULT_ARMS = (
 class CompareConfig:
     """The ``[compare]`` table: every arm x beta x seed runs under the same base experiment."""
 
-    seeds: tuple[int, ...] = attrs.field(default=(0,), validator=_some_seeds)
-    arms: tuple[Arm, ...] = DEFAULT_ARMS
-    targets: tuple[Target, ...] = (Target(name="data"),)
-    common_target: str | None = None  # the eval key of the FD to the common target
-    evaluation_repeats: int = _ranged(5, at_least=0)  # evaluations of the reference with fresh noise: the spread
-    jobs: int = _ranged(1, at_least=1)  # runs side by side (each in its own process, on cores / jobs threads)
-    confidence: float = _ranged(0.95, above=0.5, at_most=0.999)  # of the paired-seed intervals
-    metrics: tuple[CompareMetric, ...] = ()  # what the verdicts judge; empty: every known key evaluated
-    pairs: tuple[tuple[str, str], ...] = ()  # settings ("arm" or "arm@beta") compared; empty: across arms
-    matched_reward: tuple[float, ...] = ()  # reward levels to compare at; empty: the highest all reach
-    budget: Literal["iterations", "seconds", "passes"] = "iterations"  # the equal-budget view's axis
-    # the family of verdicts, Holm-corrected; empty: every judged row is in the family
-    primary: tuple[PrimaryComparison, ...] = ()
+    seeds: tuple[int, ...] = attrs.field(default=(0,), validator=_some_seeds, metadata=_doc(
+        "every arm and beta runs once per seed"))
+    arms: tuple[Arm, ...] = attrs.field(default=DEFAULT_ARMS, metadata=_doc(
+        "`[[compare.arms]]` tables, below",
+        default="`none`, `reverse-kl`, `forward-kl-data`"))
+    targets: tuple[Target, ...] = attrs.field(default=(Target(name="data"),), metadata=_doc(
+        "reweightings of the held-out data whose metrics the report lists as reference values: `name`, "
+        '`weighting` ("none", "exp-tilt", "forward-kl"), `temperature`',
+        default='`[{name = "data"}]`'))
+    common_target: str | None = attrs.field(default=None, metadata=_doc(
+        'the eval key of the FD to the target every arm is judged against (e.g. `"fd_exp_tilt"`)'))
+    evaluation_repeats: int = _ranged(5, at_least=0, metadata=_doc(
+        "evaluations of the reference on fresh noise: the spread of one evaluation (and the number of "
+        "half splits of the out-of-sample floors, at least 2)"))
+    jobs: int = _ranged(1, at_least=1, metadata=_doc(
+        "runs side by side"))
+    confidence: float = _ranged(0.95, above=0.5, at_most=0.999, metadata=_doc(
+        "the level of every interval (paired t intervals over seeds; bands in the plots)"))
+    metrics: tuple[CompareMetric, ...] = attrs.field(default=(), metadata=_doc(
+        "`[{key, better, margin}]`: keys to judge beside the built-in ones, or new facts for a built-in "
+        'key; `better` is `"higher"` or `"lower"` (needed for a key without a built-in direction); '
+        "`margin` is the smallest difference worth a verdict, in the metric's own unit (default: the "
+        "built-in key's, \"Margins\" below; a key with none cannot be a primary comparison)",
+        default="every evaluated key with a built-in direction"))
+    pairs: tuple[tuple[str, str], ...] = attrs.field(default=(), metadata=_doc(
+        '`[["A", "B"], ...]`: the settings compared, each `"arm"` or `"arm@beta"` (the arm\'s beta in a '
+        "sweep)",
+        default="every pair of settings of different arms"))
+    matched_reward: tuple[float, ...] = attrs.field(default=(), metadata=_doc(
+        "reward levels to compare each pair at, declared before the runs; needed for a primary comparison"
+        " at matched reward",
+        default="none: a level read off the runs (80% of the way from the highest start to the highest "
+        "reward every run of both settings reaches), whose rows are exploratory"))
+    budget: Literal["iterations", "seconds", "passes"] = attrs.field(default="iterations", metadata=_doc(
+        "the equal-budget view: `\"iterations\"`, `\"seconds\"` (each run's median seconds per iteration "
+        'times its iterations) or `"passes"` (network passes, counted)'))
+    primary: tuple[PrimaryComparison, ...] = attrs.field(default=(), metadata=_doc(
+        '`[[compare.primary]]` tables `{metric, pair = ["A", "B"], view}` (`view`: `"matched reward"` or '
+        '`"equal budget"`): the family whose verdicts are Holm-corrected; every other row is an '
+        'exploratory estimate ("Statistics" below)',
+        default="every judged row but those at a level read off the runs"))
 
 
 def _split_name(section: Any, keep: Sequence[str] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
