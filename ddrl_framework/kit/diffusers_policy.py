@@ -124,6 +124,9 @@ class DiffusersPolicy:
         from peft import LoraConfig
 
         o = self.options
+        if not hasattr(self.denoiser, "add_adapter"):
+            raise ValueError(f"lora_rank = {o.lora_rank}: the denoiser {type(self.denoiser).__name__} takes no peft "
+                             "adapters (diffusers gives it no add_adapter); set lora_rank = 0 to fine-tune it whole")
         self.denoiser.requires_grad_(False)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(o.lora_seed)

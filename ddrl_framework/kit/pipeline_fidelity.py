@@ -37,7 +37,8 @@ def on_pipeline_schedule(sampler: Any, policy: Any) -> tuple[Any, Any]:
 
     config = policy.pipeline.scheduler.config
     if type(sampler).__name__ == "DdimSdeSampler":
-        ddim = DDIMScheduler.from_config(config)
+        # a pipeline scheduler without clip_sample (DPM-Solver, PixArt's) does not clip
+        ddim = DDIMScheduler.from_config(config, clip_sample=bool(config.get("clip_sample", False)))
         deterministic = attrs.evolve(sampler.deterministic(), timestep_spacing=ddim.config.timestep_spacing,
                                      set_alpha_to_one=ddim.config.set_alpha_to_one,
                                      steps_offset=ddim.config.steps_offset)

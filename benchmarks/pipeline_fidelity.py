@@ -1,0 +1,52 @@
+"""How closely each built-in diffusers backbone samples as its own diffusers pipeline: the largest
+difference between the policy's zero-noise rollout and ``pipeline(latents=..., output_type="latent")``
+from the same noise and prompts, as a fraction of the pipeline's latent std
+(``ddrl_framework/kit/pipeline_fidelity.py``), on the tiny configurations, without and with guidance.
+
+    python benchmarks/pipeline_fidelity.py [--steps 4]
+
+The table in docs/backbones.md ("Every built-in samples as its pipeline does") is its output.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ddrl_framework.kit.pipeline_fidelity import pipeline_gap
+from ddrl_framework.registry import load_registry
+
+CASES = [  # (policy, its options, sampler, guidance used with it)
+    ("stable-diffusion", {}, "ddim-sde", 3.0),
+    ("sd3", {}, "flow-sde", 3.0),
+    ("flux", {}, "flow-sde", 3.0),
+    ("flux", {"variant": "schnell"}, "flow-sde", 3.0),
+    ("qwen-image", {}, "flow-sde", 4.0),
+    ("qwen-image", {"negative_prompt": "blurry, low quality"}, "flow-sde", 4.0),
+    ("wan", {}, "flow-sde", 3.0),
+    ("wan2.2", {}, "flow-sde", 4.0),
+    ("wan2.2", {"lora_rank": 2}, "flow-sde", 4.0),
+    ("wan2.2", {"variant": "2.2-ti2v"}, "flow-sde", 3.0),
+]
+
+
+def gap(registry, name: str, options: dict, sampler: str, guidance: float, steps: int) -> float:
+    policy = registry.build("policy", name, {**options, "guidance_scale": guidance}, "[policy]")
+    return pipeline_gap(policy, registry.build("sampler", sampler, {"denoising_steps": steps}, "[sampler]"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=4)
+    args = parser.parse_args()
+    registry = load_registry()
+    print(f"max |rollout - pipeline| / std(pipeline) at {args.steps} steps\n")
+    print("| backbone | options | no guidance | guidance |")
+    print("|---|---|---|---|")
+    for name, options, sampler, guidance in CASES:
+        plain, guided = (gap(registry, name, options, sampler, g, args.steps) for g in (1.0, guidance))
+        shown = ", ".join(f"{k}={v}" for k, v in options.items()) or "-"
+        print(f"| `{name}` | {shown} | {plain:.2g} | {guided:.2g} (at {guidance:g}) |")
+
+
+if __name__ == "__main__":
+    main()
