@@ -12,6 +12,7 @@ import attrs
 import pytest
 import torch
 
+from ddrl_framework.contexts import StepContext, UpdateContext
 from ddrl_framework.kit.forward_process import FlowMatchingProcess
 from ddrl_framework.registry import load_registry
 from ddrl_framework.testing import (
@@ -25,7 +26,6 @@ from ddrl_framework.testing import (
     make_update_context,
     spread_timesteps,
 )
-from ddrl_framework.types import StepContext, UpdateContext
 from ddrl_plugins.samplers.ddim_sde import DdimSdeSampler
 
 REGISTRY = load_registry()

@@ -16,7 +16,8 @@ import attrs
 import torch
 from torch import Tensor
 
-from ddrl_framework.types import ExtraStates, Gaussian, StepContext
+from ddrl_framework.contexts import StepContext
+from ddrl_framework.types import ExtraStates, Gaussian
 
 
 class CannotJoin(TypeError):

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ddrl_framework.contexts import RolloutContext
 from ddrl_framework.distributed.groups import GroupShare
 from ddrl_framework.distributed.sharding import full_tensor, layout
 from ddrl_framework.distributed.world import average_floats, gather, init_world, main_first
@@ -33,7 +34,7 @@ from ddrl_framework.running.pretrain import pretrain_if_needed
 from ddrl_framework.running.run_dir import check_output_dir, record_config
 from ddrl_framework.running.schedule import learning_rate, set_learning_rate
 from ddrl_framework.running.update import PolicyUpdate, Rollout, advantages, tilt_normalizer
-from ddrl_framework.types import DataBatch, RolloutContext, Trajectory
+from ddrl_framework.types import DataBatch, Trajectory
 
 
 def iteration_seed(seed: int, iteration: int) -> int:

@@ -14,6 +14,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from ddrl_framework.contexts import StepContext, UpdateContext
 from ddrl_framework.distributed.sharding import Layout
 from ddrl_framework.errors import UserError
 from ddrl_framework.evaluation.evaluator import Evaluator
@@ -23,7 +24,7 @@ from ddrl_framework.kit.policy_gradient import clipped_policy_loss, group_advant
 from ddrl_framework.protocols import Policy, Regularizer, Sampler
 from ddrl_framework.running.config import TrainConfig
 from ddrl_framework.running.nonfinite import NonFiniteGuard
-from ddrl_framework.types import DataBatch, StepContext, Trajectory, UpdateContext
+from ddrl_framework.types import DataBatch, Trajectory
 
 
 def advantages(cfg: TrainConfig, rewards: Sequence[WeightedReward], values: dict[str, Tensor], *,

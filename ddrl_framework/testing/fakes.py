@@ -10,19 +10,13 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from ddrl_framework.contexts import EvalContext, StepContext, UpdateContext
 from ddrl_framework.kit.chain import rollout_chain
 from ddrl_framework.kit.forward_process import DdpmProcess
 from ddrl_framework.kit.fused import with_transitions
 from ddrl_framework.kit.module_weights import ModuleWeights
 from ddrl_framework.protocols import Policy, Regularizer, Sampler
-from ddrl_framework.types import (
-    DataBatch,
-    EvalContext,
-    Gaussian,
-    StepContext,
-    Trajectory,
-    UpdateContext,
-)
+from ddrl_framework.types import DataBatch, Gaussian, Trajectory
 
 
 def _cosine_alphas_cumprod(steps: int) -> Tensor:

@@ -35,8 +35,9 @@ import attrs
 import torch
 from torch import Tensor
 
+from ddrl_framework.contexts import StepContext
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.types import ExtraStates, Gaussian, StepContext
+from ddrl_framework.types import ExtraStates, Gaussian
 
 
 @hookimpl
