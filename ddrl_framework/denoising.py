@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from ddrl_framework.types import DataBatch, Gaussian, Trajectory
+from ddrl_framework.types import DataBatch, Gaussian, NoiseSource, Trajectory
 
 
 @runtime_checkable
@@ -98,10 +98,14 @@ class Sampler(Protocol):
 
     num_steps: int
 
-    def rollout(
-        self, policy: Policy, cond: Any, noise: Tensor, generator: torch.Generator | None
-    ) -> Trajectory:
-        """Sample from ``noise`` ``[B, ...]`` without gradients, recording every step."""
+    def rollout(self, policy: Policy, cond: Any, noise: Tensor, generator: NoiseSource) -> Trajectory:
+        """Sample from ``noise`` ``[B, ...]`` without gradients, recording every step.
+
+        ``generator`` is where the step noise comes from: a ``torch.Generator`` in one process,
+        a ``NoiseStream`` under torchrun (the noise a single process would draw, drawn ahead and
+        sliced to this rank). Draw it with ``Gaussian.sample(generator)`` or
+        ``ddrl_framework.types.standard_normal(like, generator)``, which take both.
+        """
 
     def transition(self, policy: Policy, x_k: Tensor, k: int, cond: Any) -> Gaussian:
         """The Gaussian ``p(x_{k+1} | x_k)`` of step ``k`` (differentiable in the policy)."""

@@ -51,13 +51,8 @@ class Gaussian:
         var_term = 0.5 * (var_p / var_q - 1 - torch.log(var_p / var_q))
         return _sum_non_batch(mean_term + var_term)
 
-    def sample(self, generator: torch.Generator | NoiseStream | None = None) -> Tensor:
-        if isinstance(generator, NoiseStream):
-            noise = generator.next(self.mean)
-        else:
-            noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device,
-                                dtype=self.mean.dtype)
-        return self.mean + self.std * noise
+    def sample(self, generator: NoiseSource = None) -> Tensor:
+        return self.mean + self.std * standard_normal(self.mean, generator)
 
 
 class NoiseStream:
@@ -74,6 +69,20 @@ class NoiseStream:
             raise ValueError(f"pre-drawn noise {tuple(noise.shape)} does not fit a step of {tuple(like.shape)}")
         self.index += 1
         return noise.to(like.dtype)
+
+
+NoiseSource = torch.Generator | NoiseStream | None
+"""Where a sampler's ``rollout`` draws its step noise: a ``torch.Generator`` (one process), a
+``NoiseStream`` (under torchrun: this rank's slice of the noise drawn ahead), or None (torch's
+global generator). Draw from it with :func:`standard_normal` or ``Gaussian.sample``; a
+``NoiseStream`` is no ``torch.Generator``, so ``torch.randn(..., generator=...)`` fails on it."""
+
+
+def standard_normal(like: Tensor, source: NoiseSource) -> Tensor:
+    """Standard normal noise with the shape, device and dtype of ``like``, drawn from ``source``."""
+    if isinstance(source, NoiseStream):
+        return source.next(like)
+    return torch.randn(like.shape, generator=source, device=like.device, dtype=like.dtype)
 
 
 @attrs.frozen(kw_only=True)
