@@ -266,7 +266,8 @@ class _BrokenSamplerSuite(SamplerContract):
     (_RefusesEverything(denoising_steps=4), "test_check_trainable_accepts_the_stochastic_steps",
      r"check_trainable\(policy, \[0, 1, 2, 3\]\) refused the stochastic steps: no step is trainable"),
     (_DrawsWithTorchRandn(denoising_steps=4), "test_rollout_is_reproducible_from_a_noise_stream",
-     r"rollout\(policy, cond, noise, NoiseStream\) raised TypeError: .*comes as a NoiseStream, not a torch\.Generator"),
+     r"rollout\(policy, cond, noise, NoiseStream\) raised TypeError: randn\(\) received .*; under torchrun "
+     r"the step noise comes as a NoiseStream, not a torch\.Generator"),
 ])
 def test_the_sampler_suite_fails_a_broken_sampler(sampler, check, message):
     suite = _BrokenSamplerSuite()

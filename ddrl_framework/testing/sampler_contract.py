@@ -92,13 +92,14 @@ class SamplerContract:
             raise AssertionError(
                 f"rollout(policy, cond, noise, NoiseStream) raised {first_line(error)}; under "
                 "torchrun the step noise comes as a NoiseStream, not a torch.Generator: draw it with "
-                "Gaussian.sample(generator) or ddrl_framework.types.standard_normal(like, generator)") from error
+                "Gaussian.sample(generator) or ddrl_framework.types.standard_normal(like, generator)"
+            ) from error
 
     def test_rollout_is_reproducible_from_a_noise_stream(self, setup):
-        a, b, c = self._stream_rollout(setup, 1), self._stream_rollout(setup, 1), self._stream_rollout(setup, 2)
+        a, b, c = (self._stream_rollout(setup, seed) for seed in (1, 1, 2))
         assert torch.equal(a.latents, b.latents), (
-            f"two rollouts from NoiseStreams of the same seed differ by up to {max_gap(a.latents, b.latents):.3g}; "
-            "expected equal")
+            f"two rollouts from NoiseStreams of the same seed differ by up to "
+            f"{max_gap(a.latents, b.latents):.3g}; expected equal")
         assert not torch.equal(a.latents, c.latents), (
             "rollouts from NoiseStreams of seeds 1 and 2 are equal: the rollout ignores the stream")
 
