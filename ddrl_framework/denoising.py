@@ -80,7 +80,8 @@ class Policy(Protocol):
         """A frozen view of the policy as it was before fine-tuning (for reverse KL)."""
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write a folder that the plugin's ``pretrained=`` option loads back."""
+        """Write a folder that the plugin's ``pretrained=`` option loads back: the core reads and
+        sets that option by this name (``ddrl_framework.roles.PRETRAINED_OPTION``)."""
 
     def to(self, device: torch.device | str) -> Policy: ...
 

@@ -45,7 +45,10 @@ class RewardModel(Protocol):
 class Regularizer(Protocol):
     """A loss added to the policy loss at each trained step.
 
-    ``name``: the metric key is ``loss_<name>``. What the trainer computes for it:
+    ``name``: the metric key is ``loss_<name>`` (``ddrl_framework.roles.loss_key``; every key of
+    ``loss`` starts with ``roles.LOSS_PREFIX``). A ``beta`` option, where the plugin takes one, is
+    the weight ``ddrl compare``'s ``betas`` and ``--beta`` set (``roles.BETA_OPTION``).
+    What the trainer computes for it:
     ``needs_reference``: the frozen reference policy (``context.reference``);
     ``needs_reference_transition``: the reference's transition at each trained step
     (``context.reference_transition``); ``needs_data``: the data batch (``context.data``).

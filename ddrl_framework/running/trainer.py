@@ -22,6 +22,7 @@ from ddrl_framework.evaluation.scoring import score_each, weighted_total
 from ddrl_framework.kit.chain import sample_in_chunks
 from ddrl_framework.kit.seeding import make_generator
 from ddrl_framework.registry import Registry
+from ddrl_framework.roles import loss_key
 from ddrl_framework.running.checkpoint import latest_checkpoint, load_training_state, save_training_state
 from ddrl_framework.running.components import Components, build_components, make_evaluator
 from ddrl_framework.running.config import Experiment, to_dict
@@ -251,7 +252,7 @@ class Trainer:
             self.evaluate(self.cfg.iterations)
         self.save_samples("samples_final.png")
         if main:
-            keys = ["reward_mean", f"loss_{self.parts.regularizer.name}", "grad_norm"]
+            keys = ["reward_mean", loss_key(self.parts.regularizer.name), "grad_norm"]
             plot_metrics(self.records, keys, self.output / "metrics.png", self.output.name)
 
     def _evaluates_at(self, index: int) -> bool:

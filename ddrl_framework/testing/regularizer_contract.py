@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ddrl_framework.protocols import Policy, Regularizer, Sampler
+from ddrl_framework.roles import LOSS_PREFIX, loss_key
 from ddrl_framework.testing.fakes import FakeBackbone, Needs, make_step_context, make_update_context, perturb
 from ddrl_framework.testing.messages import brief, nonzero_count, protocol_message, shape
 
@@ -54,7 +55,7 @@ def check_named_scalars(losses, what: str, required: str | None = None) -> None:
     if required is not None:
         assert required in losses, f"{what} returned keys {keys}; expected '{required}'"
     for key, value in losses.items():
-        assert isinstance(key, str) and key.startswith("loss_"), (
+        assert isinstance(key, str) and key.startswith(LOSS_PREFIX), (
             f"{what} returned key {key!r}; expected 'loss_*'")
         assert isinstance(value, Tensor), f"{what}['{key}'] is a {type(value).__name__}; expected a tensor"
         assert value.ndim == 0, f"{what}['{key}'] has shape {shape(value)}; expected a scalar []"
@@ -135,7 +136,7 @@ class RegularizerContract(FakeBackbone):
 
     def test_returns_its_named_finite_scalar(self, setup):
         name = setup.regularizer.name
-        check_named_scalars(self._losses(setup), "loss()", required=f"loss_{name}")
+        check_named_scalars(self._losses(setup), "loss()", required=loss_key(name))
 
     def test_gradients_are_not_zero_where_the_loss_is_not(self, setup):
         check_gradients(self._losses(setup), setup.policy, "loss()")
