@@ -27,7 +27,8 @@ class Policy(Protocol):
     ``DdpmProcess``, ``FlowMatchingProcess``, or a plugin's own).
 
     Optional: ``trainable_module() -> nn.Module``, the module holding the trainable weights,
-    which DDP wraps, FSDP2 shards and checkpoints are keyed by (``train.sharding``).
+    which DDP wraps, FSDP2 shards and checkpoints are keyed by (``train.sharding``;
+    :class:`HasTrainableModule`).
     """
 
     sample_shape: tuple[int, ...]
@@ -92,9 +93,11 @@ class Sampler(Protocol):
 
     Optional: ``posterior(policy, x_k, k, x0) -> Gaussian``, step ``k``'s transition when the
     prediction is ``x0`` itself (the forward posterior ``q(x_{k+1} | x_k, x0)``), which the data
-    term in nats needs (``forward-kl-data`` with ``unit = "nats"``); and
+    term in nats needs (``forward-kl-data`` with ``unit = "nats"``; :class:`HasPosterior`);
     ``default_trained_steps(policy) -> list[int]``, the steps trained when
-    ``train.trained_denoising_steps`` is not set (without it: all).
+    ``train.trained_denoising_steps`` is not set (without it: all; :class:`HasDefaultTrainedSteps`);
+    ``deterministic()``, its zero-noise variant, and with it ``scheduler_step(policy, x_k, k,
+    cond)``, the reference scheduler's step that variant equals (:class:`NamesAScheduler`).
     """
 
     num_steps: int
@@ -114,3 +117,43 @@ class Sampler(Protocol):
     def check_trainable(self, policy: Policy, steps: Sequence[int]) -> None:
         """Raise ``ValueError`` if any of ``steps`` is deterministic (std 0: no density to train),
         naming the option that would make it stochastic. Called before any rollout."""
+
+
+# --- what a policy or a sampler may have besides: the core asks with isinstance ---------------
+
+
+@runtime_checkable
+class HasTrainableModule(Protocol):
+    """A policy whose trainable weights sit in one module, which DDP wraps, FSDP2 shards and
+    checkpoints are keyed by (``train.sharding``)."""
+
+    def trainable_module(self) -> torch.nn.Module: ...
+
+
+@runtime_checkable
+class HasPosterior(Protocol):
+    """A sampler with step ``k``'s transition when the prediction is ``x0`` itself (the forward
+    posterior ``q(x_{k+1} | x_k, x0)``): the data term in nats needs it."""
+
+    def posterior(self, policy: Policy, x_k: Tensor, k: int, x0: Tensor) -> Gaussian: ...
+
+
+@runtime_checkable
+class HasDefaultTrainedSteps(Protocol):
+    """A sampler that says which steps to train when ``train.trained_denoising_steps`` is not set."""
+
+    def default_trained_steps(self, policy: Policy) -> list[int]: ...
+
+
+@runtime_checkable
+class HasDeterministicVariant(Protocol):
+    """A sampler with a zero-noise variant of itself (std 0 at every step)."""
+
+    def deterministic(self) -> Sampler: ...
+
+
+@runtime_checkable
+class NamesAScheduler(HasDeterministicVariant, Protocol):
+    """A sampler whose zero-noise variant must equal a reference scheduler's step, which it gives."""
+
+    def scheduler_step(self, policy: Policy, x_k: Tensor, k: int, cond: Any) -> Tensor: ...

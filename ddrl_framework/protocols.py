@@ -19,17 +19,28 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
-from ddrl_framework.contexts import (  # noqa: F401 (RolloutContext, UpdateContext: for the docstrings)
+from ddrl_framework.contexts import (
     EvalContext,
     RolloutContext,
     StepContext,
     UpdateContext,
 )
-from ddrl_framework.denoising import Policy, Sampler
-from ddrl_framework.types import DataBatch
+from ddrl_framework.denoising import (
+    HasDefaultTrainedSteps,
+    HasDeterministicVariant,
+    HasPosterior,
+    HasTrainableModule,
+    NamesAScheduler,
+    Policy,
+    Sampler,
+)
+from ddrl_framework.types import DataBatch, ExtraStates
 
-__all__ = ["DataSource", "Logger", "Metric", "Policy", "Regularizer", "ResumableIterator", "RewardModel",
-           "Sampler"]
+__all__ = [
+    "DataSource", "HasDefaultTrainedSteps", "HasDeterministicVariant", "HasExtraStates", "HasPosterior",
+    "HasRewardTerm", "HasTrainableModule", "HasUpdateLoss", "Logger", "Metric", "NamesAScheduler", "Policy",
+    "Regularizer", "ResumableIterator", "RewardModel", "Sampler",
+]
 
 
 @runtime_checkable
@@ -59,7 +70,8 @@ class Regularizer(Protocol):
     before the advantages (e.g. ``-beta`` times the path's KL to the reference: DPOK's form);
     ``extra_states(context: StepContext) -> ExtraStates | None``, other states of the trained
     step whose policy transition ``loss`` needs: the trainer computes it in the step's own
-    network call and passes it as ``context.extra_transition``.
+    network call and passes it as ``context.extra_transition`` (:class:`HasUpdateLoss`,
+    :class:`HasRewardTerm`, :class:`HasExtraStates`).
     """
 
     name: str
@@ -69,6 +81,28 @@ class Regularizer(Protocol):
 
     def loss(self, context: StepContext) -> dict[str, Tensor]:
         """Named scalar losses, ``{"loss_<name>": tensor}``; the trainer adds them all."""
+
+
+@runtime_checkable
+class HasUpdateLoss(Protocol):
+    """A regularizer with a loss added once per optimizer step, beside the per-step ``loss``."""
+
+    def update_loss(self, context: UpdateContext) -> dict[str, Tensor]: ...
+
+
+@runtime_checkable
+class HasRewardTerm(Protocol):
+    """A regularizer with a term ``[B]`` added to each sample's reward before the advantages."""
+
+    def reward_term(self, context: RolloutContext) -> Tensor: ...
+
+
+@runtime_checkable
+class HasExtraStates(Protocol):
+    """A regularizer that asks for the policy's transition at other states of the trained step,
+    computed in the step's own network call (``context.extra_transition``)."""
+
+    def extra_states(self, context: StepContext) -> ExtraStates | None: ...
 
 
 @runtime_checkable

@@ -21,6 +21,7 @@ from ddrl_framework.evaluation.plots import plot_metrics, save_grid
 from ddrl_framework.evaluation.scoring import score_each, weighted_total
 from ddrl_framework.kit.chain import sample_in_chunks
 from ddrl_framework.kit.seeding import make_generator
+from ddrl_framework.protocols import HasDefaultTrainedSteps, HasRewardTerm
 from ddrl_framework.registry import Registry
 from ddrl_framework.roles import loss_key
 from ddrl_framework.running.checkpoint import latest_checkpoint, load_training_state, save_training_state
@@ -92,11 +93,11 @@ class Trainer:
         """``train.trained_denoising_steps``, by default the sampler's ``default_trained_steps``
         (else all), each stochastic (the sampler says)."""
         sampler, count, chosen = self.parts.sampler, self.parts.sampler.num_steps, self.cfg.trained_denoising_steps
-        default = getattr(sampler, "default_trained_steps", None)
         if chosen is not None:
             steps = list(chosen)
         else:  # a deterministic sampler has no default: check_trainable then names its noise knob
-            steps = (default(self.parts.policy) if default is not None else []) or list(range(count))
+            has_default = isinstance(sampler, HasDefaultTrainedSteps)
+            steps = (sampler.default_trained_steps(self.parts.policy) if has_default else []) or list(range(count))
         if not steps or any(not 0 <= k < count for k in steps):
             raise UserError(f"train.trained_denoising_steps {steps}: each must be in 0..{count - 1} "
                             f"(the sampler has {count} steps)")
@@ -160,15 +161,14 @@ class Trainer:
 
     def reward_term(self, trajectory: Trajectory, cond) -> torch.Tensor | None:
         """The regularizer's optional term of each sample's reward (every rank's), or None."""
-        reward_term = getattr(self.parts.regularizer, "reward_term", None)
-        if reward_term is None:
-            return None
         regularizer = self.parts.regularizer
+        if not isinstance(regularizer, HasRewardTerm):
+            return None
         context = RolloutContext(
             policy=self.parts.policy, reference=self.reference if regularizer.needs_reference else None,
             sampler=self.parts.sampler, trajectory=trajectory, cond=cond, group_size=self.cfg.group_size)
         with torch.no_grad():
-            return gather(reward_term(context).float(), self.world)
+            return gather(regularizer.reward_term(context).float(), self.world)
 
     def rollout(self, batch: DataBatch, generator: torch.Generator):
         """This rank's trajectories and conditions, and every rank's reward values (by reward key)."""

@@ -21,7 +21,7 @@ from ddrl_framework.evaluation.evaluator import Evaluator
 from ddrl_framework.evaluation.scoring import WeightedReward, weighted_total
 from ddrl_framework.kit.fused import with_transitions
 from ddrl_framework.kit.policy_gradient import clipped_policy_loss, group_advantages, tilt_log_normalizer
-from ddrl_framework.protocols import Policy, Regularizer, Sampler
+from ddrl_framework.protocols import HasUpdateLoss, Policy, Regularizer, Sampler
 from ddrl_framework.roles import POLICY_LOSS_KEY
 from ddrl_framework.running.config import TrainConfig
 from ddrl_framework.running.nonfinite import NonFiniteGuard
@@ -159,11 +159,10 @@ class PolicyUpdate:
 
     def update_losses(self, rollout: Rollout) -> dict[str, Tensor]:
         """The regularizer's optional once-per-optimizer-step losses (``update_loss``)."""
-        update_loss = getattr(self.regularizer, "update_loss", None)
-        if update_loss is None:
-            return {}
         needs = self.regularizer
-        return update_loss(UpdateContext(
+        if not isinstance(needs, HasUpdateLoss):
+            return {}
+        return needs.update_loss(UpdateContext(
             policy=self.policy, reference=self.reference if needs.needs_reference else None,
             trajectory=rollout.trajectory, group_size=self.cfg.group_size,
             data=rollout.batch if needs.needs_data else None, generator=rollout.generator))

@@ -21,7 +21,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from ddrl_framework.protocols import Policy, Regularizer, Sampler
+from ddrl_framework.protocols import HasExtraStates, HasUpdateLoss, Policy, Regularizer, Sampler
 from ddrl_framework.roles import LOSS_PREFIX, loss_key
 from ddrl_framework.testing.fakes import FakeBackbone, Needs, make_step_context, make_update_context, perturb
 from ddrl_framework.testing.messages import brief, nonzero_count, protocol_message, shape
@@ -143,7 +143,7 @@ class RegularizerContract(FakeBackbone):
 
     def test_update_loss_is_named_finite_and_differentiable(self, setup):
         regularizer = setup.regularizer
-        if not hasattr(regularizer, "update_loss"):
+        if not isinstance(regularizer, HasUpdateLoss):
             pytest.skip("the regularizer has no update_loss()")
         context = self.make_update_context(setup)
         losses = call_loss(regularizer.update_loss, context, regularizer, "update_loss()")
@@ -152,7 +152,7 @@ class RegularizerContract(FakeBackbone):
 
     def test_extra_states_give_the_losses_of_separate_calls(self, setup):
         regularizer = setup.regularizer
-        if not hasattr(regularizer, "extra_states"):
+        if not isinstance(regularizer, HasExtraStates):
             pytest.skip("the regularizer has no extra_states()")
         fused = call_loss(regularizer.loss, self.make_context(setup, fuse_extra=True), regularizer,
                           "loss() with extra_states")

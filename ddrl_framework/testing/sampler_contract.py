@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ddrl_framework.kit.scheduler_match import names_a_scheduler, scheduler_gap
-from ddrl_framework.protocols import Policy, Sampler
+from ddrl_framework.protocols import HasDeterministicVariant, Policy, Sampler
 from ddrl_framework.testing.fakes import FakePolicy, fake_batch, pixel_shape
 from ddrl_framework.testing.messages import (
     brief,
@@ -150,7 +150,7 @@ class SamplerContract:
 
     def test_check_trainable_refuses_the_deterministic_variant(self, setup):
         policy, sampler, cond, noise = setup
-        if not hasattr(sampler, "deterministic"):
+        if not isinstance(sampler, HasDeterministicVariant):
             pytest.skip("the sampler has no deterministic() variant")
         ode, steps = sampler.deterministic(), list(range(sampler.num_steps))
         step = ode.transition(policy, noise, 0, cond)
