@@ -19,13 +19,13 @@ import time
 
 import torch
 
+from ddrl_framework.contexts import EvalContext
 from ddrl_framework.evaluation.scoring import score
 from ddrl_framework.kit.chain import sample_in_chunks
 from ddrl_framework.kit.seeding import make_generator
 from ddrl_framework.registry import load_registry
 from ddrl_framework.running.components import build_components, make_evaluator
 from ddrl_framework.running.loader import load_experiment
-from ddrl_framework.types import EvalContext
 
 CONFIGS = ["configs/sd-tiny.toml", "configs/sd3-tiny.toml", "configs/wan-tiny.toml"]
 

@@ -3,7 +3,9 @@
 The design's five: :class:`Policy`, :class:`Sampler`, :class:`RewardModel`, :class:`Regularizer`,
 :class:`DataSource`. Beside them :class:`Metric` (an evaluation plugin) and
 :class:`ResumableIterator` (what a data source's ``loader`` returns). The value objects they pass
-are in ``ddrl_framework.types``.
+are in ``ddrl_framework.types``, the contexts a regularizer or metric receives in
+``ddrl_framework.contexts``. ``Policy`` and ``Sampler`` are defined in ``ddrl_framework.denoising``
+(below the contexts, which carry them) and imported from here like the rest.
 
 Shapes: ``B`` batch, ``C, H, W`` channels and pixels (``C, T, H, W`` for video), ``K`` denoising
 steps of a sampler.
@@ -11,115 +13,34 @@ steps of a sampler.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-import torch
 from torch import Tensor
 
-from ddrl_framework.types import (  # noqa: F401 (RolloutContext, UpdateContext: for the docstrings)
-    DataBatch,
+from ddrl_framework.contexts import (
     EvalContext,
-    Gaussian,
     RolloutContext,
     StepContext,
-    Trajectory,
     UpdateContext,
 )
+from ddrl_framework.denoising import (
+    HasDefaultTrainedSteps,
+    HasDeterministicVariant,
+    HasPosterior,
+    HasTrainableModule,
+    NamesAScheduler,
+    Policy,
+    Sampler,
+)
+from ddrl_framework.types import DataBatch, ExtraStates
 
-
-@runtime_checkable
-class Policy(Protocol):
-    """A backbone adapter: the denoiser and its forward (noising) process.
-
-    ``sample_shape``: the shape of one latent, e.g. ``(1, 8, 8)``.
-    ``forward_process``: the noising process a sampler reads (``ddrl_framework.kit.forward_process``:
-    ``DdpmProcess``, ``FlowMatchingProcess``, or a plugin's own).
-
-    Optional: ``trainable_module() -> nn.Module``, the module holding the trainable weights,
-    which DDP wraps, FSDP2 shards and checkpoints are keyed by (``train.sharding``).
-    """
-
-    sample_shape: tuple[int, ...]
-    forward_process: Any
-
-    def encode_conditions(self, batch: DataBatch) -> Any:
-        """Conditions for ``predict`` from a batch of ``B`` prompts or labels (None: unconditional)."""
-
-    def predict(self, x_t: Tensor, t: Tensor, cond: Any) -> Tensor:
-        """The network output (epsilon, v or flow velocity) for ``x_t`` ``[B, ...]`` at timesteps ``t`` ``[B]``."""
-
-    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        """``x_t`` from clean ``x0`` and ``noise`` (both ``[B, ...]``) at timesteps ``t`` ``[B]``."""
-
-    def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        """What ``predict`` is trained to output at ``x_t = add_noise(x0, noise, t)``."""
-
-    def diffusion_loss(
-        self,
-        x0: Tensor,
-        cond: Any,
-        *,
-        noise: Tensor | None = None,
-        t: Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """The backbone's pre-training loss (scalar), with the pre-training weighting.
-
-        ``noise`` and ``t`` default to fresh Gaussian noise and uniform random timesteps.
-        """
-
-    def decode(self, latents: Tensor) -> Tensor:
-        """Latents ``[B, ...]`` to pixels in ``[0, 1]``: ``[B, C, H, W]`` or ``[B, C, T, H, W]``."""
-
-    def encode(self, pixels: Tensor) -> Tensor:
-        """Pixels in ``[0, 1]`` to latents (the inverse of ``decode``)."""
-
-    def trainable_parameters(self) -> Iterable[torch.nn.Parameter]: ...
-
-    def named_trainable_parameters(self) -> Iterable[tuple[str, Tensor]]:
-        """The trainable weights by name, one to one with ``trainable_parameters()`` (same tensors,
-        same order). On the ``reference()`` view: the same names, each with the reference's frozen
-        value (``requires_grad`` False), so a regularizer can pair a weight with its reference."""
-
-    def trainable_state_dict(self) -> dict[str, Tensor]: ...
-
-    def load_trainable_state_dict(self, state: Mapping[str, Tensor]) -> None: ...
-
-    def reference(self) -> Policy:
-        """A frozen view of the policy as it was before fine-tuning (for reverse KL)."""
-
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Write a folder that the plugin's ``pretrained=`` option loads back."""
-
-    def to(self, device: torch.device | str) -> Policy: ...
-
-
-@runtime_checkable
-class Sampler(Protocol):
-    """The reverse-time discretization, as a chain of Gaussian transitions.
-
-    Optional: ``posterior(policy, x_k, k, x0) -> Gaussian``, step ``k``'s transition when the
-    prediction is ``x0`` itself (the forward posterior ``q(x_{k+1} | x_k, x0)``), which the data
-    term in nats needs (``forward-kl-data`` with ``unit = "nats"``); and
-    ``default_trained_steps(policy) -> list[int]``, the steps trained when
-    ``train.trained_denoising_steps`` is not set (without it: all).
-    """
-
-    num_steps: int
-
-    def rollout(
-        self, policy: Policy, cond: Any, noise: Tensor, generator: torch.Generator | None
-    ) -> Trajectory:
-        """Sample from ``noise`` ``[B, ...]`` without gradients, recording every step."""
-
-    def transition(self, policy: Policy, x_k: Tensor, k: int, cond: Any) -> Gaussian:
-        """The Gaussian ``p(x_{k+1} | x_k)`` of step ``k`` (differentiable in the policy)."""
-
-    def check_trainable(self, policy: Policy, steps: Sequence[int]) -> None:
-        """Raise ``ValueError`` if any of ``steps`` is deterministic (std 0: no density to train),
-        naming the option that would make it stochastic. Called before any rollout."""
+__all__ = [
+    "DataSource", "HasDefaultTrainedSteps", "HasDeterministicVariant", "HasExtraStates", "HasPosterior",
+    "HasRewardTerm", "HasTrainableModule", "HasUpdateLoss", "Logger", "Metric", "NamesAScheduler", "Policy",
+    "Regularizer", "ResumableIterator", "RewardModel", "Sampler",
+]
 
 
 @runtime_checkable
@@ -135,7 +56,10 @@ class RewardModel(Protocol):
 class Regularizer(Protocol):
     """A loss added to the policy loss at each trained step.
 
-    ``name``: the metric key is ``loss_<name>``. What the trainer computes for it:
+    ``name``: the metric key is ``loss_<name>`` (``ddrl_framework.roles.loss_key``; every key of
+    ``loss`` starts with ``roles.LOSS_PREFIX``). A ``beta`` option, where the plugin takes one, is
+    the weight ``ddrl compare``'s ``betas`` and ``--beta`` set (``roles.BETA_OPTION``).
+    What the trainer computes for it:
     ``needs_reference``: the frozen reference policy (``context.reference``);
     ``needs_reference_transition``: the reference's transition at each trained step
     (``context.reference_transition``); ``needs_data``: the data batch (``context.data``).
@@ -146,7 +70,8 @@ class Regularizer(Protocol):
     before the advantages (e.g. ``-beta`` times the path's KL to the reference: DPOK's form);
     ``extra_states(context: StepContext) -> ExtraStates | None``, other states of the trained
     step whose policy transition ``loss`` needs: the trainer computes it in the step's own
-    network call and passes it as ``context.extra_transition``.
+    network call and passes it as ``context.extra_transition`` (:class:`HasUpdateLoss`,
+    :class:`HasRewardTerm`, :class:`HasExtraStates`).
     """
 
     name: str
@@ -156,6 +81,28 @@ class Regularizer(Protocol):
 
     def loss(self, context: StepContext) -> dict[str, Tensor]:
         """Named scalar losses, ``{"loss_<name>": tensor}``; the trainer adds them all."""
+
+
+@runtime_checkable
+class HasUpdateLoss(Protocol):
+    """A regularizer with a loss added once per optimizer step, beside the per-step ``loss``."""
+
+    def update_loss(self, context: UpdateContext) -> dict[str, Tensor]: ...
+
+
+@runtime_checkable
+class HasRewardTerm(Protocol):
+    """A regularizer with a term ``[B]`` added to each sample's reward before the advantages."""
+
+    def reward_term(self, context: RolloutContext) -> Tensor: ...
+
+
+@runtime_checkable
+class HasExtraStates(Protocol):
+    """A regularizer that asks for the policy's transition at other states of the trained step,
+    computed in the step's own network call (``context.extra_transition``)."""
+
+    def extra_states(self, context: StepContext) -> ExtraStates | None: ...
 
 
 @runtime_checkable

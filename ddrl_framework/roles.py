@@ -59,3 +59,27 @@ ROLES: dict[str, Role] = {role.name: role for role in (
          suite="LoggerContract", config_key="loggers", many=True, folder="loggers"),
 )}
 HOOKS = [role.hook for role in ROLES.values()]
+
+
+# --- the names the core reads in components' options and losses -------------------------------
+
+PRETRAINED_OPTION = "pretrained"
+"""The policy option naming a folder that the policy's ``save_pretrained`` wrote, which its plugin
+loads back. The core sets it to the cached reference when an experiment pretrains one
+(``[pretrain]``), and pretrains none where a config sets it (``running.pretrain``)."""
+
+BETA_OPTION = "beta"
+"""The regularizer option that weighs it, where its plugin takes one: ``ddrl compare``'s
+``betas`` and ``--beta`` set it, and each run records it (``running.loader``)."""
+
+LOSS_PREFIX = "loss_"
+"""What every key of a regularizer's ``loss`` and ``update_loss`` dicts starts with: the trainer
+adds them all and logs each under its key in ``metrics.jsonl``."""
+
+POLICY_LOSS_KEY = LOSS_PREFIX + "policy"
+"""The trainer's own clipped policy loss in ``metrics.jsonl``, beside the regularizer's keys."""
+
+
+def loss_key(regularizer_name: str) -> str:
+    """The key a regularizer's ``loss`` returns, and ``metrics.jsonl`` logs it under: ``loss_<name>``."""
+    return LOSS_PREFIX + regularizer_name

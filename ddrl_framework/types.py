@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import torch
 from torch import Tensor
-
-if TYPE_CHECKING:  # the protocols refer to these value types in turn
-    from ddrl_framework.protocols import Policy, Sampler
 
 
 def _sum_non_batch(x: Tensor) -> Tensor:
@@ -55,13 +51,8 @@ class Gaussian:
         var_term = 0.5 * (var_p / var_q - 1 - torch.log(var_p / var_q))
         return _sum_non_batch(mean_term + var_term)
 
-    def sample(self, generator: torch.Generator | NoiseStream | None = None) -> Tensor:
-        if isinstance(generator, NoiseStream):
-            noise = generator.next(self.mean)
-        else:
-            noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device,
-                                dtype=self.mean.dtype)
-        return self.mean + self.std * noise
+    def sample(self, generator: NoiseSource = None) -> Tensor:
+        return self.mean + self.std * standard_normal(self.mean, generator)
 
 
 class NoiseStream:
@@ -78,6 +69,20 @@ class NoiseStream:
             raise ValueError(f"pre-drawn noise {tuple(noise.shape)} does not fit a step of {tuple(like.shape)}")
         self.index += 1
         return noise.to(like.dtype)
+
+
+NoiseSource = torch.Generator | NoiseStream | None
+"""Where a sampler's ``rollout`` draws its step noise: a ``torch.Generator`` (one process), a
+``NoiseStream`` (under torchrun: this rank's slice of the noise drawn ahead), or None (torch's
+global generator). Draw from it with :func:`standard_normal` or ``Gaussian.sample``; a
+``NoiseStream`` is no ``torch.Generator``, so ``torch.randn(..., generator=...)`` fails on it."""
+
+
+def standard_normal(like: Tensor, source: NoiseSource) -> Tensor:
+    """Standard normal noise with the shape, device and dtype of ``like``, drawn from ``source``."""
+    if isinstance(source, NoiseStream):
+        return source.next(like)
+    return torch.randn(like.shape, generator=source, device=like.device, dtype=like.dtype)
 
 
 @attrs.frozen(kw_only=True)
@@ -161,86 +166,3 @@ class ExtraStates:
     latents: Tensor
     cond: Any
     x0: Tensor | None = None
-
-
-@attrs.frozen(kw_only=True)
-class StepContext:
-    """What a regularizer's ``loss`` sees at trained step ``step`` of one iteration.
-
-    ``transition`` is the policy's (with gradients) at ``trajectory.latents[step]`` (None only
-    while the optional ``extra_states`` is asked, before it is computed); ``sampler`` the sampler
-    whose step it is (the trainer always sets it);
-    ``reference`` the frozen reference policy (None unless ``needs_reference``);
-    ``reference_transition`` its transition at the same state (None unless
-    ``needs_reference_transition``); ``data`` the iteration's data batch, one member per group
-    (None unless ``needs_data``); ``extra_states`` what the regularizer's ``extra_states``
-    returned, and ``extra_transition`` the policy's transition there (with gradients), from the
-    same network call as ``transition`` (both None when it has none, or returned None).
-    """
-
-    policy: Policy
-    step: int
-    is_first_trained_step: bool
-    trajectory: Trajectory
-    group_size: int
-    transition: Gaussian | None
-    sampler: Sampler | None = None
-    reference: Policy | None = None
-    reference_transition: Gaussian | None = None
-    data: DataBatch | None = None
-    generator: torch.Generator | None = None
-    extra_states: ExtraStates | None = None
-    extra_transition: Gaussian | None = None
-
-
-@attrs.frozen(kw_only=True)
-class UpdateContext:
-    """What a regularizer's optional ``update_loss`` sees, once per optimizer step: the policy,
-    the frozen reference (None unless ``needs_reference``), the iteration's rollout and data
-    (None unless ``needs_data``)."""
-
-    policy: Policy
-    reference: Policy | None
-    trajectory: Trajectory
-    group_size: int
-    data: DataBatch | None
-    generator: torch.Generator | None
-
-
-@attrs.frozen(kw_only=True)
-class RolloutContext:
-    """What a regularizer's optional ``reward_term`` sees after a rollout, before the advantages:
-    this rank's trajectories (recorded with the rollout policy's means) and their conditions, the
-    sampler, and the frozen reference (None unless ``needs_reference``)."""
-
-    policy: Policy
-    reference: Policy | None
-    sampler: Sampler
-    trajectory: Trajectory
-    cond: Any
-    group_size: int
-
-
-@attrs.frozen(kw_only=True)
-class EvalContext:
-    """What a metric sees: ``N`` evaluation samples from fixed noise, and what they came from.
-
-    ``samples``: pixels in [0, 1] ``[N, ...]``; ``rewards``: the weighted reward ``[N]``;
-    ``score(pixels, prompts)``: the same weighted reward for any pixels (e.g. held-out data);
-    ``held_out``: the data source's held-out split; ``reference``: the frozen reference policy
-    (None unless a metric ``needs_reference``). When data rather than a policy's samples are
-    evaluated (the reference values of a target), ``trajectory`` and ``cond`` are None.
-    """
-
-    policy: Policy
-    reference: Policy | None
-    sampler: Sampler
-    trajectory: Trajectory | None
-    cond: Any
-    samples: Tensor
-    prompts: tuple[str, ...]
-    rewards: Tensor
-    score: Callable[[Tensor, Sequence[str]], Tensor]
-    held_out: DataBatch
-
-

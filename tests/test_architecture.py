@@ -38,6 +38,9 @@ def test_the_import_contracts_hold():
     ("ddrl_framework/running/trainer.py", "from ddrl_plugins.samplers import ddim_sde", "never imports the built-in"),
     ("ddrl_plugins/rewards/brightness.py", "from ddrl_plugins.data import sklearn_digits", "another role"),
     ("ddrl_plugins/metrics/digits_metrics.py", "from ddrl_framework.running import trainer", "below the running"),
+    ("ddrl_framework/types.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ddrl_framework.protocols import Policy",
+     "The core's layers"),  # an annotation-only import counts: types.py is below the protocols
+    ("ddrl_framework/denoising.py", "from ddrl_framework.contexts import StepContext", "The core's layers"),
 ])
 def test_a_broken_layer_fails_the_contracts(tmp_path, module, line, broken):
     tree = copy_of_the_tree(tmp_path)

@@ -12,6 +12,7 @@ import attrs
 import pytest
 import torch
 
+from ddrl_framework.contexts import StepContext, UpdateContext
 from ddrl_framework.kit.forward_process import FlowMatchingProcess
 from ddrl_framework.registry import load_registry
 from ddrl_framework.testing import (
@@ -25,7 +26,7 @@ from ddrl_framework.testing import (
     make_update_context,
     spread_timesteps,
 )
-from ddrl_framework.types import StepContext, UpdateContext
+from ddrl_framework.types import Trajectory
 from ddrl_plugins.samplers.ddim_sde import DdimSdeSampler
 
 REGISTRY = load_registry()
@@ -231,6 +232,24 @@ class _RefusesEverything(DdimSdeSampler):
         raise ValueError("no step is trainable")
 
 
+@attrs.frozen(kw_only=True)
+class _DrawsWithTorchRandn(DdimSdeSampler):
+    """Draws its step noise with ``torch.randn(..., generator=generator)``: fine for a
+    ``torch.Generator``, a TypeError for the ``NoiseStream`` a rollout gets under torchrun."""
+
+    @torch.no_grad()
+    def rollout(self, policy, cond, noise, generator=None):
+        latents, means, log_probs = [noise], [], []
+        for k in range(self.num_steps):
+            step = self.transition(policy, latents[-1], k, cond)
+            latents.append(step.mean + step.std * torch.randn(noise.shape, generator=generator))
+            means.append(step.mean)
+            log_probs.append(step.log_prob(latents[-1]))
+        return Trajectory(latents=torch.stack(latents), timesteps=self.coefficients(policy).timesteps,
+                          means=torch.stack(means), stds=torch.stack([torch.zeros(())] * self.num_steps),
+                          log_probs=torch.stack(log_probs))
+
+
 class _BrokenSamplerSuite(SamplerContract):
     sampler = None
 
@@ -246,6 +265,9 @@ class _BrokenSamplerSuite(SamplerContract):
      r"accepted steps whose std is 0; expected a ValueError"),
     (_RefusesEverything(denoising_steps=4), "test_check_trainable_accepts_the_stochastic_steps",
      r"check_trainable\(policy, \[0, 1, 2, 3\]\) refused the stochastic steps: no step is trainable"),
+    (_DrawsWithTorchRandn(denoising_steps=4), "test_rollout_is_reproducible_from_a_noise_stream",
+     r"rollout\(policy, cond, noise, NoiseStream\) raised TypeError: randn\(\) received .*; under torchrun "
+     r"the step noise comes as a NoiseStream, not a torch\.Generator"),
 ])
 def test_the_sampler_suite_fails_a_broken_sampler(sampler, check, message):
     suite = _BrokenSamplerSuite()
@@ -262,6 +284,14 @@ def test_the_sampler_suite_passes_the_same_sampler_unbroken():
     suite.test_zero_noise_equals_the_scheduler_step(setup)
     suite.test_check_trainable_accepts_the_stochastic_steps(setup)
     suite.test_check_trainable_refuses_the_deterministic_variant(setup)
+    suite.test_rollout_is_reproducible_from_a_noise_stream(setup)
+
+
+def test_the_broken_noise_draw_works_from_a_generator():
+    """``_DrawsWithTorchRandn`` passes the generator checks: only the NoiseStream check catches it."""
+    suite = _BrokenSamplerSuite()
+    suite.sampler = _DrawsWithTorchRandn(denoising_steps=4)
+    suite.test_rollout_is_reproducible_from_its_generator(suite.make_setup())
 
 
 # --- policies -------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from ddrl_framework.cli import main
+from ddrl_framework.contexts import EvalContext
 from ddrl_framework.running.loader import load_experiment
 from ddrl_framework.running.pretrain import pretrain_key, pretrained_dir
-from ddrl_framework.types import EvalContext
 from ddrl_plugins.data.sklearn_digits import SklearnDigits
 from ddrl_plugins.metrics.digits_metrics import FrechetDistance
 

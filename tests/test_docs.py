@@ -60,20 +60,20 @@ def table_fields(text: str, cls_name: str) -> list[str]:
 
 @pytest.mark.parametrize("cls_name", ["StepContext", "UpdateContext", "EvalContext"])
 def test_every_context_field_is_in_its_table_and_no_other(cls_name):
-    import ddrl_framework.types as types
+    import ddrl_framework.contexts as contexts
 
     documented = table_fields(HOOKS_PAGE.read_text(), cls_name)
-    fields = [f.name for f in attrs.fields(getattr(types, cls_name))]
+    fields = [f.name for f in attrs.fields(getattr(contexts, cls_name))]
     assert documented == fields, f"docs/plugin-hooks.md's {cls_name} table lists {documented}; the class has {fields}"
 
 
 def test_a_context_table_missing_a_field_is_caught():
-    import ddrl_framework.types as types
+    import ddrl_framework.contexts as contexts
 
     text = HOOKS_PAGE.read_text()
     row = next(line for line in _section(text, "### `UpdateContext`").splitlines() if line.startswith("| `data` |"))
     broken = text.replace(_section(text, "### `UpdateContext`"), _section(text, "### `UpdateContext`").replace(row + "\n", ""))
-    assert table_fields(broken, "UpdateContext") != [f.name for f in attrs.fields(types.UpdateContext)]
+    assert table_fields(broken, "UpdateContext") != [f.name for f in attrs.fields(contexts.UpdateContext)]
 
 
 def scaffold_blocks() -> list[tuple[str, str, str, str]]:

@@ -12,6 +12,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from torch.distributions import Normal, kl_divergence
 
+from ddrl_framework.contexts import RolloutContext
 from ddrl_framework.errors import UserError
 from ddrl_framework.kit.diffusers_policy import flow_matching_process
 from ddrl_framework.kit.policy_gradient import tilt_log_normalizer
@@ -19,7 +20,6 @@ from ddrl_framework.registry import load_registry
 from ddrl_framework.running.loader import load_experiment
 from ddrl_framework.running.trainer import Trainer
 from ddrl_framework.testing import make_step_context
-from ddrl_framework.types import RolloutContext
 
 REGISTRY = load_registry()
 TINY_UNET = {"block_out_channels": (8, 16), "norm_num_groups": 4}

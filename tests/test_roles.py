@@ -13,9 +13,19 @@ import pytest
 
 from ddrl_framework import hookspecs, testing
 from ddrl_framework.errors import UserError
-from ddrl_framework.registry import Registry, make_plugin_manager
-from ddrl_framework.roles import HOOKS, ROLES
+from ddrl_framework.options import accepts_option
+from ddrl_framework.protocols import (
+    HasDefaultTrainedSteps,
+    HasExtraStates,
+    HasPosterior,
+    HasRewardTerm,
+    HasUpdateLoss,
+    NamesAScheduler,
+)
+from ddrl_framework.registry import Registry, load_registry, make_plugin_manager
+from ddrl_framework.roles import HOOKS, LOSS_PREFIX, POLICY_LOSS_KEY, PRETRAINED_OPTION, ROLES, loss_key
 from ddrl_framework.running.components import build_checked
+from ddrl_framework.running.guards import CheckedRegularizer
 from ddrl_framework.running.config import Experiment
 
 ROOT = Path(__file__).parents[1]
@@ -62,3 +72,36 @@ def test_a_component_that_is_not_its_roles_protocol_is_refused_naming_its_table(
     with pytest.raises(UserError, match=r"^\[\[loggers\]\] #2: the plugin built a object, which does not implement "
                        r"the Logger protocol \(ddrl_framework.protocols\)$"):
         build_checked(Registry(manager), "logger", "not-a-logger", {}, ROLES["logger"].where(1))
+
+
+def test_every_built_in_policy_takes_the_option_the_core_sets_to_its_reference():
+    """``[pretrain]`` hands the cached reference to the policy as ``PRETRAINED_OPTION``."""
+    registry = load_registry()
+    refusing = [name for name in registry.names("policy")
+                if not accepts_option(registry.get("policy", name).factory, PRETRAINED_OPTION)]
+    assert refusing == [], f"policies without a {PRETRAINED_OPTION!r} option: {refusing}"
+
+
+def test_the_logged_loss_keys_keep_the_names_past_runs_logged():
+    """``metrics.jsonl`` of earlier runs (and ``ddrl report`` on them) read these keys."""
+    assert loss_key("reverse-kl") == "loss_reverse-kl" and loss_key("x").startswith(LOSS_PREFIX)
+    assert POLICY_LOSS_KEY == "loss_policy"
+
+
+def test_the_optional_capabilities_are_seen_through_the_run_time_guard():
+    """The trainer asks with isinstance, on the regularizer as the run wraps it (CheckedRegularizer)."""
+    registry = load_registry()
+
+    def checked(name):
+        return CheckedRegularizer(registry.build("regularizer", name, {}, "[regularizer]"), name)
+
+    assert isinstance(checked("kl-in-reward"), HasRewardTerm)
+    assert not isinstance(checked("reverse-kl"), HasRewardTerm | HasUpdateLoss | HasExtraStates)
+    assert isinstance(checked("forward-kl-data"), HasExtraStates)
+
+
+def test_the_samplers_capabilities_are_what_they_define():
+    sampler = load_registry().build("sampler", "ddim-sde", {}, "[sampler]")
+    assert isinstance(sampler, NamesAScheduler) and isinstance(sampler, HasPosterior)
+    assert isinstance(sampler, HasDefaultTrainedSteps)
+    assert not isinstance(testing.FakeSampler(), NamesAScheduler)

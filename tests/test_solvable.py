@@ -12,6 +12,7 @@ import pytest
 import scipy.stats
 import torch
 
+from ddrl_framework.contexts import EvalContext
 from ddrl_framework.errors import UserError
 from ddrl_framework.evaluation.energy import energy_distance, mean_distance
 from ddrl_framework.evaluation.frechet import forward_kl_weights
@@ -32,7 +33,7 @@ from ddrl_framework.testing import (
     RewardModelContract,
     SamplerContract,
 )
-from ddrl_framework.types import DataBatch, EvalContext
+from ddrl_framework.types import DataBatch
 from ddrl_plugins.shared.solvable import GaussianMixture, grid, quadratic_reward
 
 REGISTRY = load_registry()

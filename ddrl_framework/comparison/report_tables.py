@@ -12,6 +12,7 @@ from ddrl_framework.comparison.report_plots import mean_and_half_width
 from ddrl_framework.comparison.metric_keys import NON_NEGATIVE, UNBOUNDED, cut, facts
 from ddrl_framework.comparison.statistics import A_BETTER, B_BETTER, EQUIVALENT
 from ddrl_framework.comparison.verdicts import Judgement
+from ddrl_framework.roles import LOSS_PREFIX, POLICY_LOSS_KEY
 
 FIDELITY = "fd"
 HIDDEN_NOISE_KEYS = re.compile(r"^(iteration|seconds|class_\d+)$")  # a class's fraction is no noise figure
@@ -41,7 +42,7 @@ def regularizer_loss(train: Sequence[Mapping[str, Any]], tail: float = 0.1) -> f
     ``tail`` of the run's iterations; None when the regularizer logs no loss (``none``)."""
     window = train[-max(1, math.ceil(tail * len(train))):]
     values = [v for record in window for k, v in record.items()
-              if k.startswith("loss_") and k != "loss_policy"]
+              if k.startswith(LOSS_PREFIX) and k != POLICY_LOSS_KEY]
     return statistics.fmean(values) if values else None
 
 

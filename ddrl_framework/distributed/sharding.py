@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ddrl_framework.distributed.world import World, average_gradients
 from ddrl_framework.errors import UserError
+from ddrl_framework.protocols import HasTrainableModule
 
 # a forward that rank 0 runs alone (evaluations, grids) must not broadcast buffers
 _NO_BUFFER_SYNC_IN_FORWARD = ({"forward_sync_buffers": False}
@@ -90,7 +91,7 @@ class Fsdp2(Layout):
 def layout(sharding: str, policy: Any, optimizer_factory, world: World) -> Layout:
     """The ``train.sharding`` layout for this world (a world of one needs none; a policy without
     ``trainable_module()`` gets the flat all-reduce instead of DDP)."""
-    if not world.distributed or (sharding == "ddp" and not hasattr(policy, "trainable_module")):
+    if not world.distributed or (sharding == "ddp" and not isinstance(policy, HasTrainableModule)):
         return Layout(policy, optimizer_factory, world)
     return {"ddp": Ddp, "fsdp2": Fsdp2}[sharding](policy, optimizer_factory, world)
 
@@ -104,7 +105,7 @@ class _Parameters(torch.nn.Module):
 
 
 def trainable_module(policy: Any) -> torch.nn.Module:
-    if hasattr(policy, "trainable_module"):
+    if isinstance(policy, HasTrainableModule):
         return policy.trainable_module()
     return _Parameters(policy.trainable_parameters())
 

@@ -13,11 +13,12 @@ from typing import Any
 import attrs
 import torch
 
+from ddrl_framework.contexts import EvalContext
 from ddrl_framework.evaluation.scoring import WeightedReward, score
 from ddrl_framework.kit.chain import sample_in_chunks
 from ddrl_framework.kit.seeding import make_generator
 from ddrl_framework.protocols import Metric, Policy, Sampler
-from ddrl_framework.types import DataBatch, EvalContext, take
+from ddrl_framework.types import DataBatch, take
 
 
 def distinct(batch: DataBatch) -> DataBatch:

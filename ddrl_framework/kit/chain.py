@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ddrl_framework.types import DataBatch, Trajectory, take
+from ddrl_framework.types import DataBatch, NoiseSource, Trajectory, take
 
 
 def require_process(policy: Any, kind: type, sampler: str, instead: str) -> Any:
@@ -21,7 +21,7 @@ def require_process(policy: Any, kind: type, sampler: str, instead: str) -> Any:
 
 
 def rollout_chain(sampler: Any, policy: Any, cond: Any, noise: Tensor,
-                  generator: torch.Generator | None, timesteps: Tensor) -> Trajectory:
+                  generator: NoiseSource, timesteps: Tensor) -> Trajectory:
     """Sample ``sampler.num_steps`` transitions from ``noise`` (call under ``torch.no_grad``).
 
     A deterministic step (std 0) is taken at its mean and gets a NaN log-prob.

@@ -28,7 +28,11 @@ import attrs
 import torch
 from torch import Tensor
 
-from ddrl_framework.kit.forward_process import FlowMatchingProcess, check_flow_scheduler
+from ddrl_framework.kit.forward_process import (
+    FlowMatchingProcess,
+    ForwardProcessDelegation,
+    check_flow_scheduler,
+)
 from ddrl_framework.kit.lora_targets import ATTENTION
 from ddrl_framework.kit.prompt_rows import stack_rows
 from ddrl_framework.kit.vae_codec import SCALED
@@ -66,7 +70,7 @@ class TrainingOptions:
     negative_prompt: str = ""
 
 
-class DiffusersPolicy:
+class DiffusersPolicy(ForwardProcessDelegation):
     """Base class; see the module docstring. ``components`` are the pipeline's, by name."""
 
     pipeline_class: type = type(None)  # the diffusers pipeline that saves and loads the folder
@@ -236,16 +240,9 @@ class DiffusersPolicy:
         return uncond + scale * (conditional - uncond)
 
     # --- the forward process ------------------------------------------------------------
-    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        return self.forward_process.add_noise(x0, noise, t)
-
-    def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        return self.forward_process.training_target(x0, noise, t)
-
     def diffusion_loss(self, x0, cond, *, noise=None, t=None, generator=None) -> Tensor:
         """The pre-training loss on the unguided conditional output."""
-        return self.forward_process.diffusion_loss(self.predict, x0, cond.unguided(), noise=noise, t=t,
-                                                   generator=generator)
+        return super().diffusion_loss(x0, cond.unguided(), noise=noise, t=t, generator=generator)
 
     # --- pixels -------------------------------------------------------------------------
     @torch.no_grad()

@@ -7,7 +7,7 @@ inverse (x0 and epsilon from the network output) and the pre-training ("simple")
   outputting the velocity ``eps - x0``.
 
 Samplers read a policy's ``forward_process`` to build their transitions; policies delegate
-``add_noise``, ``training_target`` and ``diffusion_loss`` to it. Both are hashed by identity
+``add_noise``, ``training_target`` and ``diffusion_loss`` to it (:class:`ForwardProcessDelegation`). Both are hashed by identity
 (``eq=False``), so a sampler can cache its per-step coefficients per process.
 """
 
@@ -57,6 +57,27 @@ class _SimpleLoss:
         t = t.to(x0.device).expand(x0.shape[0])
         prediction = predict(self.add_noise(x0, noise, t), t, cond)
         return F.mse_loss(prediction.float(), self.training_target(x0, noise, t).float())
+
+
+class ForwardProcessDelegation:
+    """A policy's ``add_noise``, ``training_target`` and ``diffusion_loss``, handed to its
+    ``forward_process`` (the loss on the policy's own ``predict``). Mix into a policy that sets
+    ``self.forward_process`` and defines ``predict``."""
+
+    __slots__ = ()
+
+    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        return self.forward_process.add_noise(x0, noise, t)
+
+    def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        return self.forward_process.training_target(x0, noise, t)
+
+    def diffusion_loss(self, x0: Tensor, cond: Any, *, noise: Tensor | None = None, t: Tensor | None = None,
+                       generator: torch.Generator | None = None) -> Tensor:
+        """The forward process's pre-training loss on ``predict``: the mean squared error to
+        ``training_target`` at ``noise`` and ``t`` (fresh noise, pre-training timesteps by default)."""
+        return self.forward_process.diffusion_loss(self.predict, x0, cond, noise=noise, t=t,
+                                                   generator=generator)
 
 
 @attrs.frozen(kw_only=True, eq=False)

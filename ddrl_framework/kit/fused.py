@@ -16,7 +16,9 @@ import attrs
 import torch
 from torch import Tensor
 
-from ddrl_framework.types import ExtraStates, Gaussian, StepContext
+from ddrl_framework.contexts import StepContext
+from ddrl_framework.protocols import HasExtraStates
+from ddrl_framework.types import ExtraStates, Gaussian
 
 
 class CannotJoin(TypeError):
@@ -71,8 +73,8 @@ def with_transitions(context: StepContext, regularizer: Any, cond: Any, *, ask_e
     """``context`` (built with ``transition`` None) with the policy's transition at
     ``trajectory.latents[step]`` under ``cond`` and, where the regularizer's optional
     ``extra_states`` returns states (``ask_extra``), the transition there, from the same call."""
-    extra_states = getattr(regularizer, "extra_states", None) if ask_extra else None
-    extra = None if extra_states is None else extra_states(context)
+    asks = ask_extra and isinstance(regularizer, HasExtraStates)
+    extra = regularizer.extra_states(context) if asks else None
     k = context.step
     step, extra_step = fused_transition(context.sampler, context.policy, context.trajectory.latents[k], k, cond,
                                         extra)

@@ -15,12 +15,14 @@ import attrs
 import torch
 from torch import Tensor
 
+from ddrl_framework.protocols import NamesAScheduler
+
 RELATIVE_TOLERANCE = 1e-4
 
 
 def names_a_scheduler(sampler: Any) -> bool:
     """Whether ``sampler`` has ``deterministic()`` and ``scheduler_step(...)`` to compare."""
-    return hasattr(sampler, "deterministic") and hasattr(sampler, "scheduler_step")
+    return isinstance(sampler, NamesAScheduler)
 
 
 @attrs.frozen(kw_only=True)

@@ -25,7 +25,7 @@ import cattrs
 
 from ddrl_framework.errors import UserError
 from ddrl_framework.options import CONVERTER, OutOfRange, bounded, error_paths
-from ddrl_framework.roles import ROLES
+from ddrl_framework.roles import BETA_OPTION, ROLES
 
 
 @attrs.frozen(kw_only=True)
@@ -221,7 +221,7 @@ class Experiment:
 
     @property
     def regularizer_beta(self) -> float | None:
-        return self.regularizer.options.get("beta")
+        return self.regularizer.options.get(BETA_OPTION)
 
 
 @attrs.frozen(kw_only=True)
@@ -235,8 +235,8 @@ class ResolvedExperiment(Experiment):
 
 
 def _no_beta_beside_betas(arm: Arm, attribute, betas: tuple[float, ...]) -> None:
-    if betas and "beta" in arm.regularizer:
-        raise ValueError(f"arm '{arm.name}' sets both regularizer.beta = {arm.regularizer['beta']} and "
+    if betas and BETA_OPTION in arm.regularizer:
+        raise ValueError(f"arm '{arm.name}' sets both regularizer.beta = {arm.regularizer[BETA_OPTION]} and "
                          f"betas = {list(betas)}; each beta of betas replaces regularizer.beta, so keep one")
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ddrl_framework.errors import TrainingError, UserError
+from ddrl_framework.roles import LOSS_PREFIX
 
 STOPPED = "the run stopped there; the checkpoints already written are intact"
 
@@ -37,7 +38,7 @@ def check_losses(losses: Any, component: str, method: str) -> dict[str, Tensor]:
     if not isinstance(losses, dict):
         raise TrainingError(f"{component}: {method} returned a {type(losses).__name__}; {expected}; {STOPPED}")
     for key, value in losses.items():
-        if not (isinstance(key, str) and key.startswith("loss_")):
+        if not (isinstance(key, str) and key.startswith(LOSS_PREFIX)):
             raise TrainingError(f"{component}: {method} returned the key {key!r}; {expected}; {STOPPED}")
         if not isinstance(value, Tensor) or value.ndim != 0 or not value.dtype.is_floating_point:
             got = (f"shape {list(value.shape)} {value.dtype}" if isinstance(value, Tensor)

@@ -25,6 +25,7 @@ import attrs
 from ddrl_framework.errors import UserError
 from ddrl_framework.options import accepts_option, did_you_mean
 from ddrl_framework.registry import Registry, load_registry
+from ddrl_framework.roles import BETA_OPTION
 from ddrl_framework.running.config import (
     Arm,
     CompareConfig,
@@ -78,7 +79,7 @@ class ExperimentFile:
     def run(self, arm: Arm, beta: float | None, seed: int) -> RunSpec:
         """The validated experiment of one arm x beta x seed, as ``ddrl compare`` runs it."""
         data = copy.deepcopy(dict(self.data))
-        data["regularizer"] = dict(arm.regularizer) | ({} if beta is None else {"beta": beta})
+        data["regularizer"] = dict(arm.regularizer) | ({} if beta is None else {BETA_OPTION: beta})
         for text in arm.set:
             apply_override(data, *parse_override(text))
         name = run_name(arm.name, beta, seed)
@@ -150,7 +151,7 @@ class ExperimentFile:
                 "option; drop --beta, or choose a regularizer with one (e.g. --set "
                 f"regularizer.name=forward-kl-data){arms}")
         data = copy.deepcopy(dict(self.data))
-        data["regularizer"] = regularizer | {"beta": beta}
+        data["regularizer"] = regularizer | {BETA_OPTION: beta}
         return structure_experiment(data, self.source)
 
 
@@ -160,7 +161,7 @@ def _has_beta(regularizer: Mapping[str, Any], registry: Registry, where: str) ->
     if not isinstance(name, str):
         raise UserError(f"{where}: a regularizer table needs a 'name': the registry name of a plugin "
                         "(see `ddrl plugins`)")
-    return accepts_option(registry.get("regularizer", name, f"{where} name").factory, "beta")
+    return accepts_option(registry.get("regularizer", name, f"{where} name").factory, BETA_OPTION)
 
 
 def load_file(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentFile:

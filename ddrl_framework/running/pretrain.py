@@ -17,6 +17,7 @@ from ddrl_framework.errors import UserError
 from ddrl_framework.kit.cache import cache_root, cached, config_hash
 from ddrl_framework.kit.seeding import make_generator
 from ddrl_framework.registry import Registry
+from ddrl_framework.roles import PRETRAINED_OPTION
 from ddrl_framework.running.config import Component, Experiment
 from ddrl_framework.running.device import resolve_device
 
@@ -30,7 +31,7 @@ def pretrain_data(experiment: Experiment) -> Component:
 
 def pretrain_key(experiment: Experiment) -> dict:
     """Everything the pretrained weights depend on (the data they saw, whichever table names it)."""
-    policy_options = {k: v for k, v in experiment.policy.options.items() if k != "pretrained"}
+    policy_options = {k: v for k, v in experiment.policy.options.items() if k != PRETRAINED_OPTION}
     data = pretrain_data(experiment)
     return {
         "format": PRETRAIN_FORMAT,
@@ -57,13 +58,13 @@ def find_pretrained(experiment: Experiment) -> Path | None:
 def pretrains(experiment: Experiment) -> bool:
     """Whether the experiment's reference comes from ``[pretrain]`` (rather than the policy's own
     ``pretrained`` option, or the policy as its plugin builds it)."""
-    return experiment.pretrain.optimizer_steps > 0 and experiment.policy.options.get("pretrained") is None
+    return experiment.pretrain.optimizer_steps > 0 and experiment.policy.options.get(PRETRAINED_OPTION) is None
 
 
 def untrained_note(experiment: Experiment) -> str | None:
     """A word when RL would start from the policy exactly as its plugin builds it (no
     ``pretrained`` and no ``[pretrain]`` steps): random weights, for most plugins."""
-    if experiment.pretrain.optimizer_steps > 0 or experiment.policy.options.get("pretrained") is not None:
+    if experiment.pretrain.optimizer_steps > 0 or experiment.policy.options.get(PRETRAINED_OPTION) is not None:
         return None
     return (f"[pretrain] optimizer_steps = 0 and [policy] sets no pretrained, so RL starts from the policy "
             f"'{experiment.policy.name}' exactly as its plugin builds it (random weights, unless the plugin "
@@ -79,7 +80,7 @@ def policy_options(experiment: Experiment) -> dict:
         if found is None:
             raise UserError(f"the reference of [pretrain] is not in the cache ({pretrained_dir(experiment)}): "
                             "run `ddrl pretrain` with this config first")
-        options["pretrained"] = str(found)
+        options[PRETRAINED_OPTION] = str(found)
     return options
 
 
@@ -98,7 +99,7 @@ def ensure_pretrained(experiment: Experiment, registry: Registry, show_progress:
         return found
     if experiment.pretrain.optimizer_steps <= 0:
         raise UserError("[pretrain] optimizer_steps must be > 0 to pretrain a reference model")
-    if experiment.policy.options.get("pretrained") is not None:
+    if experiment.policy.options.get(PRETRAINED_OPTION) is not None:
         raise UserError("[policy] pretrained is set: that model is the reference; remove it to "
                         "pretrain one from the [pretrain] section instead")
     policy, losses = _train(experiment, registry, show_progress)

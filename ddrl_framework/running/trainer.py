@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ddrl_framework.contexts import RolloutContext
 from ddrl_framework.distributed.groups import GroupShare
 from ddrl_framework.distributed.sharding import full_tensor, layout
 from ddrl_framework.distributed.world import average_floats, gather, init_world, main_first
@@ -20,7 +21,9 @@ from ddrl_framework.evaluation.plots import plot_metrics, save_grid
 from ddrl_framework.evaluation.scoring import score_each, weighted_total
 from ddrl_framework.kit.chain import sample_in_chunks
 from ddrl_framework.kit.seeding import make_generator
+from ddrl_framework.protocols import HasDefaultTrainedSteps, HasRewardTerm
 from ddrl_framework.registry import Registry
+from ddrl_framework.roles import loss_key
 from ddrl_framework.running.checkpoint import latest_checkpoint, load_training_state, save_training_state
 from ddrl_framework.running.components import Components, build_components, make_evaluator
 from ddrl_framework.running.config import Experiment, to_dict
@@ -33,7 +36,7 @@ from ddrl_framework.running.pretrain import pretrain_if_needed
 from ddrl_framework.running.run_dir import check_output_dir, record_config
 from ddrl_framework.running.schedule import learning_rate, set_learning_rate
 from ddrl_framework.running.update import PolicyUpdate, Rollout, advantages, tilt_normalizer
-from ddrl_framework.types import DataBatch, RolloutContext, Trajectory
+from ddrl_framework.types import DataBatch, Trajectory
 
 
 def iteration_seed(seed: int, iteration: int) -> int:
@@ -90,11 +93,11 @@ class Trainer:
         """``train.trained_denoising_steps``, by default the sampler's ``default_trained_steps``
         (else all), each stochastic (the sampler says)."""
         sampler, count, chosen = self.parts.sampler, self.parts.sampler.num_steps, self.cfg.trained_denoising_steps
-        default = getattr(sampler, "default_trained_steps", None)
         if chosen is not None:
             steps = list(chosen)
         else:  # a deterministic sampler has no default: check_trainable then names its noise knob
-            steps = (default(self.parts.policy) if default is not None else []) or list(range(count))
+            has_default = isinstance(sampler, HasDefaultTrainedSteps)
+            steps = (sampler.default_trained_steps(self.parts.policy) if has_default else []) or list(range(count))
         if not steps or any(not 0 <= k < count for k in steps):
             raise UserError(f"train.trained_denoising_steps {steps}: each must be in 0..{count - 1} "
                             f"(the sampler has {count} steps)")
@@ -158,15 +161,14 @@ class Trainer:
 
     def reward_term(self, trajectory: Trajectory, cond) -> torch.Tensor | None:
         """The regularizer's optional term of each sample's reward (every rank's), or None."""
-        reward_term = getattr(self.parts.regularizer, "reward_term", None)
-        if reward_term is None:
-            return None
         regularizer = self.parts.regularizer
+        if not isinstance(regularizer, HasRewardTerm):
+            return None
         context = RolloutContext(
             policy=self.parts.policy, reference=self.reference if regularizer.needs_reference else None,
             sampler=self.parts.sampler, trajectory=trajectory, cond=cond, group_size=self.cfg.group_size)
         with torch.no_grad():
-            return gather(reward_term(context).float(), self.world)
+            return gather(regularizer.reward_term(context).float(), self.world)
 
     def rollout(self, batch: DataBatch, generator: torch.Generator):
         """This rank's trajectories and conditions, and every rank's reward values (by reward key)."""
@@ -250,7 +252,7 @@ class Trainer:
             self.evaluate(self.cfg.iterations)
         self.save_samples("samples_final.png")
         if main:
-            keys = ["reward_mean", f"loss_{self.parts.regularizer.name}", "grad_norm"]
+            keys = ["reward_mean", loss_key(self.parts.regularizer.name), "grad_norm"]
             plot_metrics(self.records, keys, self.output / "metrics.png", self.output.name)
 
     def _evaluates_at(self, index: int) -> bool:

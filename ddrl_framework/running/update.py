@@ -14,16 +14,18 @@ import attrs
 import torch
 from torch import Tensor
 
+from ddrl_framework.contexts import StepContext, UpdateContext
 from ddrl_framework.distributed.sharding import Layout
 from ddrl_framework.errors import UserError
 from ddrl_framework.evaluation.evaluator import Evaluator
 from ddrl_framework.evaluation.scoring import WeightedReward, weighted_total
 from ddrl_framework.kit.fused import with_transitions
 from ddrl_framework.kit.policy_gradient import clipped_policy_loss, group_advantages, tilt_log_normalizer
-from ddrl_framework.protocols import Policy, Regularizer, Sampler
+from ddrl_framework.protocols import HasUpdateLoss, Policy, Regularizer, Sampler
+from ddrl_framework.roles import POLICY_LOSS_KEY
 from ddrl_framework.running.config import TrainConfig
 from ddrl_framework.running.nonfinite import NonFiniteGuard
-from ddrl_framework.types import DataBatch, StepContext, Trajectory, UpdateContext
+from ddrl_framework.types import DataBatch, Trajectory
 
 
 def advantages(cfg: TrainConfig, rewards: Sequence[WeightedReward], values: dict[str, Tensor], *,
@@ -135,11 +137,11 @@ class PolicyUpdate:
                                                  trajectory.log_probs[k], rollout.advantages, self.cfg.clip_range)
         regularizer = self.regularizer.loss(context)
         once = self.update_losses(rollout) if last else {}
-        for key, value in {"loss_policy": loss_policy, **regularizer, **once}.items():
+        for key, value in {POLICY_LOSS_KEY: loss_policy, **regularizer, **once}.items():
             self.nonfinite.check(value, f"{key} at sampler step {k}")
         loss = (loss_policy + sum(regularizer.values())) / self.per_update  # the window's mean
         (loss + sum(once.values()) if once else loss).backward()
-        return {"loss_policy": loss_policy, **regularizer, **once, **stats}
+        return {POLICY_LOSS_KEY: loss_policy, **regularizer, **once, **stats}
 
     def step_context(self, rollout: Rollout, k: int, first: bool) -> StepContext:
         """What the regularizer sees at step ``k``: only what it declares it needs (the
@@ -157,11 +159,10 @@ class PolicyUpdate:
 
     def update_losses(self, rollout: Rollout) -> dict[str, Tensor]:
         """The regularizer's optional once-per-optimizer-step losses (``update_loss``)."""
-        update_loss = getattr(self.regularizer, "update_loss", None)
-        if update_loss is None:
-            return {}
         needs = self.regularizer
-        return update_loss(UpdateContext(
+        if not isinstance(needs, HasUpdateLoss):
+            return {}
+        return needs.update_loss(UpdateContext(
             policy=self.policy, reference=self.reference if needs.needs_reference else None,
             trajectory=rollout.trajectory, group_size=self.cfg.group_size,
             data=rollout.batch if needs.needs_data else None, generator=rollout.generator))

@@ -10,19 +10,13 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from ddrl_framework.contexts import EvalContext, StepContext, UpdateContext
 from ddrl_framework.kit.chain import rollout_chain
-from ddrl_framework.kit.forward_process import DdpmProcess
+from ddrl_framework.kit.forward_process import DdpmProcess, ForwardProcessDelegation
 from ddrl_framework.kit.fused import with_transitions
 from ddrl_framework.kit.module_weights import ModuleWeights
 from ddrl_framework.protocols import Policy, Regularizer, Sampler
-from ddrl_framework.types import (
-    DataBatch,
-    EvalContext,
-    Gaussian,
-    StepContext,
-    Trajectory,
-    UpdateContext,
-)
+from ddrl_framework.types import DataBatch, Gaussian, Trajectory
 
 
 def _cosine_alphas_cumprod(steps: int) -> Tensor:
@@ -42,7 +36,7 @@ class _TinyDenoiser(nn.Module):
         return self.conv(torch.cat([x, time], dim=1))
 
 
-class FakePolicy(ModuleWeights):
+class FakePolicy(ForwardProcessDelegation, ModuleWeights):
     """A one-convolution epsilon predictor with a cosine DDPM schedule; images ``[B, C, S, S]``."""
 
     def __init__(self, channels: int = 1, size: int = 8, seed: int = 0, frozen: bool = False):
@@ -61,15 +55,6 @@ class FakePolicy(ModuleWeights):
 
     def predict(self, x_t: Tensor, t: Tensor, cond) -> Tensor:
         return self.model(x_t, t.expand(x_t.shape[0]))
-
-    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        return self.forward_process.add_noise(x0, noise, t)
-
-    def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        return self.forward_process.training_target(x0, noise, t)
-
-    def diffusion_loss(self, x0, cond, *, noise=None, t=None, generator=None) -> Tensor:
-        return self.forward_process.diffusion_loss(self.predict, x0, cond, noise=noise, t=t, generator=generator)
 
     def decode(self, latents: Tensor) -> Tensor:
         return ((latents + 1) / 2).clamp(0, 1)

@@ -56,3 +56,9 @@ def nonzero_count(tensors: Iterable[torch.Tensor | None]) -> tuple[int, int]:
     """How many of ``tensors`` (gradients) are non-zero somewhere, and how many there are."""
     values = list(tensors)
     return sum(1 for g in values if g is not None and bool(g.abs().sum() > 0)), len(values)
+
+
+def first_line(error: BaseException) -> str:
+    """``TypeName: the error's first line`` (torch's argument errors run over many lines)."""
+    lines = str(error).splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__

@@ -21,7 +21,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from ddrl_framework.protocols import Policy, Regularizer, Sampler
+from ddrl_framework.protocols import HasExtraStates, HasUpdateLoss, Policy, Regularizer, Sampler
+from ddrl_framework.roles import LOSS_PREFIX, loss_key
 from ddrl_framework.testing.fakes import FakeBackbone, Needs, make_step_context, make_update_context, perturb
 from ddrl_framework.testing.messages import brief, nonzero_count, protocol_message, shape
 
@@ -54,7 +55,7 @@ def check_named_scalars(losses, what: str, required: str | None = None) -> None:
     if required is not None:
         assert required in losses, f"{what} returned keys {keys}; expected '{required}'"
     for key, value in losses.items():
-        assert isinstance(key, str) and key.startswith("loss_"), (
+        assert isinstance(key, str) and key.startswith(LOSS_PREFIX), (
             f"{what} returned key {key!r}; expected 'loss_*'")
         assert isinstance(value, Tensor), f"{what}['{key}'] is a {type(value).__name__}; expected a tensor"
         assert value.ndim == 0, f"{what}['{key}'] has shape {shape(value)}; expected a scalar []"
@@ -135,14 +136,14 @@ class RegularizerContract(FakeBackbone):
 
     def test_returns_its_named_finite_scalar(self, setup):
         name = setup.regularizer.name
-        check_named_scalars(self._losses(setup), "loss()", required=f"loss_{name}")
+        check_named_scalars(self._losses(setup), "loss()", required=loss_key(name))
 
     def test_gradients_are_not_zero_where_the_loss_is_not(self, setup):
         check_gradients(self._losses(setup), setup.policy, "loss()")
 
     def test_update_loss_is_named_finite_and_differentiable(self, setup):
         regularizer = setup.regularizer
-        if not hasattr(regularizer, "update_loss"):
+        if not isinstance(regularizer, HasUpdateLoss):
             pytest.skip("the regularizer has no update_loss()")
         context = self.make_update_context(setup)
         losses = call_loss(regularizer.update_loss, context, regularizer, "update_loss()")
@@ -151,7 +152,7 @@ class RegularizerContract(FakeBackbone):
 
     def test_extra_states_give_the_losses_of_separate_calls(self, setup):
         regularizer = setup.regularizer
-        if not hasattr(regularizer, "extra_states"):
+        if not isinstance(regularizer, HasExtraStates):
             pytest.skip("the regularizer has no extra_states()")
         fused = call_loss(regularizer.loss, self.make_context(setup, fuse_extra=True), regularizer,
                           "loss() with extra_states")

@@ -1,4 +1,5 @@
-"""The Sampler contract suite: the rollout's record, its reproducibility, ratio == 1 on policy,
+"""The Sampler contract suite: the rollout's record, its reproducibility (from a generator and
+from the ``NoiseStream`` a rollout gets under torchrun), ratio == 1 on policy,
 log-probs against ``torch.distributions``, gradients, trainability, and zero noise against the
 scheduler the sampler names (docs/concepts.md, "Sampler")."""
 
@@ -8,10 +9,18 @@ import pytest
 import torch
 
 from ddrl_framework.kit.scheduler_match import names_a_scheduler, scheduler_gap
-from ddrl_framework.protocols import Policy, Sampler
+from ddrl_framework.protocols import HasDeterministicVariant, Policy, Sampler
 from ddrl_framework.testing.fakes import FakePolicy, fake_batch, pixel_shape
-from ddrl_framework.testing.messages import brief, max_gap, nonzero_count, protocol_message, shape
+from ddrl_framework.testing.messages import (
+    brief,
+    first_line,
+    max_gap,
+    nonzero_count,
+    protocol_message,
+    shape,
+)
 from ddrl_framework.testing.pipeline_fidelity import check_matches_pipeline
+from ddrl_framework.types import NoiseStream
 
 
 class SamplerContract:
@@ -73,6 +82,27 @@ class SamplerContract:
             "expected equal")
         assert not torch.equal(a.latents, c.latents), "rollouts from generator seeds 1 and 2 are equal"
 
+    def _stream_rollout(self, setup, seed):
+        """A rollout whose step noise comes as under torchrun: a ``NoiseStream`` of ``num_steps`` steps."""
+        policy, sampler, cond, noise = setup
+        steps = torch.randn((sampler.num_steps, *noise.shape), generator=torch.Generator().manual_seed(seed))
+        try:
+            return sampler.rollout(policy, cond, noise, NoiseStream(steps.to(noise.device)))
+        except Exception as error:
+            raise AssertionError(
+                f"rollout(policy, cond, noise, NoiseStream) raised {first_line(error)}; under "
+                "torchrun the step noise comes as a NoiseStream, not a torch.Generator: draw it with "
+                "Gaussian.sample(generator) or ddrl_framework.types.standard_normal(like, generator)"
+            ) from error
+
+    def test_rollout_is_reproducible_from_a_noise_stream(self, setup):
+        a, b, c = (self._stream_rollout(setup, seed) for seed in (1, 1, 2))
+        assert torch.equal(a.latents, b.latents), (
+            f"two rollouts from NoiseStreams of the same seed differ by up to "
+            f"{max_gap(a.latents, b.latents):.3g}; expected equal")
+        assert not torch.equal(a.latents, c.latents), (
+            "rollouts from NoiseStreams of seeds 1 and 2 are equal: the rollout ignores the stream")
+
     def test_ratio_is_exactly_one_on_policy(self, setup):
         """The training pass recomputes the rollout's log-probs bit for bit (ratio == 1)."""
         policy, sampler, cond, _ = setup
@@ -120,7 +150,7 @@ class SamplerContract:
 
     def test_check_trainable_refuses_the_deterministic_variant(self, setup):
         policy, sampler, cond, noise = setup
-        if not hasattr(sampler, "deterministic"):
+        if not isinstance(sampler, HasDeterministicVariant):
             pytest.skip("the sampler has no deterministic() variant")
         ode, steps = sampler.deterministic(), list(range(sampler.num_steps))
         step = ode.transition(policy, noise, 0, cond)

@@ -29,9 +29,9 @@ import attrs
 import torch
 from torch import Tensor
 
+from ddrl_framework.contexts import EvalContext
 from ddrl_framework.evaluation.frechet import frechet_distance, weighted_moments
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.types import EvalContext
 from ddrl_plugins.shared.open_clip_models import as_frames, image_features
 
 

@@ -20,13 +20,13 @@ from typing import Literal
 import attrs
 import torch
 
+from ddrl_framework.contexts import EvalContext
 from ddrl_framework.evaluation.frechet import (
     frechet_distance,
     target_weights,
     weighted_moments,
 )
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.types import EvalContext
 from ddrl_plugins.metrics.recognizable import HackRate, Recognizable
 from ddrl_plugins.shared.digits_classifier import digits_classifier
 

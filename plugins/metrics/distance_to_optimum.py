@@ -31,12 +31,12 @@ import attrs
 import torch
 from torch import Tensor
 
+from ddrl_framework.contexts import EvalContext
 from ddrl_framework.evaluation.energy import energy_distance, mean_distance
 from ddrl_framework.evaluation.evaluator import repeat_to
 from ddrl_framework.evaluation.optima import exact_draws, exp_tilt, forward_kl
 from ddrl_framework.hookspecs import hookimpl
 from ddrl_framework.kit.seeding import make_generator
-from ddrl_framework.types import EvalContext
 
 TargetName = Literal["data", "tilt", "reference-tilt", "forward-kl"]
 

@@ -21,10 +21,10 @@ from typing import Any
 import attrs
 import torch
 
+from ddrl_framework.contexts import EvalContext
 from ddrl_framework.errors import UserError
 from ddrl_framework.hookspecs import hookimpl
 from ddrl_framework.registry import Registry, load_registry
-from ddrl_framework.types import EvalContext
 
 
 @hookimpl

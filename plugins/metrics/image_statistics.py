@@ -23,8 +23,8 @@ import attrs
 import torch
 from torch import Tensor
 
+from ddrl_framework.contexts import EvalContext
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.types import EvalContext
 
 LUMA = (0.299, 0.587, 0.114)  # Rec. 601
 

@@ -21,8 +21,8 @@ import attrs
 import torch
 from torch import Tensor
 
+from ddrl_framework.contexts import EvalContext
 from ddrl_framework.options import bounded
-from ddrl_framework.types import EvalContext
 from ddrl_plugins.shared.digits import split_digits
 from ddrl_plugins.shared.digits_classifier import digits_classifier
 from ddrl_plugins.shared.digits_logistic import logistic_log_probs

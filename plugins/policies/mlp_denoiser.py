@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.kit.forward_process import DdpmProcess, gaussian_denoiser
+from ddrl_framework.kit.forward_process import DdpmProcess, ForwardProcessDelegation, gaussian_denoiser
 from ddrl_framework.kit.module_weights import ModuleWeights
 from ddrl_framework.types import DataBatch
 
@@ -117,7 +117,7 @@ def _alphas_cumprod(config: MlpConfig) -> Tensor:
     return scheduler.alphas_cumprod.float()
 
 
-class MlpPolicy(ModuleWeights):
+class MlpPolicy(ForwardProcessDelegation, ModuleWeights):
     """Owns an :class:`MlpNet` and its ``DdpmProcess``; ``sample_shape = (d,)``."""
 
     def __init__(self, net: MlpNet, config: MlpConfig, frozen: bool = False,
@@ -138,17 +138,6 @@ class MlpPolicy(ModuleWeights):
 
     def predict(self, x_t: Tensor, t: Tensor, cond: None) -> Tensor:
         return self.net(x_t, t.to(x_t.device).expand(x_t.shape[0]))
-
-    # --- the forward process ----------------------------------------------------------
-    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        return self.forward_process.add_noise(x0, noise, t)
-
-    def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        return self.forward_process.training_target(x0, noise, t)
-
-    def diffusion_loss(self, x0, cond, *, noise=None, t=None, generator=None) -> Tensor:
-        """Mean squared error to ``training_target`` at uniform timesteps (the "simple" loss)."""
-        return self.forward_process.diffusion_loss(self.predict, x0, cond, noise=noise, t=t, generator=generator)
 
     # --- points, not pixels -----------------------------------------------------------
     def decode(self, latents: Tensor) -> Tensor:

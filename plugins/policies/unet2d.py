@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.kit.forward_process import DdpmProcess
+from ddrl_framework.kit.forward_process import DdpmProcess, ForwardProcessDelegation
 from ddrl_framework.kit.module_weights import ModuleWeights
 from ddrl_framework.types import DataBatch
 
@@ -28,7 +28,7 @@ def register_policies(register):
     register("unet2d", build_unet2d_policy, forward_process="ddpm")
 
 
-class Unet2DPolicy(ModuleWeights):
+class Unet2DPolicy(ForwardProcessDelegation, ModuleWeights):
     """Owns a ``UNet2DModel`` (the trainable denoiser) and its ``DDPMScheduler`` forward process."""
 
     def __init__(self, model: UNet2DModel, scheduler: DDPMScheduler, frozen: bool = False,
@@ -62,17 +62,6 @@ class Unet2DPolicy(ModuleWeights):
     def predict(self, x_t: Tensor, t: Tensor, cond: Tensor | None) -> Tensor:
         t = t.to(x_t.device).expand(x_t.shape[0])
         return self.model(x_t, t, class_labels=cond).sample
-
-    # --- the forward process ----------------------------------------------------------
-    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        return self.forward_process.add_noise(x0, noise, t)
-
-    def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        return self.forward_process.training_target(x0, noise, t)
-
-    def diffusion_loss(self, x0, cond, *, noise=None, t=None, generator=None) -> Tensor:
-        """Mean squared error to ``training_target`` at uniformly drawn timesteps ("simple" loss)."""
-        return self.forward_process.diffusion_loss(self.predict, x0, cond, noise=noise, t=t, generator=generator)
 
     # --- pixels -----------------------------------------------------------------------
     def decode(self, latents: Tensor) -> Tensor:

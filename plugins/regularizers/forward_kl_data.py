@@ -35,8 +35,10 @@ import attrs
 import torch
 from torch import Tensor
 
+from ddrl_framework.contexts import StepContext
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.types import ExtraStates, Gaussian, StepContext
+from ddrl_framework.protocols import HasPosterior
+from ddrl_framework.types import ExtraStates, Gaussian
 
 
 @hookimpl
@@ -122,7 +124,7 @@ class ForwardKLData:
     def _posterior_sampler(context: StepContext):
         """The context's sampler, which must have ``posterior`` for the KL in nats."""
         sampler = context.sampler
-        if sampler is None or not hasattr(sampler, "posterior"):
+        if not isinstance(sampler, HasPosterior):
             raise ValueError("forward-kl-data with unit = \"nats\" needs a sampler with posterior(policy, "
                              "x_k, k, x0) (ddim-sde and flow-sde have it); or set unit = \"paper\"")
         return sampler

@@ -37,8 +37,9 @@ import attrs
 import torch
 from torch import Tensor
 
+from ddrl_framework.contexts import RolloutContext, StepContext
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.types import Gaussian, RolloutContext, StepContext
+from ddrl_framework.types import Gaussian
 
 ANALYTIC_ALONE = ("kl-in-reward: estimator = \"analytic\" without per_step follows only the part of the path "
                   "KL's gradient through the sampled states, and has no fixed point near p_ref exp(r / beta): "

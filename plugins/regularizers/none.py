@@ -6,8 +6,8 @@ import attrs
 import torch
 from torch import Tensor
 
+from ddrl_framework.contexts import StepContext
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.types import StepContext
 
 
 @hookimpl

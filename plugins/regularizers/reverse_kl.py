@@ -10,8 +10,8 @@ from __future__ import annotations
 import attrs
 from torch import Tensor
 
+from ddrl_framework.contexts import StepContext
 from ddrl_framework.hookspecs import hookimpl
-from ddrl_framework.types import StepContext
 
 
 @hookimpl
