@@ -16,7 +16,7 @@ run: $(VENV)/.installed
 	$(VENV)/bin/ddrl compare $(CONFIG)
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow"

@@ -98,7 +98,7 @@ def _plugin_commands(commands: argparse._SubParsersAction) -> None:
     new_plugin.add_argument("role", choices=list(ROLES), help="what the plugin registers")
     new_plugin.add_argument("name", help="the component's registry name, e.g. center-mass (the package is "
                             "ddrl-<name>, its module ddrl_<name>)")
-    new_plugin.add_argument("--directory", metavar="DIR", help="where to write it (default: ./ddrl-<name>)")
+    new_plugin.add_argument("--directory", metavar="DIR", help="the package folder itself, new or empty (default: ./ddrl-<name>)")
 
 
 def _train(args: argparse.Namespace) -> None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ddrl_framework.kit.experts import TimestepExperts
-from ddrl_framework.kit.pipeline_fidelity import pipeline_gap
+from ddrl_framework.kit.pipeline_fidelity import pipeline_gaps
 from ddrl_framework.registry import load_registry
 from ddrl_framework.types import DataBatch
 
@@ -38,9 +38,10 @@ def test_routing_every_step_to_one_expert_is_seen_by_the_fidelity_check():
     low-noise one after; a policy that used the high one throughout parts from it."""
     policy = wan22()
     sampler = REGISTRY.build("sampler", "flow-sde", {"denoising_steps": 4}, "[sampler]")
-    assert pipeline_gap(policy, sampler) <= 1e-4
+    assert pipeline_gaps(policy, sampler).worst <= 1e-4
     policy.denoiser.boundary = 0.0
-    assert pipeline_gap(policy, sampler) > 0.01
+    gaps = pipeline_gaps(policy, sampler)
+    assert gaps.first_step <= 1e-4 and gaps.rollout > 0.01  # the first step is the high expert's in both
 
 
 @pytest.mark.parametrize("lora_rank", [0, 2])

@@ -138,7 +138,7 @@ def test_an_installed_plugin_package_is_found_through_its_entry_point(installed_
 def test_environment_variables_limit_which_plugins_load(installed_plugin, env, found):
     result = _ddrl(["plugins"], env, installed_plugin)
     assert result.returncode == 0, result.stderr
-    assert ("center-mass" in result.stdout) is found
+    assert ("plugin center-mass" in result.stdout) is found  # else listed as "installed, not loaded"
     assert "unet2d" in result.stdout  # built-ins always load
 
 

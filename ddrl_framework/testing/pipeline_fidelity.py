@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ddrl_framework.kit.pipeline_fidelity import TOLERANCE, pipeline_gap
+from ddrl_framework.kit.pipeline_fidelity import TOLERANCE, PipelineGaps, pipeline_gaps
 
 
-def check_matches_pipeline(policy: Any, sampler: Any, tolerance: float = TOLERANCE) -> float:
-    gap = pipeline_gap(policy, sampler)
-    assert gap <= tolerance, (
-        f"the policy's zero-noise rollout differs from {type(policy.pipeline).__name__}.__call__ by "
-        f"{gap:.3g} of the pipeline's latent std (at most {tolerance:g} expected): the denoiser's inputs, "
-        "its timestep scale, the text encoding, guidance or the schedule differ from the pipeline's")
-    return gap
+def check_matches_pipeline(policy: Any, sampler: Any, tolerance: float = TOLERANCE) -> PipelineGaps:
+    gaps = pipeline_gaps(policy, sampler)
+    name = f"{type(policy.pipeline).__name__}.__call__"
+    assert gaps.first_step <= tolerance, (
+        f"one denoiser call differs from {name}'s first step by {gaps.first_step:.3g} of the pipeline's latent "
+        f"std (at most {tolerance:g} expected): the denoiser's inputs, its timestep scale, the text encoding "
+        "or guidance differ from the pipeline's")
+    assert gaps.rollout <= tolerance, (
+        f"the policy's zero-noise rollout differs from {name} by {gaps.rollout:.3g} of the pipeline's latent "
+        f"std (at most {tolerance:g} expected), while the first step matches: the schedule differs")
+    return gaps
