@@ -100,9 +100,17 @@ def error_paths(error: BaseException, path: str = "", type_: Any = None) -> list
     return [(_message(error, type_), path)]
 
 
-def describe_error(error: Exception, where: str) -> str:
-    """One line per problem, each naming its key path below ``where``."""
-    return "\n".join(f"  {message} @ {path}" for message, path in error_paths(error, where))
+def key_error(where: str, message: str) -> str:
+    """The one format of an error at a config key: where (the file and the key path), then what
+    is wrong: ``configs/x.toml: train.groups: must be a finite number >= 1, got 0``."""
+    return f"{where}: {message}"
+
+
+def describe_error(error: Exception, where: str, about: str = "") -> str:
+    """One :func:`key_error` line per problem in ``error``, each at its key path below ``where``
+    (``x.toml: [data].classes[1]``), its message after ``about`` (the component, when given)."""
+    return "\n".join(key_error(path, f"{about}: {message}" if about else message)
+                     for message, path in error_paths(error, where))
 
 
 def did_you_mean(name: str, known: typing.Iterable[str]) -> str:
@@ -161,7 +169,7 @@ def _run_validators(factory: Callable[..., Any], values: Mapping[str, Any], wher
         try:
             field.validator(instance, field, value)
         except (TypeError, ValueError) as error:
-            raise UserError(f"{where}.{key}: {component} rejects {value!r}: {error}") from None
+            raise UserError(key_error(f"{where}.{key}", f"{component} rejects {value!r}: {error}")) from None
 
 
 def structure_options(
@@ -183,20 +191,18 @@ def structure_options(
     accepted = set(params)
     for key in options:
         if key not in accepted:
-            raise UserError(
-                f"{where}: unknown option '{key}' for {component}.{did_you_mean(key, accepted)}"
-                f" Known options: {', '.join(sorted(accepted)) or '(none)'}."
-            )
+            raise UserError(key_error(
+                where, f"unknown option '{key}' for {component}.{did_you_mean(key, accepted)}"
+                f" Known options: {', '.join(sorted(accepted)) or '(none)'}."))
     missing = [n for n in accepted if params[n].default is params[n].empty and n not in options]
     if missing:
-        raise UserError(f"{where}: {component} needs option(s): {', '.join(sorted(missing))}.")
+        raise UserError(key_error(where, f"{component} needs option(s): {', '.join(sorted(missing))}."))
     structured = {}
     for key, value in options.items():
         try:
             structured[key] = CONVERTER.structure(value, hints[key]) if key in hints else value
         except Exception as error:
-            raise UserError(f"{where}: wrong value for {component}:\n"
-                            f"{describe_error(error, f'{where}.{key}')}") from None
+            raise UserError(describe_error(error, f"{where}.{key}", f"wrong value for {component}")) from None
     _run_validators(factory, structured, where, component)
     return structured
 

@@ -29,7 +29,7 @@ import pluggy
 
 from ddrl_framework import hookspecs
 from ddrl_framework.errors import PluginError, UserError
-from ddrl_framework.options import did_you_mean, structure_options
+from ddrl_framework.options import did_you_mean, key_error, structure_options
 from ddrl_framework.roles import HOOKS, ROLES
 
 BUILTIN_DISTRIBUTION = "ddrl-framework"
@@ -285,11 +285,9 @@ class Registry:
             return self._entries[_known_role(role)][name]
         except KeyError:
             known = self.names(role)
-            prefix = f"{where}: " if where else ""
-            raise PluginError(
-                f"{prefix}unknown {ROLES[role].title} '{name}'.{did_you_mean(name, known)}"
-                f" Known: {', '.join(known) or '(none registered)'}.{self._left_out_hint(role, name)}"
-            ) from None
+            message = (f"unknown {ROLES[role].title} '{name}'.{did_you_mean(name, known)}"
+                       f" Known: {', '.join(known) or '(none registered)'}.{self._left_out_hint(role, name)}")
+            raise PluginError(key_error(where, message) if where else message) from None
 
     def _left_out_hint(self, role: str, name: str) -> str:
         """Which installed-but-not-loaded plugin registers ``name`` (found by loading them now)."""
@@ -318,7 +316,7 @@ class Registry:
         except UserError:
             raise
         except (TypeError, ValueError) as error:
-            raise UserError(f"{where}: {entry.component} rejected its options: {error}") from error
+            raise UserError(key_error(where, f"{entry.component} rejected its options: {error}")) from error
 
 
 class _Duplicate(Exception):

@@ -66,8 +66,8 @@ def test_the_pretrained_reference_is_cached(tiny_config, monkeypatch):
 @pytest.mark.parametrize("args,message", [
     (["train", "missing.toml"], "config file not found: missing.toml"),
     (["train", "{config}", "--set", "regularizer.name=forward-kl"], "unknown regularizer 'forward-kl'. Did you mean 'forward-kl-data'?"),
-    (["train", "{config}", "--set", "train.groupz=3"], "extra fields found (groupz) at key train"),
-    (["train", "{config}", "--set", "train.groups=two"], "at key train.groups"),
+    (["train", "{config}", "--set", "train.groupz=3"], "{config}: train: extra fields found (groupz)"),
+    (["train", "{config}", "--set", "train.groups=two"], "{config}: train.groups: expected int"),
     (["train", "{config}", "--set", "sampler.eta=0.0"], "set eta > 0"),
     (["train", "{config}", "--set", "train.trained_denoising_steps=[9]"], "train.trained_denoising_steps: [9] out of range: the sampler 'ddim-sde' has 4 denoising steps, 0..3"),
     (["pretrain", "{config}", "--set", "pretrain.optimizer_steps=0"], "[pretrain] optimizer_steps must be > 0"),

@@ -55,9 +55,9 @@ def test_unquoted_override_values_are_strings():
 
 @pytest.mark.parametrize("text,match", [
     (MINIMAL + "[train]\niterationz = 3\n", r"exp\.toml.*extra fields found \(iterationz\)"),
-    (MINIMAL + "[train]\niterations = \"3\"\n", r"exp\.toml.*expected int.*at key train\.iterations"),
+    (MINIMAL + "[train]\niterations = \"3\"\n", r"exp\.toml: train\.iterations: expected int"),
     (MINIMAL + "[train]\nadvantage_normalization = \"std\"\n", r"train\.advantage_normalization"),
-    (MINIMAL.replace('name = "unet2d"\n', ""), r"missing 'name'.*at key policy"),
+    (MINIMAL.replace('name = "unet2d"\n', ""), r"exp\.toml: policy: missing 'name'"),
     (MINIMAL.replace('output_dir = "runs/x"', ""), r"output_dir"),
     ("seed = [", r"not valid TOML"),
 ])
@@ -115,7 +115,7 @@ def test_a_compare_file_is_an_experiment_and_its_compare_table_is_checked_but_no
     assert experiment.output_dir == str(path.parent / "cmp")
     path.write_text(path.read_text().replace("seeds = [0, 1]", "seeds = [0, 1]\njbos = 2"))
     for arm in (None, "none"):  # a typo in [compare] is an error with or without --arm
-        with pytest.raises(UserError, match=r"(?s)cmp\.toml.*extra fields found \(jbos\) at key compare"):
+        with pytest.raises(UserError, match=r"cmp\.toml: compare: extra fields found \(jbos\)"):
             load_experiment(path, arm=arm)
 
 

@@ -76,7 +76,8 @@ BROKEN_REGULARIZERS = {
         r"context\.reference_transition is None \(needs_reference_transition is False\)"),
     "a vector, not a scalar": (_Regularizer(lambda c: c.transition.mean.flatten(1).mean(1)),
                                "test_returns_its_named_finite_scalar",
-                               r"has shape \[6\]; expected a scalar \[\]"),
+                               r"\['loss_broken'\] is shape \[6\] torch.float32; expected a dict of 'loss_\*' "
+                               r"names to scalar float tensors"),
 }
 
 
@@ -195,7 +196,8 @@ def test_the_reward_suite_fails_a_reward_that_is_nan_on_black():
 def test_the_reward_suite_fails_a_reward_of_shape_b_by_one():
     suite = _BrokenRewardSuite()
     suite.reward = lambda samples, prompts, metadata: samples.flatten(1).mean(1, keepdim=True)
-    message = r"returned shape \[4, 1\]; expected \[4\] \(one value per sample\)"
+    message = (r"on random samples \[4, 1, 8, 8\]: the reward returned shape \[4, 1\] torch.float32; "
+               r"expected one float per sample, shape \[4\] \(RewardModel protocol\)")
     with pytest.raises(AssertionError, match=message):
         suite.test_one_finite_float_per_sample()
 

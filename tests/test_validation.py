@@ -35,14 +35,14 @@ CASES = [
     ("train", ["train.trained_denoising_steps=[1, 9]"],
      "{config}: train.trained_denoising_steps: [9] out of range: the sampler 'ddim-sde' has 4 denoising steps"),
     ("train", ["train.trained_denoising_steps=[-1]"],
-     "must be distinct sampler step indices >= 0, got [-1]; leave it out for the sampler's default at key "
-     "train.trained_denoising_steps"),
-    ("train", ["train.groups=0"], "must be a finite number >= 1, got 0 at key train.groups"),
-    ("train", ["train.learning_rate=nan"], "must be a finite number > 0, got nan at key train.learning_rate"),
-    ("train", ["train.iterations=-5"], "must be a finite number >= 0, got -5 at key train.iterations"),
-    ("train", ["train.clip_range=-0.2"], "must be a finite number > 0, got -0.2 at key train.clip_range"),
-    ("train", ["pretrain.batch_size=0"], "must be a finite number >= 1, got 0 at key pretrain.batch_size"),
-    ("train", ["rewards.0.weight=inf"], "must be a finite number, got inf at key rewards[0].weight"),
+     "{config}: train.trained_denoising_steps: must be distinct sampler step indices >= 0, got [-1]; leave it "
+     "out for the sampler's default"),
+    ("train", ["train.groups=0"], "{config}: train.groups: must be a finite number >= 1, got 0"),
+    ("train", ["train.learning_rate=nan"], "{config}: train.learning_rate: must be a finite number > 0, got nan"),
+    ("train", ["train.iterations=-5"], "{config}: train.iterations: must be a finite number >= 0, got -5"),
+    ("train", ["train.clip_range=-0.2"], "{config}: train.clip_range: must be a finite number > 0, got -0.2"),
+    ("train", ["pretrain.batch_size=0"], "{config}: pretrain.batch_size: must be a finite number >= 1, got 0"),
+    ("train", ["rewards.0.weight=inf"], "{config}: rewards[0].weight: must be a finite number, got inf"),
     ("train", ["sampler.name=flow-sde"],
      "{config}: [sampler] name: the sampler 'flow-sde' samples a 'flow-matching' forward process, but the "
      "policy 'unet2d' (plugin 'unet2d' (ddrl-framework 0.1.0)) has a 'ddpm' one: use a sampler for 'ddpm' "
@@ -50,10 +50,10 @@ CASES = [
     ("pretrain", ["rewards.0.name=centre-mass"], "{config}: [[rewards]] #1 name: unknown reward model"),
     ("doctor", ["sampler.name=flow-sde"], "{config}: [sampler] name: the sampler 'flow-sde' samples"),
     ("pretrain", ["metrics=[{name='fid'}]"], "{config}: [[metrics]] #1 name: unknown metric 'fid'"),
-    ("train", ["train.group_size=1"], "must be a finite number >= 2, got 1 at key train.group_size"),
+    ("train", ["train.group_size=1"], "{config}: train.group_size: must be a finite number >= 2, got 1"),
     # a typo inside [compare] is caught by every command, not only by `ddrl compare`
     ("train", ["compare.arms=[{name='none', regularizer={name='none'}, betaz=[1.0]}]"],
-     "extra fields found (betaz) at key compare.arms[0]"),
+     "{config}: compare.arms[0]: extra fields found (betaz)"),
     ("train", ["compare.seeds=[]"], "must list at least one seed, e.g. [0, 1, 2]"),
     ("compare", [], "{config}: no [compare] table, so nothing to compare"),
 ]
@@ -142,7 +142,7 @@ def test_a_typo_in_the_file_is_reported_before_torch_or_any_plugin_loads(tiny_co
             "print(code, sorted(m for m in ('torch', 'ddrl_plugins') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "2 []", result.stdout + result.stderr
-    assert "extra fields found (groupz) at key train" in result.stderr
+    assert "train: extra fields found (groupz)" in result.stderr
 
 
 def test_a_primary_comparison_naming_no_setting_exits_2_before_any_work(tiny_compare_config, no_work, capsys):

@@ -11,6 +11,7 @@ import attrs
 from torch import Tensor
 
 from ddrl_framework.errors import TrainingError, UserError
+from ddrl_framework.kit.role_outputs import check_reward_output
 from ddrl_framework.protocols import RewardModel
 
 
@@ -44,13 +45,10 @@ def _score_one(reward: WeightedReward, pixels: Tensor, prompts: Sequence[str],
         raise
     except Exception as error:
         raise TrainingError(f"{reward.component} raised {type(error).__name__}: {error}; {stopped}") from error
-    expected = (f"expected one float per sample, shape [{pixels.shape[0]}] "
-                f"(RewardModel protocol, samples {list(pixels.shape)})")
-    if not isinstance(out, Tensor):
-        raise TrainingError(f"{reward.component} returned a {type(out).__name__}; {expected}; {stopped}")
-    if out.shape != (pixels.shape[0],) or out.dtype.is_complex:
-        raise TrainingError(f"{reward.component} returned shape {list(out.shape)} {out.dtype}; {expected}; "
-                            f"{stopped}")
+    try:
+        check_reward_output(out, pixels.shape[0], reward.component)
+    except ValueError as error:
+        raise TrainingError(f"{error}, on samples {list(pixels.shape)}; {stopped}") from None
     return out.to(pixels.device).float()
 
 

@@ -16,6 +16,7 @@ from ddrl_framework.errors import UserError
 from ddrl_framework.evaluation.evaluator import Evaluator
 from ddrl_framework.evaluation.scoring import WeightedReward
 from ddrl_framework.kit.cache import config_hash
+from ddrl_framework.options import key_error
 from ddrl_framework.protocols import DataSource, Metric, Policy, Regularizer, Sampler
 from ddrl_framework.registry import Registry
 from ddrl_framework.roles import ROLES
@@ -50,8 +51,8 @@ def build_checked(registry: Registry, role: str, name: str, options: Mapping[str
     component = registry.build(role, name, options, where)
     protocol = ROLES[role].protocol_class()
     if not isinstance(component, protocol):
-        raise UserError(f"{where}: the plugin built a {type(component).__name__}, which does not "
-                        f"implement the {protocol.__name__} protocol (ddrl_framework.protocols)")
+        raise UserError(key_error(where, f"the plugin built a {type(component).__name__}, which does not "
+                                         f"implement the {protocol.__name__} protocol (ddrl_framework.protocols)"))
     return component
 
 
@@ -85,8 +86,6 @@ def build_components(
         key = spec.name.replace("-", "_")
         rewards.append(WeightedReward(key=key, name=spec.name, weight=spec.weight, model=model,
                                       origin=registry.get("reward", spec.name).origin))
-    if not rewards:
-        raise UserError("the config has no [[rewards]]: add at least one, e.g. name = \"brightness\"")
     metrics = []
     for i, spec in enumerate(e.metrics):
         metric = _build(registry, "metric", spec, i)

@@ -24,7 +24,7 @@ import attrs
 import cattrs
 
 from ddrl_framework.errors import UserError
-from ddrl_framework.options import CONVERTER, OutOfRange, bounded, error_paths
+from ddrl_framework.options import CONVERTER, OutOfRange, bounded, error_paths, key_error
 from ddrl_framework.roles import BETA_OPTION, ROLES
 
 
@@ -60,6 +60,12 @@ def _some_seeds(_: Any, attribute: attrs.Attribute, value: tuple[int, ...]) -> N
     if not value:
         raise OutOfRange(attribute.name, "must list at least one seed, e.g. [0, 1, 2] (3 paired seeds "
                          "are the fewest that can conclude)")
+
+
+def _some_rewards(_: Any, attribute: attrs.Attribute, value: tuple[Any, ...]) -> None:
+    if not value:
+        raise OutOfRange(attribute.name, 'must list at least one reward: add a [[rewards]] table, e.g. '
+                         '[[rewards]] name = "brightness"')
 
 
 def _step_indices(_: Any, attribute: attrs.Attribute, value: tuple[int, ...] | None) -> None:
@@ -194,7 +200,7 @@ class Experiment:
         "`[policy]`: the backbone plugin and its options"))
     sampler: Component = attrs.field(metadata=_doc(
         "`[sampler]`: the sampler plugin and its options"))
-    rewards: tuple[RewardSpec, ...] = attrs.field(metadata=_doc(
+    rewards: tuple[RewardSpec, ...] = attrs.field(validator=_some_rewards, metadata=_doc(
         "`[[rewards]]`, one table per reward: `name`, `weight` (default 1.0), options; the reward is the "
         "weighted sum"))
     regularizer: Component = attrs.field(default=Component(name="none"), metadata=_doc(
@@ -441,9 +447,8 @@ def structure(data: Mapping[str, Any], cls: type, source: str, prefix: str = "")
     try:
         return CONVERTER.structure(dict(data), cls)
     except (cattrs.BaseValidationError, OutOfRange) as error:
-        lines = [f"{message} at key {path}" if path else f"{message} at the top level"
-                 for message, path in error_paths(error, prefix.rstrip("."))]
-        raise UserError(f"{source}: invalid config:\n" + "\n".join(f"  {line}" for line in lines)) from None
+        raise UserError("\n".join(key_error(f"{source}: {path}" if path else source, message)
+                                   for message, path in error_paths(error, prefix.rstrip(".")))) from None
 
 
 # keys renamed in 0.2 so that each "steps" says what it counts

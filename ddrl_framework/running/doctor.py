@@ -17,6 +17,7 @@ import torch
 from ddrl_framework.evaluation.scoring import score
 from ddrl_framework.kit.pipeline_fidelity import TOLERANCE as PIPELINE_TOLERANCE
 from ddrl_framework.kit.pipeline_fidelity import pipeline_gaps
+from ddrl_framework.kit.role_outputs import on_policy_ratio_gap
 from ddrl_framework.kit.scheduler_match import names_a_scheduler, scheduler_gap
 from ddrl_framework.kit.seeding import make_generator
 from ddrl_framework.running.components import Components
@@ -52,14 +53,11 @@ def _stochastic_steps(probe: Probe) -> list[int]:
 
 
 def check_ratio(probe: Probe) -> CheckResult:
-    parts, t = probe.parts, probe.trajectory
-    worst = 0.0
-    for k in _stochastic_steps(probe):
-        with torch.no_grad():
-            step = parts.sampler.transition(parts.policy, t.latents[k], k, probe.cond)
-            ratio = torch.exp(step.log_prob(t.latents[k + 1]) - t.log_probs[k])
-        worst = max(worst, float((ratio - 1).abs().max()))
-    return _result("on-policy ratio == 1", worst == 0.0, f"max |ratio - 1| = {worst:.2e}", "0 (bitwise)")
+    """The one on-policy ratio check (``kit.role_outputs``), as the sampler contract suite runs it."""
+    parts = probe.parts
+    with torch.no_grad():
+        gap = on_policy_ratio_gap(parts.sampler, parts.policy, probe.trajectory, probe.cond, _stochastic_steps(probe))
+    return _result("on-policy ratio == 1", gap.ok, f"max |ratio - 1| = {gap.worst:.2e}", "0 (bitwise)")
 
 
 def check_log_prob_scale(probe: Probe) -> CheckResult:

@@ -2,14 +2,14 @@
 returns something other than its protocol says, stops the run with a :class:`TrainingError`
 (exit code 3) naming the component, its plugin and distribution, and what was expected. It stops
 before that update is applied, so the weights and every checkpoint are as they were. (Rewards
-are checked where they are scored: ``evaluation.scoring``.)
+are checked where they are scored: ``evaluation.scoring``.) What each output must be is checked
+by ``kit.role_outputs``, the same functions ``ddrl doctor`` and the contract suites call.
 
 A non-finite loss is not a contract breach here: ``train.on_nonfinite`` decides (stop or skip).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ddrl_framework.errors import TrainingError, UserError
-from ddrl_framework.roles import LOSS_PREFIX
+from ddrl_framework.kit.role_outputs import check_metric_output, check_regularizer_losses
 
 STOPPED = "the run stopped there; the checkpoints already written are intact"
 
@@ -33,17 +33,13 @@ def _call(component: str, method: str, function: Callable[[Any], Any], context: 
 
 
 def check_losses(losses: Any, component: str, method: str) -> dict[str, Tensor]:
-    """``losses`` is what the Regularizer protocol says: a dict of ``loss_*`` scalar float tensors."""
-    expected = "expected a dict of 'loss_*' names to scalar float tensors (Regularizer protocol)"
-    if not isinstance(losses, dict):
-        raise TrainingError(f"{component}: {method} returned a {type(losses).__name__}; {expected}; {STOPPED}")
+    """``losses`` is what the Regularizer protocol says (``kit.role_outputs``), each carrying a
+    gradient where it is not zero."""
+    try:
+        check_regularizer_losses(losses, f"{component}: {method}")
+    except ValueError as error:
+        raise TrainingError(f"{error}; {STOPPED}") from None
     for key, value in losses.items():
-        if not (isinstance(key, str) and key.startswith(LOSS_PREFIX)):
-            raise TrainingError(f"{component}: {method} returned the key {key!r}; {expected}; {STOPPED}")
-        if not isinstance(value, Tensor) or value.ndim != 0 or not value.dtype.is_floating_point:
-            got = (f"shape {list(value.shape)} {value.dtype}" if isinstance(value, Tensor)
-                   else type(value).__name__)
-            raise TrainingError(f"{component}: {method}['{key}'] is {got}; {expected}; {STOPPED}")
         if torch.is_grad_enabled() and not value.requires_grad and float(value.detach()) != 0:
             raise TrainingError(
                 f"{component}: {method}['{key}'] = {float(value.detach()):.4g} carries no gradient, so "
@@ -86,16 +82,10 @@ class CheckedMetric:
 
     def __call__(self, context: Any) -> dict[str, float]:
         values = _call(self.component, "its evaluation", self.metric, context)
-        expected = "expected a dict of names to finite floats (Metric protocol)"
-        if not isinstance(values, dict):
-            raise TrainingError(f"{self.component} returned a {type(values).__name__}; {expected}; {STOPPED}")
-        for key, value in values.items():
-            try:
-                finite = isinstance(key, str) and math.isfinite(float(value))
-            except (TypeError, ValueError, RuntimeError):
-                finite = False
-            if not finite:
-                raise TrainingError(f"{self.component} returned {key!r}: {value!r}; {expected}; {STOPPED}")
+        try:
+            check_metric_output(values, self.component)
+        except ValueError as error:
+            raise TrainingError(f"{error}; {STOPPED}") from None
         return values
 
     def __getattr__(self, attribute: str) -> Any:

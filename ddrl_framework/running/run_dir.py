@@ -19,6 +19,7 @@ from ddrl_framework.running.config import (
     to_dict,
 )
 
+CHOOSE_ANOTHER = "choose another output_dir (--set output_dir=...)"
 RESUMABLE_CHANGES = ("train.iterations", "train.device", "train.sharding")  # the results stay the same
 
 
@@ -65,8 +66,7 @@ def check_output_dir(output: Path, experiment: Experiment, resume: bool) -> None
     if not config_file.is_file():
         return
     if not resume:
-        raise UserError(f"{output} already holds a run: pass --resume to continue it, or "
-                        "choose another output_dir (--set output_dir=...)")
+        raise UserError(f"{output} already holds a run: pass --resume to continue it, or {CHOOSE_ANOTHER}")
     stored = json.loads(config_file.read_text())
     if stored.get("identity") != run_identity(experiment):
         changed = config_changes(stored.get("experiment", {}), to_dict(experiment))

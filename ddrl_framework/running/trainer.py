@@ -21,6 +21,7 @@ from ddrl_framework.evaluation.plots import plot_metrics, save_grid
 from ddrl_framework.evaluation.scoring import score_each, weighted_total
 from ddrl_framework.kit.chain import sample_in_chunks
 from ddrl_framework.kit.seeding import make_generator
+from ddrl_framework.options import key_error
 from ddrl_framework.protocols import HasDefaultTrainedSteps, HasRewardTerm
 from ddrl_framework.registry import Registry
 from ddrl_framework.roles import loss_key
@@ -33,9 +34,10 @@ from ddrl_framework.running.metrics_log import MetricsLog
 from ddrl_framework.running.nonfinite import NonFinite, NonFiniteGuard, require_finite
 from ddrl_framework.running.passes import PassCounter
 from ddrl_framework.running.pretrain import pretrain_if_needed
-from ddrl_framework.running.run_dir import check_output_dir, record_config
+from ddrl_framework.running.run_dir import record_config
 from ddrl_framework.running.schedule import learning_rate, set_learning_rate
 from ddrl_framework.running.update import PolicyUpdate, Rollout, advantages, tilt_normalizer
+from ddrl_framework.running.validation import check_output_folder, check_steps_in_range
 from ddrl_framework.types import DataBatch, Trajectory
 
 
@@ -52,7 +54,7 @@ class Trainer:
         self.experiment, self.cfg = experiment, experiment.train
         # where and who: the run folder, the device, this rank's share of each batch
         self.output = Path(experiment.output_dir)
-        check_output_dir(self.output, experiment, resume)
+        check_output_folder(experiment, "the experiment", resume)
         self.device = resolve_device(self.cfg.device)
         self.world = init_world(self.device.type)
         if self.world.distributed and self.device.type == "cuda":
@@ -98,13 +100,11 @@ class Trainer:
         else:  # a deterministic sampler has no default: check_trainable then names its noise knob
             has_default = isinstance(sampler, HasDefaultTrainedSteps)
             steps = (sampler.default_trained_steps(self.parts.policy) if has_default else []) or list(range(count))
-        if not steps or any(not 0 <= k < count for k in steps):
-            raise UserError(f"train.trained_denoising_steps {steps}: each must be in 0..{count - 1} "
-                            f"(the sampler has {count} steps)")
+        check_steps_in_range(steps, count, self.experiment.sampler.name, "the experiment")
         try:
             self.parts.sampler.check_trainable(self.parts.policy, steps)
         except ValueError as error:
-            raise UserError(f"[sampler]: {error}") from None
+            raise UserError(key_error("[sampler]", str(error))) from None
         return steps
 
     def _optimizer(self) -> torch.optim.Optimizer:

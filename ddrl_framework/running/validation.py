@@ -24,17 +24,23 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from ddrl_framework.errors import PluginError, UserError
+from ddrl_framework.options import key_error
 from ddrl_framework.registry import Entry, Registry
 from ddrl_framework.roles import ROLES
 from ddrl_framework.running.config import Experiment, ResolvedExperiment
-from ddrl_framework.running.run_dir import check_output_dir, distribution_of, recorded_components
+from ddrl_framework.running.run_dir import (
+    CHOOSE_ANOTHER,
+    check_output_dir,
+    distribution_of,
+    recorded_components,
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -71,9 +77,6 @@ def validate_experiment(experiment: Experiment, registry: Registry, source: str,
                         writes_output: bool = True, resume: bool = False) -> ResolvedExperiment:
     """``experiment`` checked as the module docstring says, with its components' provenance.
     ``writes_output``: the command writes into ``output_dir`` (``train``, each run of ``compare``)."""
-    if not experiment.rewards:
-        raise UserError(f"{source}: the config has no [[rewards]]: add at least one, e.g. "
-                        "[[rewards]] name = \"brightness\"")
     found = [(section, _entry(registry, section, experiment, source)) for section in sections(experiment)]
     entries = {section.key: entry for section, entry in reversed(found)}  # the first of each key
     check_pairing(entries["policy"], entries["sampler"], registry, source)
@@ -124,8 +127,8 @@ def check_requirements(entry: Entry, where: str) -> None:
         except (ImportError, ValueError):
             found = False
         if not found:
-            raise UserError(f"{where}: {entry.component} needs the package '{module.split('.')[0]}', which is "
-                            f"not installed: {hint}")
+            raise UserError(key_error(where, f"{entry.component} needs the package '{module.split('.')[0]}', "
+                                             f"which is not installed: {hint}"))
 
 
 def check_pairing(policy: Entry, sampler: Entry, registry: Registry, source: str) -> None:
@@ -134,10 +137,11 @@ def check_pairing(policy: Entry, sampler: Entry, registry: Registry, source: str
     if have is None or need is None or have == need:
         return
     fitting = [e.name for e in registry.entries() if e.role == "sampler" and e.forward_process == have]
-    raise UserError(
-        f"{source}: [sampler] name: the sampler '{sampler.name}' samples a '{need}' forward process, but "
+    raise UserError(key_error(
+        f"{source}: [sampler] name",
+        f"the sampler '{sampler.name}' samples a '{need}' forward process, but "
         f"the policy '{policy.name}' ({policy.origin}) has a '{have}' one: use a sampler for '{have}' "
-        f"({', '.join(fitting) or 'none is installed'}), or a policy with a '{need}' process.")
+        f"({', '.join(fitting) or 'none is installed'}), or a policy with a '{need}' process."))
 
 
 def check_trained_steps(experiment: Experiment, registry: Registry, source: str) -> None:
@@ -147,29 +151,36 @@ def check_trained_steps(experiment: Experiment, registry: Registry, source: str)
         return
     spec = experiment.sampler
     count = registry.build("sampler", spec.name, spec.options, f"{source}: [sampler]").num_steps
-    outside = [k for k in steps if k >= count]
+    check_steps_in_range(steps, count, spec.name, source)
+
+
+def check_steps_in_range(steps: Sequence[int], count: int, sampler: str, source: str) -> None:
+    """The one check of trained steps against the sampler's ``count`` steps (before any work, and
+    by the trainer on the steps it trains, the sampler's default ones included)."""
+    outside = [k for k in steps if not 0 <= k < count]
     if outside:
-        raise UserError(f"{source}: train.trained_denoising_steps: {outside} out of range: the sampler "
-                        f"'{spec.name}' has {count} denoising steps, 0..{count - 1}")
+        raise UserError(key_error(f"{source}: train.trained_denoising_steps",
+                                  f"{outside} out of range: the sampler '{sampler}' has {count} denoising "
+                                  f"steps, 0..{count - 1}"))
 
 
 def check_output_folder(experiment: Experiment, source: str, resume: bool) -> None:
-    """``output_dir`` can be a run folder: no file in its way, writable, and no other run in it."""
+    """``output_dir`` can be a run folder: no file in its way, writable, and no other run in it
+    (``--resume`` continues the run of the same config there)."""
     check_writable_folder(Path(experiment.output_dir), source)
     check_output_dir(Path(experiment.output_dir), experiment, resume)
 
 
 def check_writable_folder(output: Path, source: str) -> None:
     """``output`` is a folder, or can be made one: no file in its way, and writable."""
+    where = f"{source}: output_dir = '{output}'"
     for folder in (output, *output.parents):
         if not folder.exists():
             continue
         if not folder.is_dir():
-            raise UserError(f"{source}: output_dir = '{output}': {folder} is a file, not a folder; "
-                            "choose another output_dir (--set output_dir=...)")
+            raise UserError(key_error(where, f"{folder} is a file, not a folder; {CHOOSE_ANOTHER}"))
         if not os.access(folder, os.W_OK | os.X_OK):
-            raise UserError(f"{source}: output_dir = '{output}': cannot write into {folder}; "
-                            "choose another output_dir (--set output_dir=...)")
+            raise UserError(key_error(where, f"cannot write into {folder}; {CHOOSE_ANOTHER}"))
         return
 
 

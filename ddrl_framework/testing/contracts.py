@@ -12,6 +12,7 @@ import math
 import pytest
 import torch
 
+from ddrl_framework.kit.role_outputs import check_reward_output
 from ddrl_framework.protocols import DataSource, Metric, RewardModel
 from ddrl_framework.testing.fakes import FakeBackbone, make_eval_context
 from ddrl_framework.testing.logger_contract import LoggerContract
@@ -49,15 +50,14 @@ class RewardModelContract:
         return torch.rand(like.shape, generator=torch.Generator().manual_seed(7)).to(like)
 
     def _score(self, reward, samples: torch.Tensor, what: str) -> torch.Tensor:
-        """The reward of ``samples``, checked: ``[B]``, floating, finite."""
+        """The reward of ``samples``, checked as a run checks it (``kit.role_outputs``), then
+        stricter: floating and finite."""
         prompts = tuple(f"prompt {i}" for i in range(samples.shape[0]))
         values = reward(samples, prompts, {})
-        expected = (samples.shape[0],)
-        assert isinstance(values, torch.Tensor), (
-            f"on {what} the reward returned a {type(values).__name__}; expected a tensor")
-        assert values.shape == expected, (
-            f"on {what} {shape(samples)} the reward returned shape {shape(values)}; "
-            f"expected {shape(expected)} (one value per sample)")
+        try:
+            check_reward_output(values, samples.shape[0], "the reward")
+        except ValueError as error:
+            raise AssertionError(f"on {what} {shape(samples)}: {error}") from None
         assert values.dtype.is_floating_point, (
             f"on {what} the reward returned {values.dtype}; expected a float dtype")
         assert torch.isfinite(values).all(), (

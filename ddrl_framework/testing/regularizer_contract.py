@@ -21,10 +21,11 @@ import pytest
 import torch
 from torch import Tensor
 
+from ddrl_framework.kit.role_outputs import check_regularizer_losses
 from ddrl_framework.protocols import HasExtraStates, HasUpdateLoss, Policy, Regularizer, Sampler
-from ddrl_framework.roles import LOSS_PREFIX, loss_key
+from ddrl_framework.roles import loss_key
 from ddrl_framework.testing.fakes import FakeBackbone, Needs, make_step_context, make_update_context, perturb
-from ddrl_framework.testing.messages import brief, nonzero_count, protocol_message, shape
+from ddrl_framework.testing.messages import brief, nonzero_count, protocol_message
 
 
 @attrs.frozen(kw_only=True)
@@ -54,12 +55,11 @@ def check_named_scalars(losses, what: str, required: str | None = None) -> None:
     keys = sorted(losses)
     if required is not None:
         assert required in losses, f"{what} returned keys {keys}; expected '{required}'"
+    try:
+        check_regularizer_losses(losses, what)  # as a run checks them
+    except ValueError as error:
+        raise AssertionError(str(error)) from None
     for key, value in losses.items():
-        assert isinstance(key, str) and key.startswith(LOSS_PREFIX), (
-            f"{what} returned key {key!r}; expected 'loss_*'")
-        assert isinstance(value, Tensor), f"{what}['{key}'] is a {type(value).__name__}; expected a tensor"
-        assert value.ndim == 0, f"{what}['{key}'] has shape {shape(value)}; expected a scalar []"
-        assert value.dtype.is_floating_point, f"{what}['{key}'] is {value.dtype}; expected a floating dtype"
         assert math.isfinite(float(value.detach())), (
             f"{what}['{key}'] = {float(value.detach())}; expected finite")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ddrl_framework.kit.role_outputs import on_policy_ratio_gap
 from ddrl_framework.kit.scheduler_match import names_a_scheduler, scheduler_gap
 from ddrl_framework.protocols import HasDeterministicVariant, Policy, Sampler
 from ddrl_framework.testing.fakes import FakePolicy, fake_batch, pixel_shape
@@ -106,15 +107,10 @@ class SamplerContract:
     def test_ratio_is_exactly_one_on_policy(self, setup):
         """The training pass recomputes the rollout's log-probs bit for bit (ratio == 1)."""
         policy, sampler, cond, _ = setup
-        trajectory = self._rollout(setup)
-        for k in range(sampler.num_steps):
-            step = sampler.transition(policy, trajectory.latents[k], k, cond)
-            log_prob = step.log_prob(trajectory.latents[k + 1])
-            assert log_prob.requires_grad, f"step {k}: transition().log_prob carries no gradient"
-            ratio = torch.exp(log_prob - trajectory.log_probs[k])
-            assert torch.equal(ratio, torch.ones_like(ratio)), (
-                f"step {k}: on-policy ratio {brief(ratio)}; expected exactly 1 (the training pass must "
-                "recompute the rollout's log-probs bit for bit)")
+        gap = on_policy_ratio_gap(sampler, policy, self._rollout(setup), cond, range(sampler.num_steps))
+        assert not gap.without_gradient, (
+            f"step(s) {list(gap.without_gradient)}: transition().log_prob carries no gradient")
+        assert gap.ok, gap.message()
 
     def test_log_prob_matches_torch_distributions(self, setup):
         policy, sampler, cond, _ = setup
