@@ -172,16 +172,18 @@ def test_a_primary_comparison_without_its_margin_or_level_exits_2_before_any_wor
 
 
 def test_a_declared_reward_margin_and_level_make_the_primary_comparisons_valid(tiny_compare_config):
-    from ddrl_framework.comparison.compare import load_compare
+    from ddrl_framework.comparison.compare import load_compare, metric_tables
+    from ddrl_framework.comparison.metric_keys import declared_keys
     from ddrl_framework.comparison.verdicts import check_declared
+    from ddrl_framework.registry import load_registry
 
     config = tiny_compare_config()
     config.write_text(config.read_text().replace("[compare]\n", "[compare]\nmatched_reward = [0.5]\n", 1)
                       + '\n[[compare.metrics]]\nkey = "reward_mean"\nmargin = 0.02\n'
                       + '\n[[compare.primary]]\nmetric = "reward_mean"\npair = ["none", "data"]\nview = "equal budget"\n'
                       + '\n[[compare.primary]]\nmetric = "fd"\npair = ["none", "data"]\n')
-    _, compare, _ = load_compare(str(config), [])
-    check_declared(compare, str(config))  # no error
+    base, compare, _ = load_compare(str(config), [])
+    check_declared(compare, str(config), declared_keys(metric_tables(base), load_registry()))  # no error
 
 
 def test_an_unknown_component_a_run_used_names_the_distribution_that_provided_it(tiny_config, no_work, capsys):
