@@ -1,7 +1,7 @@
 """Each metric declares its keys (direction, range, margin) and the comparison reads the
 declarations of the metrics a comparison ran, with ``[[compare.metrics]]`` over them: the
-comparison package names no built-in metric's key, and the metric contract fails a metric that
-declares a key badly or reports a value outside its declared range."""
+comparison package names no built-in metric's key. (The metric contract's checks of the
+declarations fail on broken metrics in tests/test_contract_suites.py.)"""
 
 from __future__ import annotations
 
@@ -11,14 +11,12 @@ import re
 import shutil
 from pathlib import Path
 
-import attrs
 import pytest
 
 from ddrl_framework.comparison.metric_keys import declared_keys, facts, margin_of
 from ddrl_framework.comparison.verdicts import rules
 from ddrl_framework.metric_key import MetricKey
 from ddrl_framework.registry import load_registry
-from ddrl_framework.testing import MetricContract
 
 REGISTRY = load_registry()
 COMPARISON = Path(__file__).parents[1] / "ddrl_framework" / "comparison"
@@ -97,57 +95,3 @@ def test_compare_metrics_override_a_declaration_and_a_metric_not_run_declares_no
 def test_a_malformed_declaration_says_what_is_wrong(key, problem):
     assert any(re.search(problem, p) for p in key.problems()), key.problems()
     assert MetricKey("x", "higher", 0.0, 1.0, margin=0.0).problems() == []
-
-
-# --- the metric contract fails a metric that declares its keys badly ---------------------------------
-
-
-@attrs.frozen
-class _Fraction:
-    """A metric reporting ``{"fraction": value}`` and declaring ``declared``."""
-
-    value: float = 0.5
-    declared: tuple = (MetricKey("fraction", "higher", 0.0, 1.0),)
-    needs_reference = False
-
-    def __call__(self, context) -> dict[str, float]:
-        return {"fraction": self.value}
-
-    def metric_keys(self, options):
-        return self.declared
-
-
-class _BrokenMetricSuite(MetricContract):
-    metric = _Fraction()
-
-    def make_metric(self):
-        return self.metric
-
-
-def _suite(metric) -> _BrokenMetricSuite:
-    suite = _BrokenMetricSuite()
-    suite.metric = metric
-    return suite
-
-
-def test_the_metric_suite_passes_a_well_declared_metric():
-    suite = _suite(_Fraction())
-    suite.test_declared_keys_are_well_formed()
-    suite.test_values_lie_in_their_declared_ranges(suite.make_context())
-
-
-def test_the_metric_suite_fails_a_value_outside_its_declared_range():
-    suite = _suite(_Fraction(value=1.5))
-    with pytest.raises(AssertionError, match=r"fraction = 1.5, outside its declared range \[0.0, 1.0\]"):
-        suite.test_values_lie_in_their_declared_ranges(suite.make_context())
-
-
-@pytest.mark.parametrize("declared, message", [
-    ((MetricKey("fraction", "up"),), r"declares 'fraction' with better = 'up'"),
-    ((MetricKey("fraction", "higher", 1.0, 0.0),), r"the range \[1.0, 0.0\] is empty"),
-    ((MetricKey("fraction", "higher", margin=-1.0),), r"margin = -1.0; expected a finite number >= 0"),
-    (({"name": "fraction"},), r"expected MetricKey items"),
-])
-def test_the_metric_suite_fails_a_malformed_declaration(declared, message):
-    with pytest.raises(AssertionError, match=message):
-        _suite(_Fraction(declared=declared)).test_declared_keys_are_well_formed()

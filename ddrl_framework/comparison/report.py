@@ -16,8 +16,8 @@ import attrs
 
 from ddrl_framework import __version__
 from ddrl_framework.comparison.gallery import extra_sections, write_gallery
-from ddrl_framework.comparison.report_plots import curves, forest, pareto
 from ddrl_framework.comparison.metric_keys import Declared, declared_keys, fidelity_key, summarized
+from ddrl_framework.comparison.report_plots import curves, forest, pareto
 from ddrl_framework.comparison.report_tables import (
     final_rows,
     final_table,
