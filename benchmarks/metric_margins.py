@@ -1,4 +1,4 @@
-"""What the default margins of the digits metrics rest on (comparison/metric_keys.py,
+"""What the default margins of the digits metrics rest on (plugins/metrics/digits_metrics.py,
 docs/comparisons.md "Margins"): how much the FD and the class entropy change when a set of
 samples loses one digit class of ten, against the same data's own sampling spread.
 

@@ -34,10 +34,11 @@ from ddrl_framework.denoising import (
     Policy,
     Sampler,
 )
+from ddrl_framework.metric_key import MetricKey
 from ddrl_framework.types import DataBatch, ExtraStates
 
 __all__ = [
-    "DataSource", "HasDefaultTrainedSteps", "HasDeterministicVariant", "HasExtraStates", "HasPosterior",
+    "DataSource", "DeclaresKeys", "HasDefaultTrainedSteps", "HasDeterministicVariant", "HasExtraStates", "HasPosterior",
     "HasRewardTerm", "HasTrainableModule", "HasUpdateLoss", "Logger", "Metric", "NamesAScheduler", "Policy",
     "Regularizer", "ResumableIterator", "RewardModel", "Sampler",
 ]
@@ -108,11 +109,25 @@ class HasExtraStates(Protocol):
 @runtime_checkable
 class Metric(Protocol):
     """An evaluation metric: ``metric(context) -> {"name": float, ...}`` (keys get an ``eval_``
-    prefix in ``eval.jsonl``). ``needs_reference`` asks the trainer for the frozen reference."""
+    prefix in ``eval.jsonl``). ``needs_reference`` asks the trainer for the frozen reference.
+
+    Optional: a classmethod ``metric_keys(options) -> Sequence[MetricKey]``, the keys it reports
+    with their direction, range and margin, which the comparison judges them by
+    (:class:`DeclaresKeys`)."""
 
     needs_reference: bool
 
     def __call__(self, context: EvalContext) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class DeclaresKeys(Protocol):
+    """A metric whose class declares the keys it reports, from the options of its ``[[metrics]]``
+    table (``name`` left out): each key's good direction, range and margin
+    (:class:`~ddrl_framework.metric_key.MetricKey`). A classmethod: the comparison reads it
+    without building the metric."""
+
+    def metric_keys(self, options: Mapping[str, Any]) -> Sequence[MetricKey]: ...
 
 
 @runtime_checkable

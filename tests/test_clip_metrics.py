@@ -154,5 +154,8 @@ class TestClipTemporalContract(MetricContract):
 
 
 class TestHeldOutRewardContract(MetricContract):
+    def metric_options(self):
+        return {"reward": {"name": "jpeg-compressibility"}}
+
     def make_metric(self):
-        return build("held-out-reward", reward={"name": "jpeg-compressibility"})
+        return build("held-out-reward", **self.metric_options())

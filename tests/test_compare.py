@@ -147,6 +147,6 @@ def test_pairs_and_metrics_are_checked_before_anything_runs(comparison, tmp_path
     path.write_text(text.replace("jobs = 1", 'jobs = 1\npairs = [["none", "reverse-kl@0.1"]]'))
     assert load_compare(path)[1].pairs == (("none", "reverse-kl@0.1"),)
     path.write_text(text.replace("jobs = 1", 'jobs = 1\nmetrics = [{key = "drift_kl", margin = 1.0}]'))
-    with pytest.raises(UserError, match=r"compare.metrics entry 'drift_kl' has no built-in direction"):
+    with pytest.raises(UserError, match=r"compare.metrics entry 'drift_kl' has no declared direction"):
         load_compare(path)
     assert not (tmp_path / "cmp").exists()

@@ -15,9 +15,11 @@ import torch
 from ddrl_framework.contexts import StepContext, UpdateContext
 from ddrl_framework.kit.forward_process import FlowMatchingProcess
 from ddrl_framework.registry import load_registry
+from ddrl_framework.metric_key import MetricKey
 from ddrl_framework.testing import (
     FakePolicy,
     FakeSampler,
+    MetricContract,
     PolicyContract,
     RegularizerContract,
     RewardModelContract,
@@ -373,6 +375,60 @@ class _ShuffledNames(FakePolicy):
 def test_the_policy_suite_fails_a_broken_policy(policy, check, message):
     with pytest.raises(AssertionError, match=message):
         getattr(TestFakePolicyAtBatchSizeFive(), check)(policy)
+
+
+# --- metrics: declared keys -----------------------------------------------------------------
+
+
+@attrs.frozen
+class _Fraction:
+    """A metric reporting ``{"fraction": value}`` and declaring ``declared``."""
+
+    value: float = 0.5
+    declared: tuple = (MetricKey("fraction", "higher", 0.0, 1.0),)
+    needs_reference = False
+
+    def __call__(self, context) -> dict[str, float]:
+        return {"fraction": self.value}
+
+    def metric_keys(self, options):
+        return self.declared
+
+
+class _BrokenMetricSuite(MetricContract):
+    metric = _Fraction()
+
+    def make_metric(self):
+        return self.metric
+
+
+def _suite(metric) -> _BrokenMetricSuite:
+    suite = _BrokenMetricSuite()
+    suite.metric = metric
+    return suite
+
+
+def test_the_metric_suite_passes_a_well_declared_metric():
+    suite = _suite(_Fraction())
+    suite.test_declared_keys_are_well_formed()
+    suite.test_values_lie_in_their_declared_ranges(suite.make_context())
+
+
+def test_the_metric_suite_fails_a_value_outside_its_declared_range():
+    suite = _suite(_Fraction(value=1.5))
+    with pytest.raises(AssertionError, match=r"fraction = 1.5, outside its declared range \[0.0, 1.0\]"):
+        suite.test_values_lie_in_their_declared_ranges(suite.make_context())
+
+
+@pytest.mark.parametrize("declared, message", [
+    ((MetricKey("fraction", "up"),), r"declares 'fraction' with better = 'up'"),
+    ((MetricKey("fraction", "higher", 1.0, 0.0),), r"the range \[1.0, 0.0\] is empty"),
+    ((MetricKey("fraction", "higher", margin=-1.0),), r"margin = -1.0; expected a finite number >= 0"),
+    (({"name": "fraction"},), r"expected MetricKey items"),
+])
+def test_the_metric_suite_fails_a_malformed_declaration(declared, message):
+    with pytest.raises(AssertionError, match=message):
+        _suite(_Fraction(declared=declared)).test_declared_keys_are_well_formed()
 
 
 # --- through pytest, as a plugin author runs them ----------------------------------------------

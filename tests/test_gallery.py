@@ -24,6 +24,8 @@ def make_comparison(folder, video=False):
                   "class_3": 0.2}]
         (path / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
         (path / "metrics.jsonl").write_text(json.dumps({"iteration": 0, "reward_mean": 0.5, "seconds": 1.0}) + "\n")
+        # the metric that reported class_3 declares it summarized by class_entropy
+        (path / "config.json").write_text(json.dumps({"experiment": {"metrics": [{"name": "diversity"}]}}))
         save_grid(torch.full(shape, 0.5), path / "samples_start.png")
         save_grid(torch.full(shape, 0.9 if i == 0 else 0.5), path / "samples_final.png")
     return folder

@@ -70,8 +70,11 @@ class TestFrechetDistance(MetricContract):
 
 
 class TestWeightedFrechetDistance(MetricContract):
+    def metric_options(self):
+        return {"weighting": "forward-kl", "temperature": 0.5, "key": "fd_fkl"}
+
     def make_metric(self):
-        return build("frechet-distance", weighting="forward-kl", temperature=0.5, key="fd_fkl")
+        return build("frechet-distance", **self.metric_options())
 
 
 class TestDiversity(MetricContract):

@@ -9,6 +9,9 @@ from ddrl_framework.comparison.report import write_report
 from ddrl_framework.errors import UserError
 
 
+METRICS = [{"name": "frechet-distance"}, {"name": "diversity"}]  # the runs recorded them: they declare "fd", "class_0"
+
+
 def write_comparison(folder, arms, *, compare=None, references=None, cost=None):
     """A comparison folder. ``arms``: {arm: {seed: [(iteration, reward, fd), ...]}}; every run
     logs one train record per iteration (1 s, a regularizer loss of 0.5 unless the arm is "none";
@@ -28,7 +31,8 @@ def write_comparison(folder, arms, *, compare=None, references=None, cost=None):
                 json.dumps({"iteration": i, "reward_mean": 0.0, "seconds": seconds + (i == 0) * 100,
                             "network_passes": passes, **loss}) + "\n"
                 for i in range(evals[-1][0])))
-            (run / "config.json").write_text(json.dumps({"experiment": {"rewards": [{"name": "brightness", "weight": 1.0}]}}))
+            (run / "config.json").write_text(json.dumps({"experiment": {
+                "rewards": [{"name": "brightness", "weight": 1.0}], "metrics": METRICS}}))
             runs.append({"name": name, "arm": arm, "beta": None, "seed": seed, "dir": f"runs/{name}"})
     seeds = sorted({s for arm in arms.values() for s in arm})
     arm_tables = [{"name": a, "regularizer": {"name": "none" if a == "none" else "reverse-kl"}} for a in arms]
@@ -148,7 +152,7 @@ def test_pairs_naming_no_setting_is_a_user_error(tmp_path):
 def test_a_metric_without_a_direction_must_declare_one(tmp_path):
     arms = {"a": {0: curve(30, 100)}, "b": {0: curve(30, 100)}}
     folder = write_comparison(tmp_path, arms, compare={"metrics": [{"key": "class_3"}]})
-    with pytest.raises(UserError, match=r"compare.metrics entry 'class_3' has no built-in direction"):
+    with pytest.raises(UserError, match=r"compare.metrics entry 'class_3' has no declared direction"):
         write_report(folder)
 
 
@@ -210,12 +214,17 @@ def test_fewer_than_three_seeds_are_warned_about_first(tmp_path):
 
 def test_final_intervals_stay_inside_each_metrics_range():
     """Class entropy over 2 seeds, 0.1 and 0.6: the t interval runs below 0; the table cuts it to
-    [0, 1] (the cut interval still covers the mean wherever the t interval does)."""
-    from ddrl_framework.comparison.report_tables import RANGES, fmt
+    [0, 1], the range its metric declares (the cut interval still covers the mean wherever the t
+    interval does)."""
+    from ddrl_framework.comparison.metric_keys import declared_keys
+    from ddrl_framework.comparison.report_tables import columns, fmt
+    from ddrl_framework.registry import load_registry
 
+    declared = declared_keys([{"name": "diversity"}, {"name": "recognizable"}], load_registry())
+    ranges = {header: bounds for header, _, _, bounds in columns(declared)}
     assert fmt([0.1, 0.6], 2) == "0.35 [-2.83, 3.53]"
-    assert fmt([0.1, 0.6], 2, bounds=RANGES["entropy"]) == "0.35 [0.00, 1.00]"  # normalized by log 10
-    assert fmt([0.1, 0.9], 2, bounds=RANGES["recognizable"]) == "0.50 [0.00, 1.00]"
+    assert fmt([0.1, 0.6], 2, bounds=ranges["class entropy"]) == "0.35 [0.00, 1.00]"  # normalized by log 10
+    assert fmt([0.1, 0.9], 2, bounds=ranges["recognizable"]) == "0.50 [0.00, 1.00]"
 
 
 def test_labels_name_the_unit_of_beta_and_mixed_units_are_said_first(tmp_path):

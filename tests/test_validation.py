@@ -154,6 +154,9 @@ def test_a_primary_comparison_naming_no_setting_exits_2_before_any_work(tiny_com
     assert not (config.parent / "cmp").exists()
 
 
+FD_METRIC = '\n[[metrics]]\nname = "frechet-distance"\n'  # declares "fd", with its default margin
+
+
 @pytest.mark.parametrize("primary, compare_keys, expected", [
     ('metric = "reward_mean"\npair = ["none", "data"]\nview = "equal budget"', "",
      "'reward_mean' has no margin, the smallest difference worth a verdict"),
@@ -164,7 +167,7 @@ def test_a_primary_comparison_without_its_margin_or_level_exits_2_before_any_wor
         tiny_compare_config, no_work, capsys, primary, compare_keys, expected):
     """A verdict's margin and matched-reward level are fixed before the runs, never read off them."""
     config = tiny_compare_config()
-    config.write_text(config.read_text() + f"\n[[compare.primary]]\n{primary}\n")
+    config.write_text(config.read_text() + f"\n[[compare.primary]]\n{primary}\n" + FD_METRIC)
     assert main(["compare", str(config), "--quiet"]) == 2
     error = capsys.readouterr().err
     assert "compare.primary[0]" in error and expected in error
@@ -172,16 +175,18 @@ def test_a_primary_comparison_without_its_margin_or_level_exits_2_before_any_wor
 
 
 def test_a_declared_reward_margin_and_level_make_the_primary_comparisons_valid(tiny_compare_config):
-    from ddrl_framework.comparison.compare import load_compare
+    from ddrl_framework.comparison.compare import load_compare, metric_tables
+    from ddrl_framework.comparison.metric_keys import declared_keys
     from ddrl_framework.comparison.verdicts import check_declared
+    from ddrl_framework.registry import load_registry
 
     config = tiny_compare_config()
     config.write_text(config.read_text().replace("[compare]\n", "[compare]\nmatched_reward = [0.5]\n", 1)
                       + '\n[[compare.metrics]]\nkey = "reward_mean"\nmargin = 0.02\n'
                       + '\n[[compare.primary]]\nmetric = "reward_mean"\npair = ["none", "data"]\nview = "equal budget"\n'
-                      + '\n[[compare.primary]]\nmetric = "fd"\npair = ["none", "data"]\n')
-    _, compare, _ = load_compare(str(config), [])
-    check_declared(compare, str(config))  # no error
+                      + '\n[[compare.primary]]\nmetric = "fd"\npair = ["none", "data"]\n' + FD_METRIC)
+    base, compare, _ = load_compare(str(config), [])
+    check_declared(compare, str(config), declared_keys(metric_tables(base), load_registry()))  # no error
 
 
 def test_an_unknown_component_a_run_used_names_the_distribution_that_provided_it(tiny_config, no_work, capsys):

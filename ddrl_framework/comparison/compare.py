@@ -34,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from ddrl_framework.comparison.floors import measure_floors
+from ddrl_framework.comparison.metric_keys import declared_keys
 from ddrl_framework.comparison.verdicts import check_declared
 from ddrl_framework.errors import UserError
 from ddrl_framework.kit.io import atomic_write_bytes
@@ -50,16 +51,23 @@ from ddrl_framework.running.validation import check_writable_folder, validate_ex
 REFERENCES_VERSION = 2  # 2: target floors out of sample (1: resampled from the set scored against)
 
 
-def load_compare(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Experiment, CompareConfig, list[RunSpec]]:
+def load_compare(path: str | Path, overrides: Sequence[str] = (), registry: Registry | None = None
+                 ) -> tuple[Experiment, CompareConfig, list[RunSpec]]:
     """The base experiment, the comparison, and every run, each validated before anything runs
-    (the one loader, :mod:`ddrl_framework.running.loader`, makes them)."""
+    (the one loader, :mod:`ddrl_framework.running.loader`, makes them); the plugins
+    (``registry``: loaded once the file is structured, when not given) declare the metrics' keys."""
     file = load_file(path, overrides)
     if file.compare_data is None:
         raise UserError(f"{path}: no [compare] table, so nothing to compare: add one with its seeds and "
                         "[[compare.arms]] (docs/comparisons.md), or run the file as it is with `ddrl train`")
     compare = file.comparison()
-    check_declared(compare, str(path))
+    check_declared(compare, str(path), declared_keys(metric_tables(file.base), registry or load_registry()))
     return file.base, compare, file.runs()
+
+
+def metric_tables(experiment: Experiment) -> list[dict[str, Any]]:
+    """The experiment's ``[[metrics]]`` tables: each ``name`` and options."""
+    return [{"name": m.name, **m.options} for m in experiment.metrics]
 
 
 def validate_runs(config: str | Path, base: Experiment, runs: list[RunSpec],
@@ -137,8 +145,8 @@ def run_compare(config: str, overrides: Sequence[str], registry: Registry | None
     structured before the plugins load (``registry``: loaded then when not given)."""
     from ddrl_framework.comparison.report import write_report
 
-    base, compare, runs = load_compare(config, overrides)
     registry = registry or load_registry()
+    base, compare, runs = load_compare(config, overrides, registry)
     if only is not None:
         matching = [r for r in runs if r.name == only]
         if not matching:

@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 import io
-import re
 import statistics
+from collections.abc import Collection
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -20,7 +20,6 @@ from PIL import Image, ImageDraw
 from ddrl_framework.kit.io import atomic_write_bytes
 
 SKIPPED = {"iteration", "seconds"}
-PER_CLASS = re.compile(r"^class_\d+$")  # summarized by class_entropy; ten rows would bury the rest
 LABEL_WIDTH = 160
 
 
@@ -32,10 +31,11 @@ def _cell(values: list[float]) -> str:
     return f"{mean:.4g} ± {sd:.2g}" if len(values) > 1 else f"{mean:.4g}"
 
 
-def metrics_section(settings: dict[str, list[dict]]) -> list[str]:
-    """One row per metric, one column per setting: the last evaluation's value and its change."""
-    keys = sorted(k for k in {k for runs in settings.values() for run in runs for k in run["eval"][-1]} - SKIPPED
-                  if not PER_CLASS.match(k))
+def metrics_section(settings: dict[str, list[dict]], summarized: Collection[str] = ()) -> list[str]:
+    """One row per metric, one column per setting: the last evaluation's value and its change
+    (``summarized``: keys another key sums up, left out)."""
+    keys = sorted({k for runs in settings.values() for run in runs for k in run["eval"][-1]} - SKIPPED
+                  - set(summarized))
     if not keys:
         return []
     labels = list(settings)
@@ -109,8 +109,8 @@ def gallery_section(folder: Path, settings: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
-def extra_sections(folder: Path, settings: dict[str, list[dict]]) -> list[str]:
+def extra_sections(folder: Path, settings: dict[str, list[dict]], summarized: Collection[str] = ()) -> list[str]:
     """Every section this module adds to ``report.md``."""
-    return metrics_section(settings) + gallery_section(folder, settings)
+    return metrics_section(settings, summarized) + gallery_section(folder, settings)
 
 

@@ -16,9 +16,9 @@ import attrs
 
 from ddrl_framework import __version__
 from ddrl_framework.comparison.gallery import extra_sections, write_gallery
+from ddrl_framework.comparison.metric_keys import Declared, declared_keys, fidelity_key, summarized
 from ddrl_framework.comparison.report_plots import curves, forest, pareto
 from ddrl_framework.comparison.report_tables import (
-    FIDELITY,
     final_rows,
     final_table,
     noise_table,
@@ -30,6 +30,8 @@ from ddrl_framework.comparison.report_tables import (
 from ddrl_framework.comparison.verdicts import judge, resolve_pairs, rules
 from ddrl_framework.errors import UserError
 from ddrl_framework.kit.io import atomic_write_bytes
+from ddrl_framework.metric_key import REWARD_KEY
+from ddrl_framework.registry import load_registry
 from ddrl_framework.running.run_dir import distribution_of, recorded_components
 from ddrl_framework.running.metrics_log import read_metrics
 
@@ -94,12 +96,27 @@ def reward_name(folder: Path, manifest: dict) -> str:
     return "reward"
 
 
-def _verdicts(manifest: dict, settings: dict[str, list[dict]]):
+def recorded_metrics(folder: Path, manifest: dict) -> list[dict]:
+    """The ``[[metrics]]`` tables the runs recorded in their ``config.json`` (name and options)."""
+    tables = []
+    for run in manifest["runs"]:
+        config = folder / run["dir"] / "config.json"
+        if config.is_file():
+            tables += json.loads(config.read_text()).get("experiment", {}).get("metrics", [])
+    return tables
+
+
+def declared(folder: Path, manifest: dict) -> Declared:
+    """What the runs' metrics declare of each key they report (comparison/metric_keys.py)."""
+    return declared_keys(recorded_metrics(folder, manifest), load_registry())
+
+
+def _verdicts(manifest: dict, settings: dict[str, list[dict]], keys_declared: Declared):
     compare = manifest["compare"]
     labels = {label: (runs[0]["arm"], runs[0]["beta"]) for label, runs in settings.items()}
     keys = list(dict.fromkeys(k for runs in settings.values() for r in runs for e in r["eval"] for k in e))
     pairs = resolve_pairs(compare, labels)
-    return judge(settings, pairs, rules(compare, keys), compare["seeds"],
+    return judge(settings, pairs, rules(compare, keys, keys_declared), compare["seeds"],
                  budget=compare.get("budget", "iterations"), matched_reward=compare.get("matched_reward", ()),
                  confidence=compare.get("confidence", 0.95), primary=compare.get("primary", ()))
 
@@ -185,19 +202,21 @@ def write_report(folder: str | Path) -> Path:
     confidence = compare.get("confidence", 0.95)
     arm_order = [a["name"] for a in compare["arms"]]
     reward = reward_name(folder, manifest)
-    rows = final_rows(manifest, settings)
-    judgements = _verdicts(manifest, settings)
+    keys_declared = declared(folder, manifest)
+    rows = final_rows(manifest, settings, keys_declared)
+    judgements = _verdicts(manifest, settings, keys_declared)
     _save_verdicts(folder, judgements)
     if judgements:
         forest(judgements, folder / "verdicts.png")
-    curves(settings, arm_order, "reward_mean", folder / "reward.png", f"reward: {reward} (evaluation mean)",
+    curves(settings, arm_order, REWARD_KEY, folder / "reward.png", f"reward: {reward} (evaluation mean)",
            f"reward '{reward}'", confidence)
-    if any(r["fd"] for r in rows):
-        curves(settings, arm_order, FIDELITY, folder / "fidelity.png", "Frechet distance to held-out data",
+    if any(r["fidelity"] for r in rows):
+        fidelity = fidelity_key(keys_declared)
+        curves(settings, arm_order, fidelity, folder / "fidelity.png", "Frechet distance to held-out data",
                f"fidelity under reward '{reward}'", confidence)
-        pareto(rows, arm_order, references, folder / "pareto.png", f"reward: {reward}", confidence)
+        pareto(rows, arm_order, references, folder / "pareto.png", f"reward: {reward}", confidence, fidelity)
     write_gallery(folder, settings)
-    lines = _lines(folder, manifest, settings, references, rows, judgements)
+    lines = _lines(folder, manifest, settings, references, rows, judgements, keys_declared)
     path = folder / "report.md"
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
     return path
@@ -207,18 +226,19 @@ def report_lines(folder: Path) -> list[str]:
     """The report's Markdown, computed from the saved metrics alone (no plot is drawn: the images
     it links are :func:`write_report`'s)."""
     manifest, settings, references = load(folder)
-    return _lines(folder, manifest, settings, references, final_rows(manifest, settings),
-                  _verdicts(manifest, settings))
+    keys_declared = declared(folder, manifest)
+    return _lines(folder, manifest, settings, references, final_rows(manifest, settings, keys_declared),
+                  _verdicts(manifest, settings, keys_declared), keys_declared)
 
 
 def _lines(folder: Path, manifest: dict, settings: dict[str, list[dict]], references: dict | None,
-           rows: list[dict], judgements: list) -> list[str]:
+           rows: list[dict], judgements: list, keys_declared: Declared) -> list[str]:
     compare = manifest["compare"]
     confidence, budget = compare.get("confidence", 0.95), compare.get("budget", "iterations")
     reward = reward_name(folder, manifest)
     title, *about = _header(manifest, reward, confidence)
     lines = [title, ""] + _units_note(manifest) + summary_lines(judgements, len(compare["seeds"]))
-    lines += ["## Final values", "", *about[1:]] + final_table(rows, confidence) + [""]
+    lines += ["## Final values", "", *about[1:]] + final_table(rows, confidence, keys_declared) + [""]
     if any(r["own"] is None for r in rows) and any(r["own"] for r in rows):
         lines += ["FD to own optimum is n/a for an arm whose objective has no known optimum here "
                   "(no `own_target` in its `[[compare.arms]]` table).", ""]
@@ -227,12 +247,14 @@ def _lines(folder: Path, manifest: dict, settings: dict[str, list[dict]], refere
     lines += clipping_note(settings)
     lines += _statistics_section(judgements, budget, confidence)
     lines += ["![reward](reward.png)", ""]
-    if any(r["fd"] for r in rows):
+    if any(r["fidelity"] for r in rows):
         lines += ["![fidelity](fidelity.png)", "", "![pareto](pareto.png)", ""]
     lines += ["## Evaluation noise", ""]
-    lines += noise_table(references) if references else ["(no references.json: the evaluation spread was not measured)"]
-    lines += [""] + extra_sections(folder, settings)  # every metric, the gallery: comparison/gallery.py
-    lines += (targets_table(references) if references else []) + _components_section(folder, manifest)
+    hidden = summarized(keys_declared)
+    lines += (noise_table(references, hidden) if references
+              else ["(no references.json: the evaluation spread was not measured)"])
+    lines += [""] + extra_sections(folder, settings, hidden)  # every metric, the gallery: comparison/gallery.py
+    lines += (targets_table(references, hidden) if references else []) + _components_section(folder, manifest)
     lines += ["## Samples", "", "Every run's grid before training (start) and after (final), from the same "
               "noise.", "", *samples_table(rows)]
     return lines

@@ -13,6 +13,7 @@ import numpy as np
 
 from ddrl_framework.comparison.statistics import t_quantile
 from ddrl_framework.evaluation.plots import save_figure
+from ddrl_framework.metric_key import REWARD_KEY
 
 MARKERS = "osD^vP*Xh<>"
 
@@ -66,21 +67,23 @@ def curves(settings: Mapping[str, Sequence[dict]], arm_order: Sequence[str], key
 
 
 def pareto(rows: Sequence[dict[str, Any]], arm_order: Sequence[str], references: dict | None, path: Path,
-           reward_label: str, confidence: float = 0.95) -> None:
+           reward_label: str, confidence: float = 0.95, fidelity: str = "") -> None:
+    """Each setting's final reward against its final ``fidelity`` (the rows' "fidelity"), beside
+    the reference's."""
     plt, _ = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.4))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for a, arm in enumerate(arm_order):
-        for m, row in enumerate(r for r in rows if r["arm"] == arm and r["fd"]):
-            fd, fd_half = mean_and_half_width(row["fd"], confidence)
+        for m, row in enumerate(r for r in rows if r["arm"] == arm and r["fidelity"]):
+            fd, fd_half = mean_and_half_width(row["fidelity"], confidence)
             reward, reward_half = mean_and_half_width(row["reward"], confidence)
             ax.errorbar([fd], [reward], xerr=[fd_half], yerr=[reward_half], marker=MARKERS[m % len(MARKERS)],
                         color=colors[a % len(colors)], capsize=3, linestyle="none", label=row["label"])
     if references:
         start = references["evaluation_repeats"]
-        fd0 = [r["fd"] for r in start if "fd" in r]
+        fd0 = [r[fidelity] for r in start if fidelity in r]
         if fd0:
-            ax.errorbar([np.mean(fd0)], [np.mean([r["reward_mean"] for r in start])], xerr=[np.std(fd0)],
+            ax.errorbar([np.mean(fd0)], [np.mean([r[REWARD_KEY] for r in start])], xerr=[np.std(fd0)],
                         marker="*", markersize=12, color="black", linestyle="none",
                         label="reference (sd of one evaluation)")
     ax.set_xlabel("Frechet distance to held-out data (lower is better)")

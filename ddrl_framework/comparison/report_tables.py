@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import math
-import re
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from ddrl_framework.comparison.metric_keys import Declared, cut, fidelity_key, final_columns
 from ddrl_framework.comparison.report_plots import mean_and_half_width
-from ddrl_framework.comparison.metric_keys import NON_NEGATIVE, UNBOUNDED, cut, facts
 from ddrl_framework.comparison.statistics import A_BETTER, B_BETTER, EQUIVALENT
 from ddrl_framework.comparison.verdicts import Judgement
+from ddrl_framework.metric_key import NON_NEGATIVE, REWARD_KEY, UNBOUNDED
 from ddrl_framework.roles import LOSS_PREFIX, POLICY_LOSS_KEY
 
-FIDELITY = "fd"
-HIDDEN_NOISE_KEYS = re.compile(r"^(iteration|seconds|class_\d+)$")  # a class's fraction is no noise figure
-
-
-# the range of each final-table column that has one (metric_keys.py): an interval is cut to it
-RANGES = {"fd": facts("fd").bounds, "own": NON_NEGATIVE, "common": NON_NEGATIVE,
-          "recognizable": facts("recognizable").bounds, "entropy": facts("class_entropy").bounds,
-          "drift": facts("drift_kl").bounds, "seconds": NON_NEGATIVE, "passes": NON_NEGATIVE}
+NOT_NOISE = {"iteration", "seconds"}
+DECLARED = "metric:"  # a final row's key for a declared column: "metric:<key>"
 
 
 def fmt(values: Sequence[float], digits: int = 3, confidence: float = 0.95,
@@ -57,9 +51,12 @@ def network_passes(train: Sequence[Mapping[str, Any]]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def final_rows(manifest: dict, settings: dict[str, list[dict]]) -> list[dict[str, Any]]:
+def final_rows(manifest: dict, settings: dict[str, list[dict]], declared: Declared) -> list[dict[str, Any]]:
+    """One row per setting: the final values of the reward, the fidelity key (and their change
+    from the start), the FDs to the targets, each declared column's key, and the cost."""
     arms = {a["name"]: a for a in manifest["compare"]["arms"]}
     common = manifest["compare"].get("common_target")
+    fidelity = fidelity_key(declared)
     rows = []
     for label, runs in settings.items():
         arm = arms.get(runs[0]["arm"], {})
@@ -69,15 +66,14 @@ def final_rows(manifest: dict, settings: dict[str, list[dict]]) -> list[dict[str
         rows.append({
             "label": label, "arm": runs[0]["arm"], "beta": runs[0]["beta"], "seeds": len(runs),
             "iterations": min(r["eval"][-1]["iteration"] for r in runs),
-            "reward": get(last, "reward_mean"),
-            "reward_gain": [b["reward_mean"] - a["reward_mean"] for a, b in zip(first, last)],
-            "fd": get(last, FIDELITY),
-            "fd_change": [b[FIDELITY] - a[FIDELITY] for a, b in zip(first, last) if FIDELITY in b],
+            "reward": get(last, REWARD_KEY),
+            "reward_gain": [b[REWARD_KEY] - a[REWARD_KEY] for a, b in zip(first, last)],
+            "fidelity": get(last, fidelity) if fidelity else [],
+            "fidelity_change": [b[fidelity] - a[fidelity] for a, b in zip(first, last) if fidelity in b]
+                               if fidelity else [],
             "own": get(last, arm["own_target"]) if arm.get("own_target") else None,
             "common": get(last, common) if common else [],
-            "recognizable": get(last, "recognizable"),
-            "entropy": get(last, "class_entropy"),
-            "drift": get(last, "drift_kl"),
+            **{DECLARED + k.name: get(last, k.name) for k in final_columns(declared)},
             "reg_loss": [] if unregularized(arm) else [
                 x for x in (regularizer_loss(r["train"]) for r in runs) if x is not None],
             "seconds": [statistics.median(x["seconds"] for x in r["train"]) for r in runs],
@@ -87,23 +83,29 @@ def final_rows(manifest: dict, settings: dict[str, list[dict]]) -> list[dict[str
     return rows
 
 
-COLUMNS = [  # (header, row key, digits)
-    ("reward", "reward", 3), ("reward gain", "reward_gain", 3), ("FD", "fd", 1), ("FD change", "fd_change", 1),
-    ("FD to own optimum", "own", 1), ("FD to common target", "common", 1), ("recognizable", "recognizable", 3),
-    ("class entropy", "entropy", 3), ("drift KL", "drift", 2), ("regularizer loss", "reg_loss", 4),
-    ("s/iteration (median)", "seconds", 2), ("network passes/iteration", "passes", 0),
-]
+def columns(declared: Declared) -> list[tuple[str, str, int, tuple[float, float]]]:
+    """``(header, row key, digits, range)`` of each final-table column: the reward's, the
+    fidelity key's and its change, the FDs to the targets, each declared column (its metric's
+    header, digits and range: an interval is cut to it), the cost's."""
+    fidelity = declared.get(fidelity_key(declared) or "")
+    out = [("reward", "reward", 3, UNBOUNDED), ("reward gain", "reward_gain", 3, UNBOUNDED)]
+    if fidelity is not None:
+        out += [(fidelity.column, "fidelity", fidelity.digits, fidelity.bounds),
+                (f"{fidelity.column} change", "fidelity_change", fidelity.digits, UNBOUNDED)]
+    out += [("FD to own optimum", "own", 1, NON_NEGATIVE), ("FD to common target", "common", 1, NON_NEGATIVE)]
+    out += [(k.column, DECLARED + k.name, k.digits, k.bounds) for k in final_columns(declared)]
+    return out + [("regularizer loss", "reg_loss", 4, UNBOUNDED), ("s/iteration (median)", "seconds", 2, NON_NEGATIVE),
+                  ("network passes/iteration", "passes", 0, NON_NEGATIVE)]
 
 
-def final_table(rows: Sequence[dict[str, Any]], confidence: float) -> list[str]:
+def final_table(rows: Sequence[dict[str, Any]], confidence: float, declared: Declared) -> list[str]:
     """Final values; a column no setting has is left out; "FD to own optimum" is "n/a" for an
     arm without an ``own_target``."""
-    columns = [(h, k, d) for h, k, d in COLUMNS if any(r[k] for r in rows)]
-    lines = ["| setting | seeds | iters | " + " | ".join(h for h, _, _ in columns) + " |",
-             "|---|---|---|" + "---|" * len(columns)]
+    shown = [c for c in columns(declared) if any(r[c[1]] for r in rows)]
+    lines = ["| setting | seeds | iters | " + " | ".join(h for h, _, _, _ in shown) + " |",
+             "|---|---|---|" + "---|" * len(shown)]
     for r in rows:
-        cells = ["n/a" if r[k] is None else fmt(r[k], d, confidence, RANGES.get(k, UNBOUNDED))
-                 for _, k, d in columns]
+        cells = ["n/a" if r[k] is None else fmt(r[k], d, confidence, bounds) for _, k, d, bounds in shown]
         lines.append(f"| {r['label']} | {r['seeds']} | {r['iterations']} | " + " | ".join(cells) + " |")
     return lines
 
@@ -184,23 +186,24 @@ def summary_lines(judgements: Sequence[Judgement], seeds: int) -> list[str]:
     return lines
 
 
-def noise_table(references: Mapping[str, Any]) -> list[str]:
+def noise_table(references: Mapping[str, Any], summarized: Collection[str] = ()) -> list[str]:
+    """The reference's evaluation spread, per key (``summarized``: keys another key sums up, left out)."""
     repeats = references["evaluation_repeats"]
     lines = [f"The reference model evaluated {len(repeats)} times on fresh noise (the spread of one "
              "evaluation, out of sample: no evaluation noise is reused):", "",
              "| metric | mean | sd |", "|---|---|---|"]
-    for key in sorted({k for r in repeats for k in r if not HIDDEN_NOISE_KEYS.match(k)}):
+    for key in sorted({k for r in repeats for k in r} - NOT_NOISE - set(summarized)):
         values = [r[key] for r in repeats if key in r]
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
         lines.append(f"| {key} | {statistics.fmean(values):.4g} | {sd:.3g} |")
     return lines
 
 
-def targets_table(references: Mapping[str, Any]) -> list[str]:
+def targets_table(references: Mapping[str, Any], summarized: Collection[str] = ()) -> list[str]:
     targets = references.get("targets") or {}
     if not targets:
         return []
-    keys = sorted({k for t in targets.values() for k in t["values"] if not HIDDEN_NOISE_KEYS.match(k)})
+    keys = sorted({k for t in targets.values() for k in t["values"]} - NOT_NOISE - set(summarized))
     out_of_sample = all("spread" in t for t in targets.values())
     how = (f"drawn from one half of the held-out data (resampled by the target's weights to the evaluation "
            f"size) and scored against the other half, over {next(iter(targets.values())).get('splits', '?')} "

@@ -23,9 +23,10 @@ from typing import Any
 import attrs
 
 from ddrl_framework.comparison.family import detectable_difference, family_verdicts
-from ddrl_framework.comparison.metric_keys import REWARD, UNBOUNDED, difference_bounds, facts, margin_of
+from ddrl_framework.comparison.metric_keys import Declared, difference_bounds, facts, margin_of
 from ddrl_framework.comparison.statistics import INCONCLUSIVE, Interval, paired_interval, value_at
 from ddrl_framework.errors import UserError
+from ddrl_framework.metric_key import REWARD_KEY, UNBOUNDED
 
 @attrs.frozen(kw_only=True)
 class Rule:
@@ -34,7 +35,7 @@ class Rule:
     key: str
     higher_is_better: bool
     margin: float | None  # None: no smallest effect of interest stated, so no equivalence test
-    margin_source: str  # "config", "default" (metric_keys.py) or "none"
+    margin_source: str  # "config", "default" (its metric's declaration) or "none"
     bounds: tuple[float, float] = UNBOUNDED
 
 
@@ -63,22 +64,28 @@ class Judgement:
     bounds: tuple[float, float] = UNBOUNDED  # of A - B
 
 
-def rules(compare: Mapping[str, Any], eval_keys: Sequence[str], source: str = "compare.json") -> list[Rule]:
-    """The judged metrics: every evaluated key with a direction, built in (metric_keys.py) or
-    declared in ``[compare].metrics``, whose entries override the built-in facts of their key."""
-    declared = {item["key"]: item for item in compare.get("metrics") or []}
-    keys = [k for k in eval_keys if facts(k).better and k not in declared] + list(declared)
+def rules(compare: Mapping[str, Any], eval_keys: Sequence[str], declared: Declared,
+          source: str = "compare.json") -> list[Rule]:
+    """The judged metrics: every evaluated key with a direction, as its metric declares it
+    (``declared``, metric_keys.py) or as ``[compare].metrics`` states it, whose entries override
+    the declaration of their key."""
+    stated = {item["key"]: item for item in compare.get("metrics") or []}
+    keys = [k for k in eval_keys if facts(k, declared).better and k not in stated] + list(stated)
     out = []
     for key in keys:
-        built_in, item = facts(key), declared.get(key, {})
-        better = item.get("better") or built_in.better
+        declaration, item = facts(key, declared), stated.get(key, {})
+        better = item.get("better") or declaration.better
         if better is None:
-            raise UserError(f"{source}: compare.metrics entry '{key}' has no built-in direction; "
-                            "add better = \"higher\" or better = \"lower\"")
-        margin, origin = margin_of(key, item.get("margin"))
+            raise UserError(no_direction(source, key))
+        margin, origin = margin_of(key, item.get("margin"), declared)
         out.append(Rule(key=key, higher_is_better=better == "higher", margin=margin, margin_source=origin,
-                        bounds=built_in.bounds))
+                        bounds=declaration.bounds))
     return out
+
+
+def no_direction(source: str, key: str) -> str:
+    return (f"{source}: compare.metrics entry '{key}' has no declared direction (its metric declares "
+            "none); add better = \"higher\" or better = \"lower\"")
 
 
 def resolve_pairs(compare: Mapping[str, Any], labels: Mapping[str, tuple[str, float | None]],
@@ -103,21 +110,22 @@ def setting_label(name: str, labels: Mapping[str, tuple[str, float | None]], sou
     return matches[0]
 
 
-def check_declared(compare: Any, source: str) -> None:
+def check_declared(compare: Any, source: str, declared: Declared) -> None:
     """Before any run: each ``[compare].pairs`` and ``[compare].primary`` side names a setting of
-    the file, and each ``[compare].metrics`` entry has a direction (declared or built in)."""
+    the file, and each ``[compare].metrics`` entry has a direction (stated there, or declared by
+    its metric: ``declared``)."""
     labels = {f"{arm.name} β={beta:g}" if beta is not None else arm.name: (arm.name, beta)
               for arm in compare.arms for beta in (arm.betas or (None,))}
     for pair in compare.pairs:
         for side in pair:
             setting_label(side, labels, source)
-    declared = {m.key: m for m in compare.metrics}
+    stated_metrics = {m.key: m for m in compare.metrics}
     for i, item in enumerate(compare.primary):
         where = f"{source}: compare.primary[{i}] ({item.metric}, {' / '.join(item.pair)}, {item.view})"
         for side in item.pair:
             setting_label(side, labels, where)
-        stated = declared.get(item.metric)
-        if margin_of(item.metric, stated.margin if stated else None)[0] is None:
+        stated = stated_metrics.get(item.metric)
+        if margin_of(item.metric, stated.margin if stated else None, declared)[0] is None:
             raise UserError(f"{where}: '{item.metric}' has no margin, the smallest difference worth a "
                             f"verdict in its own unit; add [[compare.metrics]] key = \"{item.metric}\", "
                             "margin = ... (docs/comparisons.md, \"Margins\")")
@@ -126,9 +134,8 @@ def check_declared(compare: Any, source: str) -> None:
                             "before the runs: set [compare] matched_reward = [level, ...], or use "
                             "view = \"equal budget\"")
     for metric in compare.metrics:
-        if metric.better is None and facts(metric.key).better is None:
-            raise UserError(f"{source}: compare.metrics entry '{metric.key}' has no built-in direction; "
-                            "add better = \"higher\" or better = \"lower\"")
+        if metric.better is None and facts(metric.key, declared).better is None:
+            raise UserError(no_direction(source, metric.key))
 
 
 SMOOTHING = 3  # evaluations in the centred moving average of the reward a crossing is read on
@@ -152,7 +159,7 @@ def trajectory(run: Mapping[str, Any], axis: str) -> list[float]:
     if axis == "iterations":
         return iterations
     if axis == "reward":
-        return smoothed([e[REWARD] for e in run["eval"]])
+        return smoothed([e[REWARD_KEY] for e in run["eval"]])
     key = "seconds" if axis == "seconds" else "network_passes"
     per_iteration = [t[key] for t in run["train"] if key in t]
     if not per_iteration:
@@ -238,7 +245,7 @@ def judge(settings: Mapping[str, Sequence[Mapping[str, Any]]], pairs: Sequence[t
         views.append((f"equal {budget}", budget, common_budget(both, budget)))
         for view, axis, at in views:
             for rule in metric_rules:
-                if axis == "reward" and rule.key == REWARD:
+                if axis == "reward" and rule.key == REWARD_KEY:
                     continue  # matched by construction
                 a_values = per_seed(settings[a], seeds, rule.key, axis, at)
                 b_values = per_seed(settings[b], seeds, rule.key, axis, at)

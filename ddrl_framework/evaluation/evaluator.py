@@ -17,6 +17,7 @@ from ddrl_framework.contexts import EvalContext
 from ddrl_framework.evaluation.scoring import WeightedReward, score
 from ddrl_framework.kit.chain import sample_in_chunks
 from ddrl_framework.kit.seeding import make_generator
+from ddrl_framework.metric_key import REWARD_KEY
 from ddrl_framework.protocols import Metric, Policy, Sampler
 from ddrl_framework.types import DataBatch, take
 
@@ -74,7 +75,7 @@ class Evaluator:
 
     def _reward_record(self, samples: torch.Tensor, prompts: Sequence[str]):
         rewards, means = score(self.rewards, samples, prompts, {})
-        record: dict[str, Any] = {"reward_mean": rewards.mean().item(),
+        record: dict[str, Any] = {REWARD_KEY: rewards.mean().item(),
                                   "reward_std": rewards.std(unbiased=False).item(), **means}
         return rewards, record
 

@@ -280,9 +280,9 @@ class CompareMetric:
     """How the report judges one eval metric: its good direction and its equivalence margin."""
 
     key: str  # the eval key, e.g. "fd" or "reward_mean"
-    better: Literal["higher", "lower"] | None = None  # None: the built-in direction of a known key
-    # the smallest difference worth a verdict, in the key's unit; None: the built-in default
-    # (comparison/metric_keys.py), and a key with none cannot be a primary comparison
+    better: Literal["higher", "lower"] | None = None  # None: the direction its metric declares
+    # the smallest difference worth a verdict, in the key's unit; None: the default its metric
+    # declares (ddrl_framework/metric_key.py), and a key with none cannot be a primary comparison
     margin: float | None = attrs.field(default=None, validator=bounded(at_least=0))
 
 
@@ -292,7 +292,7 @@ class PrimaryComparison:
     comparisons form the family whose verdicts are corrected for multiplicity (Holm); every
     other row of the report is an estimate with no verdict."""
 
-    metric: str  # an eval key, judged as [compare].metrics says (or by its built-in direction)
+    metric: str  # an eval key, judged as [compare].metrics says (or by its metric's declared direction)
     pair: tuple[str, str]  # two settings, each "arm" or "arm@beta"
     view: Literal["matched reward", "equal budget"] = "matched reward"
 
@@ -327,11 +327,11 @@ class CompareConfig:
     confidence: float = _ranged(0.95, above=0.5, at_most=0.999, metadata=_doc(
         "the level of every interval (paired t intervals over seeds; bands in the plots)"))
     metrics: tuple[CompareMetric, ...] = attrs.field(default=(), metadata=_doc(
-        "`[{key, better, margin}]`: keys to judge beside the built-in ones, or new facts for a built-in "
-        'key; `better` is `"higher"` or `"lower"` (needed for a key without a built-in direction); '
+        "`[{key, better, margin}]`: keys to judge beside the declared ones, or new facts for a declared "
+        'key; `better` is `"higher"` or `"lower"` (needed for a key whose metric declares no direction); '
         "`margin` is the smallest difference worth a verdict, in the metric's own unit (default: the "
-        "built-in key's, \"Margins\" below; a key with none cannot be a primary comparison)",
-        default="every evaluated key with a built-in direction"))
+        "one its metric declares, \"Margins\" below; a key with none cannot be a primary comparison)",
+        default="every evaluated key whose metric declares a direction"))
     pairs: tuple[tuple[str, str], ...] = attrs.field(default=(), metadata=_doc(
         '`[["A", "B"], ...]`: the settings compared, each `"arm"` or `"arm@beta"` (the arm\'s beta in a '
         "sweep)",

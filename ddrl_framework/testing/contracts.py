@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from ddrl_framework.kit.role_outputs import check_reward_output
-from ddrl_framework.protocols import DataSource, Metric, RewardModel
+from ddrl_framework.metric_key import MetricKey
+from ddrl_framework.protocols import DataSource, DeclaresKeys, Metric, RewardModel
 from ddrl_framework.testing.fakes import FakeBackbone, make_eval_context
 from ddrl_framework.testing.logger_contract import LoggerContract
 from ddrl_framework.testing.messages import brief, protocol_message, shape
@@ -134,10 +135,20 @@ class DataSourceContract:
 
 
 class MetricContract(FakeBackbone):
-    """Define ``make_metric()``; override ``make_policy()`` / ``make_sampler()`` if needed."""
+    """Define ``make_metric()``; override ``make_policy()`` / ``make_sampler()`` if needed, and
+    ``metric_options()`` when ``make_metric()`` sets options its declared keys depend on."""
 
     def make_metric(self) -> Metric:
         raise NotImplementedError
+
+    def metric_options(self) -> dict:
+        """The ``[[metrics]]`` options ``make_metric()`` builds with (``name`` left out)."""
+        return {}
+
+    def declared_keys(self) -> list[MetricKey]:
+        """What the metric declares of its keys (:class:`DeclaresKeys`); none when it declares nothing."""
+        metric = self.make_metric()
+        return list(metric.metric_keys(self.metric_options())) if isinstance(metric, DeclaresKeys) else []
 
     def make_context(self):
         return make_eval_context(self.make_policy(), self.make_sampler())
@@ -160,6 +171,19 @@ class MetricContract(FakeBackbone):
             assert isinstance(key, str), f"the metric returned key {key!r}; expected a str"
             assert math.isfinite(float(value)), (
                 f"the metric returned {key} = {value!r}; expected a finite float")
+
+    def test_declared_keys_are_well_formed(self):
+        for key in self.declared_keys():
+            assert isinstance(key, MetricKey), f"metric_keys() returned {key!r}; expected MetricKey items"
+            assert not key.problems(), f"the metric declares '{key.name}' with {'; '.join(key.problems())}"
+
+    def test_values_lie_in_their_declared_ranges(self, context):
+        declared = {key.name: key for key in self.declared_keys()}
+        for name, value in self.make_metric()(context).items():
+            if name in declared:
+                key = declared[name]
+                assert key.contains(float(value)), (
+                    f"the metric returned {name} = {value!r}, outside its declared range [{key.low}, {key.high}]")
 
     def test_is_deterministic(self, context):
         metric = self.make_metric()

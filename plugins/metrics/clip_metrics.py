@@ -23,6 +23,7 @@ embeddings; videos are embedded frame by frame.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -32,6 +33,7 @@ from torch import Tensor
 from ddrl_framework.contexts import EvalContext
 from ddrl_framework.evaluation.frechet import frechet_distance, weighted_moments
 from ddrl_framework.hookspecs import hookimpl
+from ddrl_framework.metric_key import NON_NEGATIVE, MetricKey
 from ddrl_plugins.shared.open_clip_models import as_frames, image_features
 
 
@@ -74,6 +76,12 @@ class ClipFrechetDistance(_ClipFeatures):
     against: Literal["held-out", "reference-samples"] = "held-out"
     key: str = "fd_clip"  # the name it is reported under
     _kept: dict[Any, Tensor] = attrs.field(factory=dict, init=False, repr=False, eq=False)
+
+    @classmethod
+    def metric_keys(cls, options: Mapping[str, Any]) -> Sequence[MetricKey]:
+        """Lower is better, for the features and (videos) their adjacent-frame differences."""
+        key = options.get("key", "fd_clip")
+        return [MetricKey(key, "lower", *NON_NEGATIVE), MetricKey(key + "_frame_diff", "lower", *NON_NEGATIVE)]
 
     @property
     def needs_reference(self) -> bool:

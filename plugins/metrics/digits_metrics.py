@@ -15,7 +15,8 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -27,6 +28,7 @@ from ddrl_framework.evaluation.frechet import (
     weighted_moments,
 )
 from ddrl_framework.hookspecs import hookimpl
+from ddrl_framework.metric_key import FRACTION, NON_NEGATIVE, MetricKey
 from ddrl_plugins.metrics.recognizable import HackRate, Recognizable
 from ddrl_plugins.shared.digits_classifier import digits_classifier
 
@@ -69,6 +71,17 @@ class FrechetDistance:
     digit: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.in_(range(10))))
     needs_reference = False
 
+    @classmethod
+    def metric_keys(cls, options: Mapping[str, Any]) -> Sequence[MetricKey]:
+        """Lower is better. The FD to all the held-out data (no ``weighting``, no ``digit``) is the
+        experiment's fidelity, with a default margin; a reweighted or one-digit FD has its own scale."""
+        whole = options.get("weighting", "none") == "none" and options.get("digit") is None
+        key = options.get("key", "fd")
+        if not whole:
+            return [MetricKey(key, "lower", *NON_NEGATIVE)]
+        return [MetricKey(key, "lower", *NON_NEGATIVE, margin=30.0, column="FD", digits=1, fidelity=True,
+                          note="about one digit class of ten lost (FD +31)")]
+
     @torch.no_grad()
     def __call__(self, context: EvalContext) -> dict[str, float]:
         classifier = digits_classifier()
@@ -83,6 +96,14 @@ class FrechetDistance:
 @attrs.frozen(kw_only=True)
 class Diversity:
     needs_reference = False
+
+    @classmethod
+    def metric_keys(cls, options: Mapping[str, Any]) -> Sequence[MetricKey]:
+        return [MetricKey("pairwise_distance", "higher", *NON_NEGATIVE),
+                MetricKey("class_entropy", "higher", *FRACTION, margin=0.05, column="class entropy", position=2,
+                          note="one class of ten lost: 1 - ln 9 / ln 10 = 0.046"),
+                *(MetricKey(f"class_{d}", None, *FRACTION, summarized_by="class_entropy",
+                            note="ten rows would bury the rest") for d in range(10))]
 
     @torch.no_grad()
     def __call__(self, context: EvalContext) -> dict[str, float]:
@@ -100,6 +121,11 @@ class Diversity:
 @attrs.frozen(kw_only=True)
 class Drift:
     needs_reference = True
+
+    @classmethod
+    def metric_keys(cls, options: Mapping[str, Any]) -> Sequence[MetricKey]:
+        return [MetricKey("drift_kl", None, *NON_NEGATIVE, column="drift KL", position=3, digits=2,
+                          note="no direction: it is not fidelity")]
 
     @torch.no_grad()
     def __call__(self, context: EvalContext) -> dict[str, float]:

@@ -15,7 +15,7 @@ built with the metric, before training.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -24,6 +24,7 @@ import torch
 from ddrl_framework.contexts import EvalContext
 from ddrl_framework.errors import UserError
 from ddrl_framework.hookspecs import hookimpl
+from ddrl_framework.metric_key import MetricKey
 from ddrl_framework.registry import Registry, load_registry
 
 
@@ -57,6 +58,11 @@ def _check_reward(_: Any, attribute: attrs.Attribute, table: Mapping[str, Any]) 
         raise ValueError(str(error)) from None
 
 
+def reported_key(key: str | None, reward: Mapping[str, Any]) -> str:
+    """``heldout_<key>``, the key defaulting to the reward's name (``-`` becomes ``_``)."""
+    return "heldout_" + (key or reward.get("name", "reward")).replace("-", "_")
+
+
 @attrs.frozen(kw_only=True)
 class HeldOutReward:
     reward: dict[str, Any] = attrs.field(validator=_check_reward)  # a [[rewards]] table: name + options
@@ -66,7 +72,13 @@ class HeldOutReward:
 
     @property
     def metric_key(self) -> str:
-        return "heldout_" + (self.key or self.reward["name"]).replace("-", "_")
+        return reported_key(self.key, self.reward)
+
+    @classmethod
+    def metric_keys(cls, options: Mapping[str, Any]) -> Sequence[MetricKey]:
+        """The held-out reward: higher is better, its scale the reward's (no default margin)."""
+        key = reported_key(options.get("key"), options.get("reward") or {})
+        return [MetricKey(key, "higher"), MetricKey(key + "_std", None, 0.0)]
 
     def __attrs_post_init__(self) -> None:
         name, options = _split(self.reward)  # built with the metric: a missing file stops before training

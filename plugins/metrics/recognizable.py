@@ -16,12 +16,15 @@ other digits metrics (trained on the train split; no reward uses it).
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 import torch
 from torch import Tensor
 
 from ddrl_framework.contexts import EvalContext
+from ddrl_framework.metric_key import FRACTION, MetricKey
 from ddrl_framework.options import bounded
 from ddrl_plugins.shared.digits import split_digits
 from ddrl_plugins.shared.digits_classifier import digits_classifier
@@ -60,6 +63,11 @@ class Recognizable:
     quantile: float = attrs.field(default=0.99, validator=bounded(above=0, at_most=1))  # of the train digits' distances
     needs_reference = False
 
+    @classmethod
+    def metric_keys(cls, options: Mapping[str, Any]) -> Sequence[MetricKey]:
+        return [MetricKey("recognizable", "higher", *FRACTION, margin=0.05, column="recognizable", position=1,
+                          note="one sample in twenty")]
+
     def __call__(self, context: EvalContext) -> dict[str, float]:
         ok, _ = recognized(context.samples, self.confidence, self.quantile)
         return {"recognizable": float(ok.double().mean())}
@@ -72,6 +80,11 @@ class HackRate:
     confidence: float = attrs.field(default=0.9, validator=bounded(above=0, at_most=1))
     quantile: float = attrs.field(default=0.99, validator=bounded(above=0, at_most=1))
     needs_reference = False
+
+    @classmethod
+    def metric_keys(cls, options: Mapping[str, Any]) -> Sequence[MetricKey]:
+        return [MetricKey("hack_rate", "lower", *FRACTION, margin=0.05, note="one sample in twenty"),
+                MetricKey("reward_class_rate", None, *FRACTION)]
 
     def __call__(self, context: EvalContext) -> dict[str, float]:
         reward_says = logistic_log_probs(context.samples, self.regularization).argmax(1) == self.digit
