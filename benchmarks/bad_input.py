@@ -22,7 +22,8 @@ from common import DEFAULT_CONFIG
 CASES = {
     "unknown reward": ("train", ["--set", "rewards.0.name=centre-mass"]),
     "unknown sampler": ("train", ["--set", "sampler.name=ddim"]),
-    "negative beta": ("train", ["--arm", "forward-kl-data", "--set", "regularizer.beta=-1.0"]),
+    "negative beta": ("train", ["--arm", "forward-kl-data", "--beta", "-1.0"]),
+    "regularizer option, no [regularizer]": ("train", ["--arm", "forward-kl-data", "--set", "regularizer.beta=-1.0"]),
     "negative eta": ("train", ["--set", "sampler.eta=-0.5"]),
     "sampler.denoising_steps = 0": ("train", ["--set", "sampler.denoising_steps=0"]),
     "trained step out of range": ("train", ["--set", "train.trained_denoising_steps=[1, 99]"]),

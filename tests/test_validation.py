@@ -204,3 +204,14 @@ def test_an_unknown_component_a_run_used_names_the_distribution_that_provided_it
     assert "unknown reward model 'center-mass'" in error
     assert (f"The run in {run} used 'center-mass' from the distribution ddrl-center-mass 0.2.0: install it "
             "(pip install ddrl-center-mass).") in error
+
+
+def test_a_regularizer_option_set_on_a_file_without_one_points_at_the_arms_beta(no_work, capsys):
+    """The main job's file has no [regularizer] table (its arms have): `--set regularizer.beta=...`
+    is refused naming what to do, not as a table that lacks its name."""
+    from tests.test_backbones import CONFIGS
+
+    argv = ["train", str(CONFIGS / "digits-brightness.toml"), "--arm", "forward-kl-data", "--set", "regularizer.beta=-1.0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--set regularizer.beta: the file has no [regularizer] table to change" in err and "--beta B" in err

@@ -169,8 +169,13 @@ def load_file(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentFile
     its base experiment (everything but ``[compare]``)."""
     source = str(path)
     data = read_toml(path)
+    had_regularizer = "regularizer" in data
     for text in overrides:
         apply_override(data, *parse_override(text))
+    if not had_regularizer and "name" not in data.get("regularizer", {"name": None}):
+        raise UserError(f"{source}: --set regularizer.{next(iter(data['regularizer']), '')}: the file has no "
+                        "[regularizer] table to change. An arm's regularizer is its [[compare.arms]] table: set "
+                        "its beta with --arm ARM --beta B, or name the regularizer too (--set regularizer.name=...)")
     compare = data.pop("compare", None)
     base = structure_experiment(data, source)  # refuses renamed keys first, as for every arm's run
     file = ExperimentFile(source=source, data=data, compare_data=compare, base=base)
