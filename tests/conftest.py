@@ -4,6 +4,9 @@ from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+CONFIGS = ROOT / "configs"
+
 TINY_CONFIG = """
 seed = 0
 output_dir = "{output_dir}"

@@ -6,7 +6,7 @@ say it, its default in words in ``metadata["default"]``). A page holds a generat
 
     python -m ddrl_framework.running.config_docs       # rewrite docs/configuration.md, docs/comparisons.md
 
-tests/test_docs.py fails while a committed table differs from what this renders.
+tests/unit/test_docs.py fails while a committed table differs from what this renders.
 """
 
 from __future__ import annotations

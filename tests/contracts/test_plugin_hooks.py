@@ -18,7 +18,7 @@ from ddrl_framework.testing import (
     SamplerContract,
 )
 
-DOCS = [Path(__file__).parents[1] / "docs" / page for page in ("plugin-hooks.md", "writing-a-plugin.md")]
+DOCS = [Path(__file__).parents[2] / "docs" / page for page in ("plugin-hooks.md", "writing-a-plugin.md")]
 
 
 def example_plugin(hook: str) -> types.ModuleType:

@@ -1,7 +1,7 @@
 """The exactly solvable benchmark's parts: the closed forms against independent computations (grid
 integration, Monte-Carlo with ``torch.distributions``, scipy), the energy distance, the metric
 (near its floor on samples of its target, far above it on samples of another distribution), and
-the contract suites of the new plugins. End-to-end runs: tests/test_solvable_e2e.py."""
+the contract suites of the new plugins. End-to-end runs: tests/e2e/test_solvable_e2e.py."""
 
 from __future__ import annotations
 

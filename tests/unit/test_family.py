@@ -90,7 +90,7 @@ def test_holm_turns_chance_wins_among_many_null_rows_inconclusive():
 def test_error_rates_at_or_below_the_nominal_level():
     """benchmarks/error_rates.py, small: false "better" and false "equivalent" family rates at
     most alpha (up to Monte-Carlo error), through the project's own verdict code."""
-    script = Path(__file__).parents[1] / "benchmarks" / "error_rates.py"
+    script = Path(__file__).parents[2] / "benchmarks" / "error_rates.py"
     done = subprocess.run([sys.executable, str(script), "--trials", "400", "--seeds", "3", "5", "--family", "1", "5",
                            "--check"], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr

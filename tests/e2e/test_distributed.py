@@ -114,7 +114,7 @@ def test_a_checkpoint_resumes_on_another_world_size_and_sharding(tiny_config):
 def test_a_diffusers_backbone_with_lora_trains_and_resumes_on_two_ranks(tmp_path, sharding):
     """SD3 (tiny, LoRA): every trainable weight gets a gradient in each backward (DDP would
     stop otherwise), and the sharded checkpoint of the adapters resumes exactly."""
-    config = Path(__file__).parents[1] / "configs" / "sd3-tiny.toml"
+    config = Path(__file__).parents[2] / "configs" / "sd3-tiny.toml"
     common = ["--set", "policy.lora_rank=4", "--set", f"train.sharding={sharding}", "--set", "train.eval_every=0",
               "--set", "train.grid_samples=0", "--set", "train.checkpoint_every=1", "--set", "train.eval_samples=4",
               "--set", "regularizer={name='reverse-kl', beta=0.01}"]

@@ -1,14 +1,13 @@
 """Experiment files: structure, overrides, and errors that name the file and key."""
 
-from pathlib import Path
 
 import pytest
 
 from ddrl_framework.errors import UserError
 from ddrl_framework.running.config import parse_override
 from ddrl_framework.running.loader import load_experiment, load_file
+from tests.conftest import CONFIGS
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 MINIMAL = """
 output_dir = "runs/x"

@@ -209,7 +209,7 @@ def test_an_unknown_component_a_run_used_names_the_distribution_that_provided_it
 def test_a_regularizer_option_set_on_a_file_without_one_points_at_the_arms_beta(no_work, capsys):
     """The main job's file has no [regularizer] table (its arms have): `--set regularizer.beta=...`
     is refused naming what to do, not as a table that lacks its name."""
-    from tests.test_backbones import CONFIGS
+    from tests.conftest import CONFIGS
 
     argv = ["train", str(CONFIGS / "digits-brightness.toml"), "--arm", "forward-kl-data", "--set", "regularizer.beta=-1.0"]
     assert main(argv) == 2

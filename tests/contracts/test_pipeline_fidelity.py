@@ -83,7 +83,7 @@ def test_a_scheduler_option_the_samplers_cannot_honour_is_named(option, value):
 def test_a_folder_whose_scheduler_cannot_be_honoured_exits_2_naming_the_option(tmp_path, capsys):
     """End to end: a FLUX folder saved with stochastic_sampling = true is refused before any work."""
     from ddrl_framework.cli import main
-    from tests.test_backbones import CONFIGS
+    from tests.conftest import CONFIGS
 
     policy, _ = build("flux", "flow-sde")
     policy.pipeline.scheduler.register_to_config(stochastic_sampling=True)

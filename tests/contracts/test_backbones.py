@@ -4,7 +4,6 @@ policy contract, saving and loading through ``from_pretrained``, guidance, LoRA,
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +14,7 @@ from ddrl_framework.errors import UserError
 from ddrl_framework.registry import load_registry
 from ddrl_framework.testing import PolicyContract, RegularizerContract, SamplerContract
 from ddrl_framework.testing.fakes import fake_batch, make_step_context, pixel_shape
+from tests.conftest import CONFIGS
 
 REGISTRY = load_registry()
 
@@ -290,7 +290,6 @@ def test_samplers_name_the_right_sampler_for_the_backbone():
         build("sampler", "flow-sde").transition(ddpm_policy, x, 0, cond)
 
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from ddrl_framework import hookspecs
 from ddrl_framework.roles import ROLES
 from ddrl_framework.running.config import Experiment, PretrainConfig, TrainConfig
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 HOOKS = [name for name, f in vars(hookspecs).items()
          if inspect.isfunction(f) and hasattr(f, "ddrl_framework_spec")]
 
@@ -26,7 +26,7 @@ def test_every_hook_is_documented_with_its_exact_signature(hook):
 
 @pytest.mark.parametrize("hook", HOOKS)
 def test_every_hook_has_a_test(hook):
-    assert f"def test_{hook}(" in (ROOT / "tests" / "test_plugin_hooks.py").read_text()
+    assert f"def test_{hook}(" in (ROOT / "tests" / "contracts" / "test_plugin_hooks.py").read_text()
 
 
 @pytest.mark.parametrize("cls", [Experiment, PretrainConfig, TrainConfig])

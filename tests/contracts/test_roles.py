@@ -28,7 +28,7 @@ from ddrl_framework.running.components import build_checked
 from ddrl_framework.running.guards import CheckedRegularizer
 from ddrl_framework.running.config import Experiment
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 
 
 def test_the_hook_specs_are_the_roles_hooks_in_order():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
 
 
 @pytest.mark.slow
@@ -35,7 +35,7 @@ def test_benchmark_prints_its_table(tiny_config, script, args, expected):
 
 @pytest.mark.slow
 def test_metric_cost_prints_its_table():
-    config = Path(__file__).parents[1] / "configs" / "sd-tiny.toml"
+    config = Path(__file__).parents[2] / "configs" / "sd-tiny.toml"
     result = subprocess.run([sys.executable, str(BENCHMARKS / "metric_cost.py"), "--configs", str(config),
                              "--rounds", "1"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr

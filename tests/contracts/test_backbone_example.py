@@ -14,7 +14,7 @@ from ddrl_framework.registry import load_registry
 from ddrl_framework.testing import PolicyContract, SamplerContract
 from ddrl_framework.testing.pipeline_fidelity import check_matches_pipeline
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "backbones.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "backbones.md"
 MARKER = "<!-- example: backbone -->\n```python\n"
 
 

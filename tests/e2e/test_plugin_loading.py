@@ -189,7 +189,7 @@ def test_registering_and_checking_the_digits_config_imports_no_heavy_library():
             "print(sorted(m for m in ('diffusers', 'transformers', 'peft', 'open_clip', 'sklearn', 'tensorboard', 'wandb', "
             "'matplotlib', 'PIL') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=Path(__file__).parents[1])
+                            cwd=Path(__file__).parents[2])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 

@@ -19,7 +19,7 @@ its beta from a wrong one, not the benchmark's tolerance (20, on the upper 95% b
 seeds, which no arm meets at 300 iterations: docs/comparisons.md). The arms with a case follow
 the whole gradient of the objective whose optimum the case names: ``ddrl-paper`` and
 ``kl-in-reward-whole``. Whether each arm lands on its own estimator's fixed point is tested where
-that point is computable, on the linear-Gaussian twin (tests/test_fixed_point_rl.py).
+that point is computable, on the linear-Gaussian twin (tests/e2e/test_fixed_point_rl.py).
 
 To add an arm, add one ``Case`` to ``CASES``: its ``[[compare.arms]]`` name in the config, the
 metric target of its optimum (``tilt``, ``reference-tilt``, ``forward-kl``), that optimum's beta
@@ -40,7 +40,7 @@ from ddrl_framework.registry import load_registry
 from ddrl_framework.running.loader import load_file
 from ddrl_framework.running.trainer import Trainer
 
-CONFIG = Path(__file__).parents[1] / "configs" / "solvable-gmm.toml"
+CONFIG = Path(__file__).parents[2] / "configs" / "solvable-gmm.toml"
 REGISTRY = load_registry()
 QUICK = ("metrics=[]", "train.eval_every=0", 'train.device="cpu"')  # the test measures its own targets
 

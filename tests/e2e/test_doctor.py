@@ -15,7 +15,7 @@ from ddrl_framework.running.doctor import (
 )
 from ddrl_framework.running.loader import load_experiment
 from ddrl_framework.running.pretrain import pretrain_if_needed
-from tests.test_backbones import CONFIGS
+from tests.conftest import CONFIGS
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from contract_cases import CONTRACT_TESTS
 from ddrl_framework.registry import BUILTIN_DISTRIBUTION, load_registry
 from ddrl_framework.roles import ROLES
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]  # tests/: contract_cases' paths are relative to it
 
 
 def builtin_components() -> set[tuple[str, str]]:
@@ -65,7 +65,7 @@ def misdeclared(builtins: set[tuple[str, str]], cases: Mapping[tuple[str, str], 
 
 def test_every_builtin_runs_its_roles_contract_suite():
     assert uncovered(builtin_components(), CONTRACT_TESTS) == [], (
-        "add the built-in's contract test and its line to tests/contract_cases.py")
+        "add the built-in's contract test and its line to tests/contracts/contract_cases.py")
 
 
 def test_every_contract_case_is_a_run_of_its_roles_suite_on_a_builtin():
@@ -79,14 +79,14 @@ def test_a_builtin_whose_line_is_removed_is_reported():
 
 def test_a_line_naming_another_suite_another_component_or_no_class_is_reported():
     builtins = builtin_components()
-    cases = {("policy", "unet2d"): "test_contracts.py::TestBrightness",
-             ("reward", "brightness"): "test_contracts.py::TestJpegCompressibility",
-             ("reward", "jpeg-compressibility"): "test_contracts.py::TestNoSuchClass",
-             ("reward", "not-built-in"): "test_contracts.py::TestBrightness"}
+    cases = {("policy", "unet2d"): "contracts/test_contracts.py::TestBrightness",
+             ("reward", "brightness"): "contracts/test_contracts.py::TestJpegCompressibility",
+             ("reward", "jpeg-compressibility"): "contracts/test_contracts.py::TestNoSuchClass",
+             ("reward", "not-built-in"): "contracts/test_contracts.py::TestBrightness"}
     assert misdeclared(builtins, cases) == [
         "reward 'not-built-in': no such built-in",
-        "policy 'unet2d': test_contracts.py::TestBrightness runs RewardModelContract, not PolicyContract",
-        "reward 'brightness': test_contracts.py::TestJpegCompressibility never names 'brightness'",
-        "reward 'jpeg-compressibility': test_contracts.py::TestNoSuchClass: no test class TestNoSuchClass in "
-        "tests/test_contracts.py",
+        "policy 'unet2d': contracts/test_contracts.py::TestBrightness runs RewardModelContract, not PolicyContract",
+        "reward 'brightness': contracts/test_contracts.py::TestJpegCompressibility never names 'brightness'",
+        "reward 'jpeg-compressibility': contracts/test_contracts.py::TestNoSuchClass: no test class TestNoSuchClass in "
+        "tests/contracts/test_contracts.py",
     ]

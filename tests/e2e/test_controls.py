@@ -10,7 +10,7 @@ import pytest
 
 from ddrl_framework.cli import main
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "controls-brightness.toml"
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "controls-brightness.toml"
 SMALL = ["policy.block_out_channels=[8, 16]", "policy.norm_num_groups=4", "sampler.denoising_steps=4",
          "pretrain.optimizer_steps=30", "pretrain.batch_size=32", "train.iterations=4", "train.groups=2",
          "train.group_size=4", "train.learning_rate=1e-3", "train.eval_every=4", "train.eval_samples=16",

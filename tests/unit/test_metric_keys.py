@@ -1,7 +1,7 @@
 """Each metric declares its keys (direction, range, margin) and the comparison reads the
 declarations of the metrics a comparison ran, with ``[[compare.metrics]]`` over them: the
 comparison package names no built-in metric's key. (The metric contract's checks of the
-declarations fail on broken metrics in tests/test_contract_suites.py.)"""
+declarations fail on broken metrics in tests/contracts/test_contract_suites.py.)"""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ddrl_framework.metric_key import MetricKey
 from ddrl_framework.registry import load_registry
 
 REGISTRY = load_registry()
-COMPARISON = Path(__file__).parents[1] / "ddrl_framework" / "comparison"
+COMPARISON = Path(__file__).parents[2] / "ddrl_framework" / "comparison"
 OPTIONS = {"held-out-reward": {"reward": {"name": "brightness"}}}  # its one required option
 
 

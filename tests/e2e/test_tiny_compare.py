@@ -3,13 +3,12 @@ report shows the hacking diagnostics of each arm beside the trained reward, with
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 from ddrl_framework.cli import main
+from tests.conftest import CONFIGS
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 IMAGE_KEYS = ["saturation", "colorfulness", "exposure_mean", "exposure_clipped_high", "contrast", "hf_energy",
               "fd_clip", "clip_prompt_diversity", "clip_diversity"]
 VIDEO_KEYS = ["heldout_video_clip_score", "flicker", "frame_difference", "fd_clip_frame_diff", "clip_temporal_consistency"]
