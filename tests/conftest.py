@@ -1,11 +1,26 @@
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
 
+from ddrl_framework.registry import Registry, load_registry
+from ddrl_framework.roles import ROLES
+
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 CONFIGS = ROOT / "configs"
+
+
+@functools.cache
+def registry() -> Registry:
+    """The installed plugins' registry, loaded once for the whole session."""
+    return load_registry()
+
+
+def build(role: str, name: str, **options):
+    """A component as an experiment builds it, its messages naming the role's table."""
+    return registry().build(role, name, options, ROLES[role].table)
 
 TINY_CONFIG = """
 seed = 0

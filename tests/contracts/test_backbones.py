@@ -11,16 +11,9 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 
 from ddrl_framework.cli import main
 from ddrl_framework.errors import UserError
-from ddrl_framework.registry import load_registry
 from ddrl_framework.testing import PolicyContract, RegularizerContract, SamplerContract
 from ddrl_framework.testing.fakes import fake_batch, make_step_context, pixel_shape
-from tests.conftest import CONFIGS
-
-REGISTRY = load_registry()
-
-
-def build(role, name, **options):
-    return REGISTRY.build(role, name, options, f"[{role}]")
+from tests.conftest import CONFIGS, build
 
 
 class _Backbone(PolicyContract):
@@ -288,8 +281,6 @@ def test_samplers_name_the_right_sampler_for_the_backbone():
         build("sampler", "ddim-sde").transition(flow_policy, x, 0, cond)
     with pytest.raises(ValueError, match="use the ddim-sde sampler"):
         build("sampler", "flow-sde").transition(ddpm_policy, x, 0, cond)
-
-
 
 
 @pytest.mark.slow

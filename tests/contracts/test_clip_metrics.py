@@ -7,16 +7,11 @@ import torch
 
 from ddrl_framework.errors import UserError
 from ddrl_framework.evaluation.evaluator import repeat_to
-from ddrl_framework.registry import load_registry
 from ddrl_framework.testing import MetricContract, make_eval_context
 from ddrl_framework.testing.fakes import FakePolicy, FakeSampler, fake_batch
+from tests.conftest import build, registry
 
-REGISTRY = load_registry()
 TINY = {"model": "ddrl-tiny-clip", "pretrained": ""}
-
-
-def build(name, **options):
-    return REGISTRY.build("metric", name, options, "[[metrics]]")
 
 
 def context_of(samples, prompts=None, held_out=None, **kwargs):
@@ -34,7 +29,7 @@ def images(n, seed):
 
 def test_fd_clip_is_zero_against_the_same_images_and_grows_with_a_shift():
     data = images(12, 0)
-    metric = build("clip-frechet-distance", **TINY)
+    metric = build("metric", "clip-frechet-distance", **TINY)
     same = metric(context_of(data, held_out=data))["fd_clip"]
     shifted = metric(context_of((data * 0.3 + 0.7), held_out=data))["fd_clip"]
     assert abs(same) < 1e-6 and shifted > 1e-4
@@ -54,7 +49,7 @@ def test_fd_clip_without_data_images_says_to_use_reference_samples():
     context = context_of(images(4, 0))
     context = attrs.evolve(context, held_out=attrs.evolve(context.held_out, x0=None))
     with pytest.raises(ValueError, match="reference-samples"):
-        build("clip-frechet-distance", **TINY)(context)
+        build("metric", "clip-frechet-distance", **TINY)(context)
 
 
 def test_fd_clip_against_reference_samples():
@@ -62,7 +57,7 @@ def test_fd_clip_against_reference_samples():
     from ddrl_plugins.samplers.ddim_sde import DdimSdeSampler
 
     policy, sampler = FakePolicy(), DdimSdeSampler(denoising_steps=3, eta=0.0)  # deterministic
-    metric = build("clip-frechet-distance", against="reference-samples", **TINY)
+    metric = build("metric", "clip-frechet-distance", against="reference-samples", **TINY)
     assert metric.needs_reference
     same = metric(make_eval_context(policy, sampler, count=8, reference=policy.reference()))["fd_clip"]
     moved = FakePolicy()
@@ -77,7 +72,7 @@ def videos(n, frames, seed, still=False):
 
 
 def test_video_fd_has_a_frame_difference_variant():
-    metric = build("clip-frechet-distance", **TINY)
+    metric = build("metric", "clip-frechet-distance", **TINY)
     data = videos(6, 3, 0)
     values = metric(context_of(data, held_out=data))
     assert set(values) == {"fd_clip", "fd_clip_frame_diff"} and abs(values["fd_clip_frame_diff"]) < 1e-6
@@ -89,16 +84,16 @@ def test_video_fd_has_a_frame_difference_variant():
 def test_per_prompt_diversity_is_zero_for_copies_of_one_sample_per_prompt():
     a, b = images(1, 0), images(1, 1)
     copies = torch.cat([a, a, b, b])
-    values = build("clip-diversity", **TINY)(context_of(copies, prompts=["x", "x", "y", "y"]))
+    values = build("metric", "clip-diversity", **TINY)(context_of(copies, prompts=["x", "x", "y", "y"]))
     assert values["clip_prompt_diversity"] == pytest.approx(0, abs=1e-6)
     assert values["clip_diversity"] > 1e-3
-    varied = build("clip-diversity", **TINY)(context_of(images(4, 2), prompts=["x", "x", "y", "y"]))
+    varied = build("metric", "clip-diversity", **TINY)(context_of(images(4, 2), prompts=["x", "x", "y", "y"]))
     assert varied["clip_prompt_diversity"] > 1e-3
 
 
 def test_diversity_needs_several_samples_per_prompt():
     with pytest.raises(ValueError, match="eval_samples_per_prompt"):
-        build("clip-diversity", **TINY)(context_of(images(3, 0), prompts=["x", "y", "z"]))
+        build("metric", "clip-diversity", **TINY)(context_of(images(3, 0), prompts=["x", "y", "z"]))
 
 
 def test_the_evaluator_lays_out_samples_per_prompt():
@@ -111,35 +106,35 @@ def test_the_evaluator_lays_out_samples_per_prompt():
 
 
 def test_temporal_consistency_is_one_for_a_still_video():
-    metric = build("clip-temporal-consistency", **TINY)
+    metric = build("metric", "clip-temporal-consistency", **TINY)
     assert metric(context_of(videos(2, 3, 0, still=True)))["clip_temporal_consistency"] == pytest.approx(1.0)
     assert metric(context_of(videos(2, 3, 0)))["clip_temporal_consistency"] < 0.9999
 
 
 def test_held_out_reward_is_the_reward_models_mean():
     samples = images(4, 0)
-    metric = build("held-out-reward", reward={"name": "brightness"})
+    metric = build("metric", "held-out-reward", reward={"name": "brightness"})
     values = metric(context_of(samples))
     assert values["heldout_brightness"] == pytest.approx(float(samples.mean()), rel=1e-5)
-    keyed = build("held-out-reward", reward={"name": "brightness"}, key="light")
+    keyed = build("metric", "held-out-reward", reward={"name": "brightness"}, key="light")
     assert "heldout_light" in keyed(context_of(samples))
 
 
 def test_held_out_reward_table_is_checked_before_any_work():
     with pytest.raises(UserError, match=r"\[\[metrics\]\] #2.reward.*unknown reward model 'brightnes'.*brightness"):
-        REGISTRY.check("metric", "held-out-reward", {"reward": {"name": "brightnes"}}, "[[metrics]] #2")
+        registry().check("metric", "held-out-reward", {"reward": {"name": "brightnes"}}, "[[metrics]] #2")
     with pytest.raises(UserError, match="unknown option 'scale'"):
-        REGISTRY.check("metric", "held-out-reward", {"reward": {"name": "brightness", "scale": 2}}, "[[metrics]] #2")
+        registry().check("metric", "held-out-reward", {"reward": {"name": "brightness", "scale": 2}}, "[[metrics]] #2")
 
 
 class TestClipFrechetContract(MetricContract):
     def make_metric(self):
-        return build("clip-frechet-distance", **TINY)
+        return build("metric", "clip-frechet-distance", **TINY)
 
 
 class TestClipDiversityContract(MetricContract):
     def make_metric(self):
-        return build("clip-diversity", **TINY)
+        return build("metric", "clip-diversity", **TINY)
 
     def make_context(self):
         return context_of(images(4, 0), prompts=["x", "x", "y", "y"])
@@ -147,7 +142,7 @@ class TestClipDiversityContract(MetricContract):
 
 class TestClipTemporalContract(MetricContract):
     def make_metric(self):
-        return build("clip-temporal-consistency", **TINY)
+        return build("metric", "clip-temporal-consistency", **TINY)
 
     def make_context(self):
         return context_of(videos(2, 3, 0))
@@ -158,4 +153,4 @@ class TestHeldOutRewardContract(MetricContract):
         return {"reward": {"name": "jpeg-compressibility"}}
 
     def make_metric(self):
-        return build("held-out-reward", **self.metric_options())
+        return build("metric", "held-out-reward", **self.metric_options())

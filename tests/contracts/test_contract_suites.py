@@ -14,7 +14,6 @@ import torch
 
 from ddrl_framework.contexts import StepContext, UpdateContext
 from ddrl_framework.kit.forward_process import FlowMatchingProcess
-from ddrl_framework.registry import load_registry
 from ddrl_framework.metric_key import MetricKey
 from ddrl_framework.testing import (
     FakePolicy,
@@ -30,12 +29,7 @@ from ddrl_framework.testing import (
 )
 from ddrl_framework.types import Trajectory
 from ddrl_plugins.samplers.ddim_sde import DdimSdeSampler
-
-REGISTRY = load_registry()
-
-
-def build(role, name, **options):
-    return REGISTRY.build(role, name, options, f"[{role}]")
+from tests.conftest import build
 
 
 # --- regularizers ---------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 import pytest
 
-from ddrl_framework.registry import load_registry
 from ddrl_framework.testing import (
     DataSourceContract,
     PolicyContract,
@@ -11,13 +10,9 @@ from ddrl_framework.testing import (
     SamplerContract,
 )
 from ddrl_framework.testing.fakes import FakePolicy
+from tests.conftest import build, registry
 
-REGISTRY = load_registry()
 TINY_UNET = {"block_out_channels": (8, 16), "norm_num_groups": 4}
-
-
-def build(role, name, **options):
-    return REGISTRY.build(role, name, options, f"[{role}]")
 
 
 class TestUnet2DPolicy(PolicyContract):
@@ -66,7 +61,7 @@ class TestDdimSdeOnUnet(SamplerContract):
 @pytest.mark.parametrize("name", ["brightness", "jpeg-compressibility", "jpeg-incompressibility",
                                   "digit-log-prob"])
 def test_reward_names_are_registered(name):
-    assert name in REGISTRY.names("reward")
+    assert name in registry().names("reward")
 
 
 class TestBrightness(RewardModelContract):

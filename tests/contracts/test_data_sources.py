@@ -10,14 +10,8 @@ from PIL import Image
 from torchvision.transforms import functional as TF
 
 from ddrl_framework.errors import UserError
-from ddrl_framework.registry import load_registry
 from ddrl_framework.testing import DataSourceContract
-
-REGISTRY = load_registry()
-
-
-def build(name, **options):
-    return REGISTRY.build("data", name, options, "[data]")
+from tests.conftest import build
 
 
 def _write_image(path, seed, size=(20, 12)):
@@ -66,42 +60,42 @@ class _WithMedia(DataSourceContract):
 
 class TestPromptFile(_WithMedia):
     def make_data_source(self):
-        return build("prompts", file=str(self.root / "prompts.txt"), held_out_count=4)
+        return build("data", "prompts", file=str(self.root / "prompts.txt"), held_out_count=4)
 
 
 class TestPromptsInline(DataSourceContract):
     def make_data_source(self):
-        return build("prompts", prompts=[f"a photo of {x}" for x in "abcdefgh"])
+        return build("data", "prompts", prompts=[f"a photo of {x}" for x in "abcdefgh"])
 
 
 class TestImageCaptionManifest(_WithMedia):
     batch_size = 4
 
     def make_data_source(self):
-        return build("image-captions", manifest=str(self.root / "images.jsonl"), resolution=8)
+        return build("data", "image-captions", manifest=str(self.root / "images.jsonl"), resolution=8)
 
 
 class TestImageCaptionFolder(_WithMedia):
     batch_size = 4
 
     def make_data_source(self):
-        return build("image-captions", folder=str(self.root / "images"), resolution=8, held_out_fraction=0.3)
+        return build("data", "image-captions", folder=str(self.root / "images"), resolution=8, held_out_fraction=0.3)
 
 
 class TestVideoCaptions(_WithMedia):
     batch_size = 3
 
     def make_data_source(self):
-        return build("video-captions", manifest=str(self.root / "videos.jsonl"), frames=3, height=8, width=8)
+        return build("data", "video-captions", manifest=str(self.root / "videos.jsonl"), frames=3, height=8, width=8)
 
 
 def test_prompt_files_in_both_formats(media):
-    assert build("prompts", file=str(media / "prompts.jsonl")).held_out().prompts == tuple(f"p{i}" for i in range(6))
-    assert len(build("prompts", file=str(media / "prompts.txt"), held_out_count=3).held_out()) == 3
+    assert build("data", "prompts", file=str(media / "prompts.jsonl")).held_out().prompts == tuple(f"p{i}" for i in range(6))
+    assert len(build("data", "prompts", file=str(media / "prompts.txt"), held_out_count=3).held_out()) == 3
 
 
 def test_images_are_resized_center_cropped_and_paired_with_their_captions(media):
-    source = build("image-captions", manifest=str(media / "images.jsonl"), resolution=6)
+    source = build("data", "image-captions", manifest=str(media / "images.jsonl"), resolution=6)
     batch = next(source.loader(4, seed=0))
     assert batch.x0.shape == (4, 3, 6, 6) and 0 <= batch.x0.min() and batch.x0.max() <= 1
     for prompt, pixels in zip(batch.prompts, batch.x0):
@@ -113,7 +107,7 @@ def test_images_are_resized_center_cropped_and_paired_with_their_captions(media)
 
 
 def test_videos_are_channel_first_frames_in_order(media):
-    source = build("video-captions", manifest=str(media / "videos.jsonl"), frames=6, height=10, width=10,
+    source = build("data", "video-captions", manifest=str(media / "videos.jsonl"), frames=6, height=10, width=10,
                    held_out_fraction=0.5)
     held = source.held_out()
     assert held.x0.shape == (4, 3, 6, 10, 10)
@@ -125,24 +119,24 @@ def test_videos_are_channel_first_frames_in_order(media):
 
 def test_bad_data_files_name_the_file_and_line(media, tmp_path):
     with pytest.raises(UserError, match="no such file"):
-        build("prompts", file=str(tmp_path / "missing.txt"))
+        build("data", "prompts", file=str(tmp_path / "missing.txt"))
     with pytest.raises(UserError, match="either file"):
-        build("prompts")
+        build("data", "prompts")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"image": "x.png", "caption": "a"}\nnot json\n')
     with pytest.raises(UserError, match=r"bad.jsonl:2: not a JSON object"):
-        build("image-captions", manifest=str(bad))
+        build("data", "image-captions", manifest=str(bad))
     bad.write_text('{"image": "x.png", "caption": "a"}\n')
     with pytest.raises(UserError, match=r"bad.jsonl:1: x.png does not exist"):
-        build("image-captions", manifest=str(bad))
+        build("data", "image-captions", manifest=str(bad))
     bad.write_text('{"caption": "a"}\n')
     with pytest.raises(UserError, match=r'bad.jsonl:1: no "image" path'):
-        build("image-captions", manifest=str(bad))
+        build("data", "image-captions", manifest=str(bad))
     (tmp_path / "lonely.png").write_bytes((media / "images" / "0.png").read_bytes())
     with pytest.raises(UserError, match="no caption file lonely.txt"):
-        build("image-captions", folder=str(tmp_path))
+        build("data", "image-captions", folder=str(tmp_path))
     with pytest.raises(UserError, match="fewer than the 9 asked for"):
-        source = build("video-captions", manifest=str(media / "videos.jsonl"), frames=9, height=8, width=8)
+        source = build("data", "video-captions", manifest=str(media / "videos.jsonl"), frames=9, height=8, width=8)
         next(source.loader(2, seed=0))
 
 
@@ -151,7 +145,7 @@ class TestReferenceSamples(DataSourceContract):
         from ddrl_plugins.policies.unet2d import build_unet2d_policy
         from ddrl_plugins.samplers.ddim_sde import DdimSdeSampler
 
-        source = build("reference-samples", prompts=["a", "b", "c"], samples_per_prompt=4, held_out_count=2)
+        source = build("data", "reference-samples", prompts=["a", "b", "c"], samples_per_prompt=4, held_out_count=2)
         policy = build_unet2d_policy(block_out_channels=(8, 16), norm_num_groups=4)
         source.prepare(policy, DdimSdeSampler(denoising_steps=2), "tiny-unet", show_progress=False)
         return source
@@ -163,7 +157,7 @@ def test_reference_samples_are_the_policys_samples_generated_once(monkeypatch):
 
     policy = build_unet2d_policy(block_out_channels=(8, 16), norm_num_groups=4)
     sampler = DdimSdeSampler(denoising_steps=2)
-    source = build("reference-samples", prompts=["a", "b"], samples_per_prompt=3, held_out_count=1, seed=5)
+    source = build("data", "reference-samples", prompts=["a", "b"], samples_per_prompt=3, held_out_count=1, seed=5)
     source.prepare(policy, sampler, "identity-1", show_progress=False)
     data = source.held_out()
     generator = torch.Generator().manual_seed(5)
@@ -173,6 +167,6 @@ def test_reference_samples_are_the_policys_samples_generated_once(monkeypatch):
     assert data.prompts == ("b",)
     assert torch.allclose(data.x0[0], (expected[-1] * 255).round() / 255)
     monkeypatch.setattr(type(source), "_generate", lambda *a: pytest.fail("regenerated a cached set"))
-    again = build("reference-samples", prompts=["a", "b"], samples_per_prompt=3, held_out_count=1, seed=5)
+    again = build("data", "reference-samples", prompts=["a", "b"], samples_per_prompt=3, held_out_count=1, seed=5)
     again.prepare(policy, sampler, "identity-1", show_progress=False)
     assert torch.equal(again.held_out().x0, data.x0)

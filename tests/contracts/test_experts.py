@@ -8,14 +8,12 @@ import torch
 
 from ddrl_framework.kit.experts import TimestepExperts
 from ddrl_framework.kit.pipeline_fidelity import pipeline_gaps
-from ddrl_framework.registry import load_registry
 from ddrl_framework.types import DataBatch
-
-REGISTRY = load_registry()
+from tests.conftest import registry
 
 
 def wan22(**options):
-    return REGISTRY.build("policy", "wan2.2", options, "[policy]")
+    return registry().build("policy", "wan2.2", options, "[policy]")
 
 
 def test_a_mixed_batch_goes_to_each_samples_expert():
@@ -37,7 +35,7 @@ def test_routing_every_step_to_one_expert_is_seen_by_the_fidelity_check():
     """The pipeline runs the high-noise expert for the first of 4 steps (t = 1000 >= 875) and the
     low-noise one after; a policy that used the high one throughout parts from it."""
     policy = wan22()
-    sampler = REGISTRY.build("sampler", "flow-sde", {"denoising_steps": 4}, "[sampler]")
+    sampler = registry().build("sampler", "flow-sde", {"denoising_steps": 4}, "[sampler]")
     assert pipeline_gaps(policy, sampler).worst <= 1e-4
     policy.denoiser.boundary = 0.0
     gaps = pipeline_gaps(policy, sampler)

@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from ddrl_framework.registry import load_registry
 from ddrl_framework.testing import MetricContract, make_eval_context
 from ddrl_framework.testing.fakes import FakePolicy, FakeSampler
-
-REGISTRY = load_registry()
-
-
-def build(name, **options):
-    return REGISTRY.build("metric", name, options, "[[metrics]]")
+from tests.conftest import build, registry
 
 
 def context_of(samples, prompts=None):
@@ -26,7 +20,7 @@ def context_of(samples, prompts=None):
 
 
 def stats(images):
-    return build("image-statistics")(context_of(images))
+    return build("metric", "image-statistics")(context_of(images))
 
 
 def filled(*color, size=8):
@@ -95,23 +89,23 @@ def alternating_video(low=0.2, high=0.8, frames=4):
 
 
 def test_flicker_by_hand():
-    values = build("video-statistics")(context_of(alternating_video()))
+    values = build("metric", "video-statistics")(context_of(alternating_video()))
     assert values["flicker"] == pytest.approx(0.6)
     assert values["frame_difference"] == pytest.approx(0.6)
-    still = build("video-statistics")(context_of(alternating_video(0.3, 0.3)))
+    still = build("metric", "video-statistics")(context_of(alternating_video(0.3, 0.3)))
     assert still == {"flicker": 0.0, "frame_difference": 0.0}
 
 
 def test_video_statistics_refuse_images():
     with pytest.raises(ValueError, match="image-statistics"):
-        build("video-statistics")(context_of(torch.rand(2, 3, 4, 4)))
+        build("metric", "video-statistics")(context_of(torch.rand(2, 3, 4, 4)))
 
 
 def test_options_are_checked_before_any_work():
     from ddrl_framework.errors import UserError
 
     with pytest.raises(UserError, match="cutoff"):
-        REGISTRY.check("metric", "image-statistics", {"cutoff": 0.7}, "[[metrics]] #1")
+        registry().check("metric", "image-statistics", {"cutoff": 0.7}, "[[metrics]] #1")
 
 
 def test_numpy_luminance_agrees():
@@ -122,12 +116,12 @@ def test_numpy_luminance_agrees():
 
 class TestImageStatisticsContract(MetricContract):
     def make_metric(self):
-        return build("image-statistics")
+        return build("metric", "image-statistics")
 
 
 class TestVideoStatisticsContract(MetricContract):
     def make_metric(self):
-        return build("video-statistics")
+        return build("metric", "video-statistics")
 
     def make_context(self):
         videos = torch.rand(4, 3, 3, 8, 8, generator=torch.Generator().manual_seed(0))

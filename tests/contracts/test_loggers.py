@@ -11,11 +11,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from ddrl_framework.cli import main
 from ddrl_framework.errors import TrainingError
-from ddrl_framework.registry import load_registry
 from ddrl_framework.running.loggers import RunLoggers
 from ddrl_framework.testing import LoggerContract
+from tests.conftest import registry
 
-REGISTRY = load_registry()
 LOGGERS = '\n[[loggers]]\nname = "tensorboard"\n\n[[loggers]]\nname = "wandb"\n'
 
 
@@ -55,7 +54,7 @@ def test_a_run_logs_to_tensorboard_and_wandb_offline_at_once(tiny_config, tmp_pa
 
 
 def test_tensorboard_logs_videos_as_gifs(tmp_path):
-    logger = REGISTRY.build("logger", "tensorboard", {"logdir": str(tmp_path / "tb")}, "[[loggers]] #1")
+    logger = registry().build("logger", "tensorboard", {"logdir": str(tmp_path / "tb")}, "[[loggers]] #1")
     assert logger.start(tmp_path, {}) == f"tensorboard --logdir {tmp_path / 'tb'}"
     logger.log_samples("eval/samples", torch.rand(2, 3, 4, 8, 8), step=5)
     logger.log_metrics({"iteration": 5, "reward_mean": 0.5, "note": "text"}, 5, "eval")
@@ -67,7 +66,7 @@ def test_tensorboard_logs_videos_as_gifs(tmp_path):
 
 
 def test_wandb_logs_video_files_offline(tmp_path, offline_wandb):
-    logger = REGISTRY.build("logger", "wandb", {"project": "t"}, "[[loggers]] #1")
+    logger = registry().build("logger", "wandb", {"project": "t"}, "[[loggers]] #1")
     line = logger.start(tmp_path / "run", {"seed": 0})
     logger.log_samples("eval/samples", torch.rand(2, 3, 3, 8, 8), step=1)
     logger.close()
@@ -108,10 +107,10 @@ def test_an_unknown_logger_is_named_with_the_known_ones(tiny_config, capsys):
 
 class TestTensorBoardContract(LoggerContract):
     def make_logger(self):
-        return REGISTRY.build("logger", "tensorboard", {}, "[[loggers]] #1")
+        return registry().build("logger", "tensorboard", {}, "[[loggers]] #1")
 
 
 @pytest.mark.usefixtures("offline_wandb")
 class TestWandbContract(LoggerContract):
     def make_logger(self):
-        return REGISTRY.build("logger", "wandb", {}, "[[loggers]] #1")
+        return registry().build("logger", "wandb", {}, "[[loggers]] #1")

@@ -14,11 +14,9 @@ from ddrl_framework.evaluation.frechet import (
     frechet_distance,
     weighted_moments,
 )
-from ddrl_framework.registry import load_registry
 from ddrl_framework.testing import MetricContract, make_eval_context
 from ddrl_framework.testing.fakes import FakePolicy
-
-REGISTRY = load_registry()
+from tests.conftest import build
 
 
 def scipy_fd(a, b):
@@ -60,13 +58,9 @@ def test_forward_kl_weights_solve_the_stationarity_condition():
     assert w[2] < exp_tilt_weights(r, beta)[2]
 
 
-def build(name, **options):
-    return REGISTRY.build("metric", name, options, "[[metrics]]")
-
-
 class TestFrechetDistance(MetricContract):
     def make_metric(self):
-        return build("frechet-distance")
+        return build("metric", "frechet-distance")
 
 
 class TestWeightedFrechetDistance(MetricContract):
@@ -74,34 +68,34 @@ class TestWeightedFrechetDistance(MetricContract):
         return {"weighting": "forward-kl", "temperature": 0.5, "key": "fd_fkl"}
 
     def make_metric(self):
-        return build("frechet-distance", **self.metric_options())
+        return build("metric", "frechet-distance", **self.metric_options())
 
 
 class TestDiversity(MetricContract):
     def make_metric(self):
-        return build("diversity")
+        return build("metric", "diversity")
 
 
 class TestDrift(MetricContract):
     def make_metric(self):
-        return build("drift")
+        return build("metric", "drift")
 
 
 def test_drift_is_zero_against_itself_and_positive_against_another_model():
     from ddrl_plugins.samplers.ddim_sde import DdimSdeSampler
 
     policy, sampler = FakePolicy(), DdimSdeSampler(denoising_steps=4)
-    assert build("drift")(make_eval_context(policy, sampler))["drift_kl"] == 0.0
+    assert build("metric", "drift")(make_eval_context(policy, sampler))["drift_kl"] == 0.0
     other = make_eval_context(policy, sampler, reference=FakePolicy(seed=3))
-    assert build("drift")(other)["drift_kl"] > 0
+    assert build("metric", "drift")(other)["drift_kl"] > 0
 
 
 def test_weighting_towards_brighter_held_out_images_changes_the_fd():
     from ddrl_plugins.samplers.ddim_sde import DdimSdeSampler
 
     context = make_eval_context(FakePolicy(), DdimSdeSampler(denoising_steps=4), count=32)
-    plain = build("frechet-distance")(context)["fd"]
-    tilted = build("frechet-distance", weighting="exp-tilt", temperature=0.01)(context)["fd"]
+    plain = build("metric", "frechet-distance")(context)["fd"]
+    tilted = build("metric", "frechet-distance", weighting="exp-tilt", temperature=0.01)(context)["fd"]
     assert plain != pytest.approx(tilted)
 
 

@@ -5,27 +5,21 @@ import pytest
 import torch
 
 from ddrl_framework.errors import UserError
-from ddrl_framework.registry import load_registry
 from ddrl_framework.testing import MetricContract, make_eval_context
 from ddrl_framework.testing.fakes import FakePolicy
 from ddrl_plugins.metrics.recognizable import recognized
 from ddrl_plugins.shared.digits import split_digits
-
-REGISTRY = load_registry()
-
-
-def build(name, **options):
-    return REGISTRY.build("metric", name, options, "[[metrics]]")
+from tests.conftest import build
 
 
 class TestRecognizable(MetricContract):
     def make_metric(self):
-        return build("recognizable")
+        return build("metric", "recognizable")
 
 
 class TestHackRate(MetricContract):
     def make_metric(self):
-        return build("hack-rate", digit=3)
+        return build("metric", "hack-rate", digit=3)
 
 
 def held_out():
@@ -56,7 +50,7 @@ def test_hack_rate_counts_what_only_the_reward_calls_a_three():
 
     images, labels = held_out()
     context = make_eval_context(FakePolicy(), DdimSdeSampler(denoising_steps=4), count=8)
-    metric = build("hack-rate", digit=3)
+    metric = build("metric", "hack-rate", digit=3)
     honest = metric(attrs.evolve(context, samples=images[labels == 3]))
     assert honest["reward_class_rate"] > 0.9 and honest["hack_rate"] < 0.1
     # uniform noise that the reward's linear classifier calls a 3: mostly no 3 to the CNN
@@ -68,4 +62,4 @@ def test_hack_rate_counts_what_only_the_reward_calls_a_three():
 
 def test_a_confidence_outside_zero_one_is_a_user_error():
     with pytest.raises(UserError, match="confidence"):
-        build("recognizable", confidence=1.5)
+        build("metric", "recognizable", confidence=1.5)

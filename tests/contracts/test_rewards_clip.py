@@ -13,22 +13,17 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ddrl_framework.errors import UserError
-from ddrl_framework.registry import load_registry
 from ddrl_framework.testing import RewardModelContract
 from ddrl_plugins.rewards.clip_rewards import aesthetic_head
 from ddrl_plugins.rewards.remote import decode_png_base64
+from tests.conftest import build
 
-REGISTRY = load_registry()
 TINY = "ddrl-tiny-clip"
 TINY_CONFIG = {
     "embed_dim": 16,
     "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
 }
-
-
-def build(name, **options):
-    return REGISTRY.build("reward", name, options, "[[rewards]]")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +62,7 @@ class _Clip(RewardModelContract):
         return {**values, **self.extra}
 
     def make_reward(self):
-        return build(self.name, **self.options())
+        return build("reward", self.name, **self.options())
 
 
 class TestClipScore(_Clip):
@@ -99,7 +94,7 @@ def _quantized_images(n=3, size=32):
 
 def test_clip_score_is_the_cosine_under_open_clips_own_preprocessing(tiny_clip):
     config, checkpoint, _, _, model = tiny_clip
-    reward = build("clip-score", model=TINY, model_config=str(config), pretrained=str(checkpoint))
+    reward = build("reward", "clip-score", model=TINY, model_config=str(config), pretrained=str(checkpoint))
     images, prompts = _quantized_images(), ("a cat", "a red square", "digit 3")
     preprocess = open_clip.image_transform(model.visual.image_size, is_train=False)
     pil = [Image.fromarray((i.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)) for i in images]
@@ -113,14 +108,14 @@ def test_clip_score_is_the_cosine_under_open_clips_own_preprocessing(tiny_clip):
 def test_hpsv2_reads_a_state_dict_checkpoint_and_equals_the_clip_score_of_its_weights(tiny_clip):
     config, checkpoint, hps, _, _ = tiny_clip
     images, prompts = _quantized_images(), ("a", "b", "c")
-    plain = build("clip-score", model=TINY, model_config=str(config), pretrained=str(checkpoint))
-    hpsv2 = build("hpsv2", model=TINY, model_config=str(config), checkpoint=str(hps))
+    plain = build("reward", "clip-score", model=TINY, model_config=str(config), pretrained=str(checkpoint))
+    hpsv2 = build("reward", "hpsv2", model=TINY, model_config=str(config), checkpoint=str(hps))
     assert torch.allclose(hpsv2(images, prompts, {}), plain(images, prompts, {}))
 
 
 def test_aesthetic_is_the_head_on_the_normalized_embedding(tiny_clip):
     config, checkpoint, _, head_file, model = tiny_clip
-    reward = build("aesthetic", model=TINY, model_config=str(config), pretrained=str(checkpoint),
+    reward = build("reward", "aesthetic", model=TINY, model_config=str(config), pretrained=str(checkpoint),
                    head=str(head_file))
     head = aesthetic_head(16)
     head.load_state_dict({k.removeprefix("layers."): v for k, v in torch.load(head_file).items()})
@@ -135,19 +130,19 @@ def test_video_rewards_reduce_to_image_rewards_on_still_videos(tiny_clip):
     options = {"model": TINY, "model_config": str(config), "pretrained": str(checkpoint)}
     images, prompts = _quantized_images(2), ("a", "b")
     still = images.unsqueeze(2).expand(-1, -1, 4, -1, -1)
-    assert torch.allclose(build("video-clip-score", **options)(still, prompts, {}),
-                          build("clip-score", **options)(images, prompts, {}), atol=1e-6)
-    assert torch.allclose(build("temporal-consistency", **options)(still, prompts, {}), torch.ones(2))
+    assert torch.allclose(build("reward", "video-clip-score", **options)(still, prompts, {}),
+                          build("reward", "clip-score", **options)(images, prompts, {}), atol=1e-6)
+    assert torch.allclose(build("reward", "temporal-consistency", **options)(still, prompts, {}), torch.ones(2))
 
 
 def test_bad_clip_options_are_user_errors(tiny_clip, tmp_path):
     config, *_ = tiny_clip
     with pytest.raises(UserError, match="no model 'ViT-Nope'"):
-        build("clip-score", model="ViT-Nope", pretrained=None)(_quantized_images(1), ("a",), {})
+        build("reward", "clip-score", model="ViT-Nope", pretrained=None)(_quantized_images(1), ("a",), {})
     with pytest.raises(UserError, match="no such file"):
-        build("hpsv2", checkpoint=str(tmp_path / "missing.pt"))
+        build("reward", "hpsv2", checkpoint=str(tmp_path / "missing.pt"))
     with pytest.raises(ValueError, match="takes images"):
-        build("clip-score", model=TINY, model_config=str(config), pretrained=None)(
+        build("reward", "clip-score", model=TINY, model_config=str(config), pretrained=None)(
             torch.rand(1, 3, 2, 8, 8), ("a",), {})
 
 
@@ -197,11 +192,11 @@ class TestRemote(RewardModelContract):
         type(self).url = judge
 
     def make_reward(self):
-        return build("remote", url=self.url, backoff=0.0)
+        return build("reward", "remote", url=self.url, backoff=0.0)
 
 
 def test_remote_reward_round_trips_images_and_videos(judge):
-    reward = build("remote", url=judge, backoff=0.0)
+    reward = build("reward", "remote", url=judge, backoff=0.0)
     images = _quantized_images(3, 8)
     assert torch.allclose(reward(images, ("a", "b", "c"), {}), images.flatten(1).mean(1), atol=1e-6)
     videos = torch.rand((2, 3, 4, 8, 8))
@@ -211,13 +206,13 @@ def test_remote_reward_round_trips_images_and_videos(judge):
 
 def test_remote_reward_retries_a_busy_server_then_names_it(judge):
     _Judge.failures = 2
-    assert build("remote", url=judge, retries=2, backoff=0.0)(_quantized_images(1, 8), ("a",), {}).shape == (1,)
+    assert build("reward", "remote", url=judge, retries=2, backoff=0.0)(_quantized_images(1, 8), ("a",), {}).shape == (1,)
     _Judge.failures = 5
     with pytest.raises(RuntimeError, match=f"reward server {judge} answered HTTP 503"):
-        build("remote", url=judge, retries=1, backoff=0.0)(_quantized_images(1, 8), ("a",), {})
+        build("reward", "remote", url=judge, retries=1, backoff=0.0)(_quantized_images(1, 8), ("a",), {})
 
 
 def test_remote_reward_names_an_unreachable_server():
     with pytest.raises(RuntimeError, match="127.0.0.1:9/score unreachable after 2 tries"):
-        build("remote", url="http://127.0.0.1:9/score", retries=1, backoff=0.0, timeout=2.0)(
+        build("reward", "remote", url="http://127.0.0.1:9/score", retries=1, backoff=0.0, timeout=2.0)(
             _quantized_images(1, 8), ("a",), {})

@@ -21,12 +21,17 @@ BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
     ("step_gradients.py", ["--rollouts", "1", "--arm", ""], "share, trained"),
     ("bad_input.py", ["--only", "key typo"], "key typo                                2"),
     ("solvable.py", ["--arms", "none", "--seeds", "0", "--set", "train.iterations=1"], "| none | - |"),
+    ("fixed_points.py", ["--seeds", "0", "--set", "train.iterations=2", "--raw", "{tmp}/raw.jsonl", "--set",
+                         "compare.arms=[{name='reverse-kl', regularizer={name='reverse-kl'}, betas=[0.5]}]"],
+     "| reverse-kl | per-step loss"),
     ("main_job.py", ["--set", "train.iterations=1", "--set", "pretrain.optimizer_steps=2", "--set",
                      "train.eval_samples=16", "--set", "compare.arms=[{name = 'none', regularizer = {name = 'none'}}]"],
      "| total |"),
 ])
-def test_benchmark_prints_its_table(tiny_config, script, args, expected):
-    config = ["--config", str(tiny_config())] if script != "checkpoint_check.py" else []  # it runs sd3-tiny
+def test_benchmark_prints_its_table(tiny_config, tmp_path, script, args, expected):
+    own_config = ("checkpoint_check.py", "fixed_points.py")  # sd3-tiny; the linear twin's file
+    config = ["--config", str(tiny_config())] if script not in own_config else []
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
     result = subprocess.run([sys.executable, str(BENCHMARKS / script), *config, *args],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr

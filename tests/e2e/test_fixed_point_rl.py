@@ -9,7 +9,12 @@ nats. An arm **reaches** a fixed point when the upper end of the 99% t interval 
 it is below the tolerance, a quarter of the KL between that fixed point and the nearest rival
 (what must be resolved), and below the lower end of its KL to every rival. Rivals: the other KL
 estimator's fixed point, and the fixed points of twice and half the beta (the temperature, for
-DDRL). The same check fails when a rival is named the target."""
+DDRL). The same check fails when a rival is named the target.
+
+Here, in CI, the two KL arms whose fixed points are each other's rivals (the whole-trajectory
+estimator in the reward, and the per-step one): a wrong estimator fails it. Every arm at 5 seeds
+is the research run, ``benchmarks/fixed_points.py`` (docs/comparisons.md, "Fixed points in closed
+form"), smoke-tested in tests/e2e/test_benchmarks.py."""
 
 from __future__ import annotations
 
@@ -48,7 +53,8 @@ def tilt(temperature, own_z: bool = False):
                                              z if own_z else data_log_normalizer(chain, temperature))
 
 
-# arm: (its own fixed point, its rivals)
+# arm: (its own fixed point, its rivals); CHECKED: the arms trained here
+CHECKED = ("kl-in-reward", "reverse-kl")
 FIXED_POINTS = {
     "kl-in-reward": (whole(0.5), [per_step(0.5), whole(1.0), whole(0.25)]),
     "kl-in-reward-whole": (whole(0.5), [per_step(0.5), whole(1.0), whole(0.25)]),
@@ -70,7 +76,7 @@ def trained(tmp_path_factory):
     """arm -> (the chain, the 6 learned chains, the run's exp-tilt Z or None)."""
     file = load_file(CONFIG, [f"output_dir={tmp_path_factory.mktemp('linear')}"])
     found = {}
-    for arm in file.comparison().arms:
+    for arm in (a for a in file.comparison().arms if a.name in CHECKED):
         chains, z = [], None
         for seed in SEEDS:
             beta = arm.betas[0] if arm.betas else None
@@ -103,7 +109,7 @@ def reaches(chain: LinearGaussianChain, learned: list[AffineChain], target: Affi
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arm", list(FIXED_POINTS))
+@pytest.mark.parametrize("arm", CHECKED)
 def test_rl_reaches_its_own_fixed_point_and_no_rival(trained, arm):
     chain, learned, z = trained[arm]
     own, rivals = FIXED_POINTS[arm]
@@ -116,7 +122,7 @@ def test_rl_reaches_its_own_fixed_point_and_no_rival(trained, arm):
 def test_fixed_point_of_ddrl_paper_in_two_coordinates_is_not_two_independent_ones():
     """The exp-tilt of a sum is a product: with Z of the 2-D reward, each coordinate's fixed
     point differs from the 1-D problem's with 1-D Z, unless it is the exact tilt (it is close)."""
-    from test_fixed_points import twin
+    from tests.unit.test_fixed_points import twin
 
     one = twin()
     two = attrs.evolve(one, dims=2)

@@ -36,12 +36,11 @@ import pytest
 import torch
 
 from ddrl_framework.evaluation.evaluator import Evaluator
-from ddrl_framework.registry import load_registry
 from ddrl_framework.running.loader import load_file
 from ddrl_framework.running.trainer import Trainer
+from tests.conftest import registry
 
 CONFIG = Path(__file__).parents[2] / "configs" / "solvable-gmm.toml"
-REGISTRY = load_registry()
 QUICK = ("metrics=[]", "train.eval_every=0", 'train.device="cpu"')  # the test measures its own targets
 
 
@@ -91,7 +90,7 @@ def train_arm(tmp_path_factory):
             iterations = ["train.iterations=150"] if name == "none" else []
             file = load_file(CONFIG, [*QUICK, f"output_dir={output}", *iterations])
             arm = file.arm(name)
-            trainer = Trainer(file.run(arm, (arm.betas or (None,))[0], seed=0).experiment, REGISTRY,
+            trainer = Trainer(file.run(arm, (arm.betas or (None,))[0], seed=0).experiment, registry(),
                               show_progress=False)
             reference = trainer.parts.policy.reference()  # snapshot before the first update
             began = time.perf_counter()
@@ -104,7 +103,7 @@ def train_arm(tmp_path_factory):
 
 def distance(target: str, beta: float, key: str):
     """A ``distance-to-optimum`` reported as ``<key>``, ``<key>_floor``, ``<key>_reward``."""
-    return REGISTRY.build("metric", "distance-to-optimum", {"target": target, "beta": beta, "key": key},
+    return registry().build("metric", "distance-to-optimum", {"target": target, "beta": beta, "key": key},
                           "[[metrics]]")
 
 

@@ -7,16 +7,11 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from ddrl_framework.kit.policy_gradient import clipped_policy_loss, group_advantages, tilt_log_normalizer
-from ddrl_framework.registry import load_registry
 from ddrl_framework.testing import make_step_context
 from ddrl_framework.types import Gaussian
+from tests.conftest import build
 
-REGISTRY = load_registry()
 TINY_UNET = {"block_out_channels": (8, 16), "norm_num_groups": 4}
-
-
-def build(role, name, **options):
-    return REGISTRY.build(role, name, options, f"[{role}]")
 
 
 def test_log_prob_equals_torch_distributions_normal_with_per_sample_std():

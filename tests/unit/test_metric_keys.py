@@ -16,18 +16,17 @@ import pytest
 from ddrl_framework.comparison.metric_keys import declared_keys, facts, margin_of
 from ddrl_framework.comparison.verdicts import rules
 from ddrl_framework.metric_key import MetricKey
-from ddrl_framework.registry import load_registry
+from tests.conftest import registry
 
-REGISTRY = load_registry()
 COMPARISON = Path(__file__).parents[2] / "ddrl_framework" / "comparison"
 OPTIONS = {"held-out-reward": {"reward": {"name": "brightness"}}}  # its one required option
 
 
 def built_in_keys() -> set[str]:
     """The key names every built-in metric declares with its default options."""
-    tables = [{"name": entry.name, **OPTIONS.get(entry.name, {})} for entry in REGISTRY.entries()
+    tables = [{"name": entry.name, **OPTIONS.get(entry.name, {})} for entry in registry().entries()
               if entry.role == "metric" and entry.factory.__module__.startswith("ddrl_plugins.")]
-    return set(declared_keys(tables, REGISTRY)) - {"reward_mean"}  # the evaluator's own key
+    return set(declared_keys(tables, registry())) - {"reward_mean"}  # the evaluator's own key
 
 
 def strings_in(source: str) -> set[str]:
@@ -64,7 +63,7 @@ def test_a_key_named_in_the_comparison_is_found(tmp_path):
 def test_the_digits_metrics_keep_their_directions_ranges_and_margins():
     declared = declared_keys([{"name": "frechet-distance"}, {"name": "diversity"}, {"name": "recognizable"},
                               {"name": "hack-rate"}, {"name": "drift"},
-                              {"name": "frechet-distance", "weighting": "exp-tilt", "key": "fd_exp_tilt"}], REGISTRY)
+                              {"name": "frechet-distance", "weighting": "exp-tilt", "key": "fd_exp_tilt"}], registry())
     summary = {k: (facts(k, declared).better, facts(k, declared).bounds, margin_of(k, None, declared))
                for k in ("fd", "fd_exp_tilt", "class_entropy", "recognizable", "hack_rate", "drift_kl", "reward_mean")}
     assert summary == {
@@ -79,12 +78,12 @@ def test_the_digits_metrics_keep_their_directions_ranges_and_margins():
 
 
 def test_compare_metrics_override_a_declaration_and_a_metric_not_run_declares_nothing():
-    declared = declared_keys([{"name": "frechet-distance"}], REGISTRY)
+    declared = declared_keys([{"name": "frechet-distance"}], registry())
     compare = {"metrics": [{"key": "fd", "better": "higher", "margin": 5.0}]}
     (fd,) = [r for r in rules(compare, ["reward_mean", "fd", "recognizable"], declared) if r.key == "fd"]
     assert (fd.higher_is_better, fd.margin, fd.margin_source, fd.bounds) == (True, 5.0, "config", (0.0, math.inf))
     assert "recognizable" not in {r.key for r in rules({}, ["recognizable"], declared)}  # no recognizable ran
-    assert declared_keys([{"name": "no-such-metric"}], REGISTRY) == {"reward_mean": declared["reward_mean"]}
+    assert declared_keys([{"name": "no-such-metric"}], registry()) == {"reward_mean": declared["reward_mean"]}
 
 
 @pytest.mark.parametrize("key, problem", [

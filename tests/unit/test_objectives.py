@@ -16,17 +16,12 @@ from ddrl_framework.contexts import RolloutContext
 from ddrl_framework.errors import UserError
 from ddrl_framework.kit.diffusers_policy import flow_matching_process
 from ddrl_framework.kit.policy_gradient import tilt_log_normalizer
-from ddrl_framework.registry import load_registry
 from ddrl_framework.running.loader import load_experiment
 from ddrl_framework.running.trainer import Trainer
 from ddrl_framework.testing import make_step_context
+from tests.conftest import build, registry
 
-REGISTRY = load_registry()
 TINY_UNET = {"block_out_channels": (8, 16), "norm_num_groups": 4}
-
-
-def build(role, name, **options):
-    return REGISTRY.build(role, name, options, f"[{role}]")
 
 
 def ddpm_posterior(a_t, a_prev, x_t, x0):
@@ -176,7 +171,7 @@ def test_kl_in_reward_refuses_the_per_step_loss_beside_the_sampled_ratio():
 def test_kl_in_reward_trains_and_logs_its_term(tiny_config):
     experiment = load_experiment(tiny_config("kl-in-reward", "beta = 0.5"),
                                  ["train.iterations=3", "train.grid_samples=0"])
-    trainer = Trainer(experiment, REGISTRY, show_progress=False)
+    trainer = Trainer(experiment, registry(), show_progress=False)
     trainer.run()
     records = [json.loads(line) for line in (trainer.output / "metrics.jsonl").read_text().splitlines()]
     terms = [r["reward_term_kl_in_reward"] for r in records]
@@ -190,7 +185,7 @@ def test_exp_tilt_z_is_fixed_for_the_run_and_kept_in_the_checkpoint(tiny_config,
     overrides = ["train.advantage_transform=exp-tilt", f"train.exp_tilt_normalizer={normalizer}",
                  "train.exp_tilt_samples=16", "train.advantage_temperature=0.5", "train.grid_samples=0"]
     experiment = load_experiment(tiny_config(), overrides)
-    trainer = Trainer(experiment, REGISTRY, show_progress=False)
+    trainer = Trainer(experiment, registry(), show_progress=False)
     if normalizer == "reference":
         rewards = trainer.evaluator.sample_rewards(trainer.parts.policy, 16, seed=experiment.train.eval_seed + 2)
     else:
@@ -203,7 +198,7 @@ def test_exp_tilt_z_is_fixed_for_the_run_and_kept_in_the_checkpoint(tiny_config,
     assert {r["exp_tilt_z"] for r in records} == {trainer.tilt_z}
     state = torch.load(trainer.output / "checkpoints" / "iter-000003" / "trainer.pt", weights_only=True)
     assert state["exp_tilt_z"] == trainer.tilt_z
-    resumed = Trainer(experiment, REGISTRY, resume=True, show_progress=False)
+    resumed = Trainer(experiment, registry(), resume=True, show_progress=False)
     assert resumed.tilt_z == trainer.tilt_z  # the initial policy's, not the trained one's
 
 
@@ -250,7 +245,7 @@ def test_the_joined_network_call_trains_as_separate_calls(tiny_config):
 
     def records(fuse: str) -> list[dict]:
         config = tiny_config("forward-kl-data", f"beta = 0.01\nfuse = {fuse}", name=f"fuse-{fuse}")
-        trainer = Trainer(load_experiment(config, ["train.iterations=2", "train.grid_samples=0"]), REGISTRY,
+        trainer = Trainer(load_experiment(config, ["train.iterations=2", "train.grid_samples=0"]), registry(),
                           show_progress=False)
         trainer.run()
         return [json.loads(line) for line in (trainer.output / "metrics.jsonl").read_text().splitlines()]

@@ -23,7 +23,6 @@ from ddrl_framework.evaluation.optima import (
     forward_kl,
     forward_kl_lambda,
 )
-from ddrl_framework.registry import load_registry
 from ddrl_framework.testing import (
     DataSourceContract,
     FakeSampler,
@@ -35,15 +34,11 @@ from ddrl_framework.testing import (
 )
 from ddrl_framework.types import DataBatch
 from ddrl_plugins.shared.solvable import GaussianMixture, grid, quadratic_reward
+from tests.conftest import build
 
-REGISTRY = load_registry()
 CENTER, SCALE = (0.5, 0.5), 1.0
 MIXTURE = GaussianMixture.of([(-0.5, -0.5), (0.5, -0.5), (-0.5, 0.5), (0.5, 0.5)], [0.12, 0.1, 0.15, 0.12],
                              [0.3, 0.2, 0.1, 0.4])
-
-
-def build(role, name, **options):
-    return REGISTRY.build(role, name, options, f"[{role}]")
 
 
 def independent_sample(mixture: GaussianMixture, count: int, seed: int) -> torch.Tensor:
