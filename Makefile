@@ -6,7 +6,8 @@ CONFIG ?= configs/digits-brightness.toml
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	# PYTHONWARNINGS: setuptools' notice about editable installs with a package_dir mapping (plugins/ -> ddrl_plugins)
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
 .PHONY: run test test-fast setup

@@ -146,6 +146,12 @@ class DdpmProcess(_SimpleLoss):
         return torch.randint(0, self.num_train_timesteps, (n,), generator=generator, device=device)
 
 
+def ddim_variance(a_t: Tensor, a_prev: Tensor) -> Tensor:
+    """The variance of DDIM's step from ``a_t`` to ``a_prev`` at eta = 1 (DDIM eq. 16):
+    ``(1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)``, DDPM's posterior variance over that jump."""
+    return (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)
+
+
 @attrs.frozen(kw_only=True, eq=False)
 class FlowMatchingProcess(_SimpleLoss):
     """``x_t = (1 - sigma) x0 + sigma eps``; the network predicts the velocity ``eps - x0``.

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ddrl_framework.contexts import EvalContext, StepContext, UpdateContext
 from ddrl_framework.kit.chain import rollout_chain
-from ddrl_framework.kit.forward_process import DdpmProcess, ForwardProcessDelegation
+from ddrl_framework.kit.forward_process import DdpmProcess, ForwardProcessDelegation, ddim_variance
 from ddrl_framework.kit.fused import with_transitions
 from ddrl_framework.kit.module_weights import ModuleWeights
 from ddrl_framework.protocols import Policy, Regularizer, Sampler
@@ -103,7 +103,7 @@ class FakeSampler:
         a = policy.forward_process.alphas_cumprod.to(device)
         t = int(self._timesteps(len(a))[k])
         a_t, a_prev = a[t], a[max(t - len(a) // self.num_steps, 0)]
-        return t, a_t, a_prev, (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)
+        return t, a_t, a_prev, ddim_variance(a_t, a_prev)
 
     def _step(self, x0: Tensor, eps: Tensor, a_prev: Tensor, variance: Tensor) -> Gaussian:
         return Gaussian(mean=a_prev.sqrt() * x0 + (1 - a_prev - variance).sqrt() * eps, std=variance.sqrt())

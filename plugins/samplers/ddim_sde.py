@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ddrl_framework.hookspecs import hookimpl
 from ddrl_framework.kit.chain import require_process, rollout_chain, steps_within_gain
-from ddrl_framework.kit.forward_process import DdpmProcess
+from ddrl_framework.kit.forward_process import DdpmProcess, ddim_variance
 from ddrl_framework.protocols import Policy
 from ddrl_framework.types import Gaussian, Trajectory
 
@@ -163,7 +163,7 @@ def _coefficients(process: DdpmProcess, steps: int, eta: float, spacing: str,
     final = torch.ones((), dtype=a.dtype) if set_alpha_to_one else a[0]
     a_t = a[t]
     a_prev = torch.where(t_prev >= 0, a[t_prev.clamp(min=0)], final)
-    variance = (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)
+    variance = ddim_variance(a_t, a_prev)
     std = eta * variance.clamp(min=0).sqrt()
     direction = (1 - a_prev - std.square()).clamp(min=0).sqrt()
     return DdimCoefficients(timesteps=t, a_t=a_t.float(), sqrt_a_prev=a_prev.sqrt().float(),
