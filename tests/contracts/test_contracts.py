@@ -9,7 +9,6 @@ from ddrl_framework.testing import (
     RewardModelContract,
     SamplerContract,
 )
-from ddrl_framework.testing.fakes import FakePolicy
 from tests.conftest import build, registry
 
 TINY_UNET = {"block_out_channels": (8, 16), "norm_num_groups": 4}
@@ -31,18 +30,6 @@ class TestUnet2DClassConditional(TestUnet2DPolicy):
 class TestUnet2DVPrediction(TestUnet2DPolicy):
     def make_policy(self):
         return build("policy", "unet2d", prediction_type="v_prediction", **TINY_UNET)
-
-
-class TestFakePolicy(PolicyContract):
-    def make_policy(self):
-        return FakePolicy()
-
-    def load_policy(self, directory):
-        import torch
-
-        policy = FakePolicy(seed=99)
-        policy.model.load_state_dict(torch.load(directory / "fake.pt", weights_only=True))
-        return policy
 
 
 class TestDdimSde(SamplerContract):
