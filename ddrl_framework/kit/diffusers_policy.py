@@ -5,7 +5,7 @@ A backbone plugin subclasses :class:`DiffusersPolicy` and supplies four things: 
 prompts (``encode_prompts``), how the VAE maps pixels to latents and back (``vae_encode`` /
 ``vae_decode``), and the name of the denoiser's input argument. Everything else is here:
 
-* classifier-free guidance in ``predict`` (``guidance_scale`` 0 or 1: off), the guided output being
+* classifier-free guidance in ``predict`` (``guidance_scale`` at most 1: off, as in the pipelines), the guided output being
   what the sampler's Gaussian transitions use, in rollouts and in training alike; the diffusion
   loss always trains the unguided conditional output;
 * prompt embeddings cached per prompt (the text encoders are frozen);
@@ -50,7 +50,7 @@ class TextConditions:
 
     @property
     def guided(self) -> bool:
-        return self.negative is not None and self.guidance_scale not in (0.0, 1.0)
+        return self.negative is not None and self.guidance_scale > 1  # as the pipelines: CFG above 1
 
     def unguided(self) -> TextConditions:
         return TextConditions(embeds=self.embeds)
@@ -66,7 +66,7 @@ class TrainingOptions:
     lora_seed: int = 0  # the adapters' initial weights
     gradient_checkpointing: bool = False
     mixed_precision: Literal["no", "bf16"] = "no"  # "bf16": autocast the denoiser, frozen parts in bf16
-    guidance_scale: float = 1.0  # classifier-free guidance in rollouts; 0 or 1: off
+    guidance_scale: float = 1.0  # classifier-free guidance in rollouts; at most 1: off, as in the pipelines
     negative_prompt: str = ""
 
 
@@ -204,7 +204,7 @@ class DiffusersPolicy(ForwardProcessDelegation):
     def encode_conditions(self, batch: DataBatch) -> TextConditions:
         embeds = self._embeddings(batch.prompts)
         scale = self.options.guidance_scale
-        if scale in (0.0, 1.0):
+        if scale <= 1:
             return TextConditions(embeds=embeds)
         negative = self._embeddings([self.options.negative_prompt] * len(batch))
         return TextConditions(embeds=embeds, negative=negative, guidance_scale=scale)

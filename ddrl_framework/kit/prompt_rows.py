@@ -17,17 +17,18 @@ from torch import Tensor
 def stack_rows(rows: Sequence[Mapping[str, Tensor]], mask_key: str | None) -> dict[str, Tensor]:
     """One batch from ``rows`` (each ``[n_i, ...]``, with its mask or none)."""
     keys = [k for k in rows[0] if k != mask_key]
-    lengths = {int(row[k].shape[1]) for row in rows for k in keys if _varies(rows, k)}
-    if not lengths:
-        return {k: torch.cat([row[k] for row in rows]) for k in rows[0]}
+    varying = [k for k in keys if _varies(rows, k)]
+    masked = mask_key is not None and any(mask_key in row for row in rows)
+    if not varying and not masked:
+        return {k: torch.cat([row[k] for row in rows]) for k in keys}
     if mask_key is None:
         raise ValueError("prompt embeddings of different lengths, and the policy names no text_mask_key "
                          "to pad them with")
-    longest = max(lengths)
-    varying = [k for k in keys if _varies(rows, k)]
-    out = {k: torch.cat([_pad(row[k], longest) if k in varying else row[k] for row in rows]) for k in keys}
-    out[mask_key] = torch.cat([_pad(_mask(row, varying[0], mask_key), longest) for row in rows])
-    return out
+    text = varying or [k for k in keys if rows[0][k].ndim >= 3]  # the keys with a text sequence (dim 1)
+    longest = max(int(row[k].shape[1]) for row in rows for k in text)
+    out = {k: torch.cat([_pad(row[k], longest) if k in text else row[k] for row in rows]) for k in keys}
+    mask = torch.cat([_pad(_mask(row, text[0], mask_key), longest) for row in rows])
+    return out if bool(mask.all()) else {**out, mask_key: mask}  # no padding: no mask, as the pipeline
 
 
 def _varies(rows: Sequence[Mapping[str, Tensor]], key: str) -> bool:

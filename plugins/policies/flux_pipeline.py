@@ -52,7 +52,7 @@ class FluxPolicy(PackedLatents, DiffusersPolicy):
     def pipeline_call_options(self) -> dict[str, Any]:
         options = {**super().pipeline_call_options(), "guidance_scale": self.embedded_guidance,
                    "true_cfg_scale": self.options.guidance_scale}
-        if self.options.guidance_scale not in (0.0, 1.0):
+        if self.options.guidance_scale > 1:
             options["negative_prompt"] = self.options.negative_prompt
         return options
 

@@ -67,7 +67,7 @@ class QwenImagePolicy(PackedLatents, DiffusersPolicy):
     def pipeline_call_options(self) -> dict[str, Any]:
         options = {**super().pipeline_call_options(), "true_cfg_scale": self.options.guidance_scale}
         del options["guidance_scale"]  # Qwen-Image is not guidance-distilled
-        if self.options.guidance_scale not in (0.0, 1.0):
+        if self.options.guidance_scale > 1:
             options["negative_prompt"] = self.options.negative_prompt
         return options
 

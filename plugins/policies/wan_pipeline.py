@@ -44,7 +44,7 @@ class WanPolicy(DiffusersPolicy):
     pipeline_class = WanPipeline
     denoiser_name = "transformer"
     denoiser_input = "hidden_states"
-    max_sequence_length = 226  # UMT5 tokens, as the pipeline's default
+    max_sequence_length = 512  # UMT5 tokens, as WanPipeline.__call__ (encode_prompt's own default is 226)
     vae_codec = STANDARDIZED
 
     def encode_prompts(self, prompts) -> dict[str, Tensor]:
@@ -113,7 +113,7 @@ def build_wan_policy(
     height: int = 16,  # pixels (480 for Wan2.1-T2V-1.3B)
     width: int = 16,  # pixels (832 for Wan2.1-T2V-1.3B)
     shift: float | None = None,  # flow-matching sigma shift; None: the folder's, else 3.0
-    max_sequence_length: int = 226,  # UMT5 tokens per prompt
+    max_sequence_length: int = 512,  # UMT5 tokens per prompt (Wan's cross-attention has no mask: as __call__)
     seed: int = 0,  # weights of the tiny configuration
     **training: object,  # TrainingOptions: lora_rank, guidance_scale, mixed_precision, ...
 ) -> WanPolicy:
