@@ -69,6 +69,11 @@ class TrainingOptions:
     guidance_scale: float = 1.0  # classifier-free guidance in rollouts; at most 1: off, as in the pipelines
     negative_prompt: str = ""
 
+    @property
+    def guided(self) -> bool:
+        """Whether rollouts use classifier-free guidance: a scale above 1, as in the pipelines."""
+        return self.guidance_scale > 1
+
 
 class DiffusersPolicy(ForwardProcessDelegation):
     """Base class; see the module docstring. ``components`` are the pipeline's, by name."""
@@ -193,6 +198,14 @@ class DiffusersPolicy(ForwardProcessDelegation):
         options.update(height=self.pixel_shape[-2], width=self.pixel_shape[-1])
         return options
 
+    def true_cfg_call_options(self) -> dict[str, Any]:
+        """The ``__call__`` options of pipelines whose classifier-free guidance is ``true_cfg_scale``
+        with a negative prompt (FLUX, Qwen-Image), for this policy's guidance."""
+        options: dict[str, Any] = {"true_cfg_scale": self.options.guidance_scale}
+        if self.options.guided:
+            options["negative_prompt"] = self.options.negative_prompt
+        return options
+
     # --- conditions -------------------------------------------------------------------
     @torch.no_grad()
     def _embeddings(self, prompts: Sequence[str]) -> dict[str, Tensor]:
@@ -203,11 +216,10 @@ class DiffusersPolicy(ForwardProcessDelegation):
 
     def encode_conditions(self, batch: DataBatch) -> TextConditions:
         embeds = self._embeddings(batch.prompts)
-        scale = self.options.guidance_scale
-        if scale <= 1:
+        if not self.options.guided:
             return TextConditions(embeds=embeds)
         negative = self._embeddings([self.options.negative_prompt] * len(batch))
-        return TextConditions(embeds=embeds, negative=negative, guidance_scale=scale)
+        return TextConditions(embeds=embeds, negative=negative, guidance_scale=self.options.guidance_scale)
 
     # --- the network --------------------------------------------------------------------
     def _autocast(self):

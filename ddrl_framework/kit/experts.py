@@ -45,29 +45,27 @@ class TimestepExperts(torch.nn.Module):
         return (out,)
 
     # --- what diffusers' PeftAdapterMixin and ModelMixin offer one model, for both ---------
-    def add_adapter(self, config: Any) -> None:
+    def _on_both(self, method: str, *args: Any) -> None:
         for expert in (self.high, self.low):
-            expert.add_adapter(config)
+            getattr(expert, method)(*args)
+
+    def add_adapter(self, config: Any) -> None:
+        self._on_both("add_adapter", config)
 
     def disable_adapters(self) -> None:
-        for expert in (self.high, self.low):
-            expert.disable_adapters()
+        self._on_both("disable_adapters")
 
     def enable_adapters(self) -> None:
-        for expert in (self.high, self.low):
-            expert.enable_adapters()
+        self._on_both("enable_adapters")
 
     def fuse_lora(self) -> None:
-        for expert in (self.high, self.low):
-            expert.fuse_lora()
+        self._on_both("fuse_lora")
 
     def unload_lora(self) -> None:
-        for expert in (self.high, self.low):
-            expert.unload_lora()
+        self._on_both("unload_lora")
 
     def enable_gradient_checkpointing(self) -> None:
-        for expert in (self.high, self.low):
-            expert.enable_gradient_checkpointing()
+        self._on_both("enable_gradient_checkpointing")
 
 
 def _rows(inputs: dict[str, Any], rows: Tensor, batch: int) -> dict[str, Any]:

@@ -164,6 +164,16 @@ def _has_beta(regularizer: Mapping[str, Any], registry: Registry, where: str) ->
     return accepts_option(registry.get("regularizer", name, f"{where} name").factory, BETA_OPTION)
 
 
+def _refuse_regularizer_options_without_a_table(source: str, overridden: Mapping[str, Any] | None) -> None:
+    """``--set regularizer.KEY=...`` on a file with no ``[regularizer]`` table makes a table with no
+    name: point at what sets an arm's regularizer instead."""
+    if overridden is None or "name" in overridden:
+        return
+    raise UserError(f"{source}: --set regularizer.{next(iter(overridden), '')}: the file has no "
+                    "[regularizer] table to change. An arm's regularizer is its [[compare.arms]] table: set "
+                    "its beta with --arm ARM --beta B, or name the regularizer too (--set regularizer.name=...)")
+
+
 def load_file(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentFile:
     """Read an experiment file, apply the ``--set`` overrides, refuse renamed keys, and validate
     its base experiment (everything but ``[compare]``)."""
@@ -172,10 +182,8 @@ def load_file(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentFile
     had_regularizer = "regularizer" in data
     for text in overrides:
         apply_override(data, *parse_override(text))
-    if not had_regularizer and "name" not in data.get("regularizer", {"name": None}):
-        raise UserError(f"{source}: --set regularizer.{next(iter(data['regularizer']), '')}: the file has no "
-                        "[regularizer] table to change. An arm's regularizer is its [[compare.arms]] table: set "
-                        "its beta with --arm ARM --beta B, or name the regularizer too (--set regularizer.name=...)")
+    if not had_regularizer:
+        _refuse_regularizer_options_without_a_table(source, data.get("regularizer"))
     compare = data.pop("compare", None)
     base = structure_experiment(data, source)  # refuses renamed keys first, as for every arm's run
     file = ExperimentFile(source=source, data=data, compare_data=compare, base=base)

@@ -50,11 +50,8 @@ class FluxPolicy(PackedLatents, DiffusersPolicy):
         return inputs
 
     def pipeline_call_options(self) -> dict[str, Any]:
-        options = {**super().pipeline_call_options(), "guidance_scale": self.embedded_guidance,
-                   "true_cfg_scale": self.options.guidance_scale}
-        if self.options.guidance_scale > 1:
-            options["negative_prompt"] = self.options.negative_prompt
-        return options
+        return {**super().pipeline_call_options(), "guidance_scale": self.embedded_guidance,
+                **self.true_cfg_call_options()}
 
 
 def tiny_pipeline(seed: int = 0, variant: Literal["dev", "schnell"] = "dev") -> FluxPipeline:

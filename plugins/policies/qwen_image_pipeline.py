@@ -65,10 +65,8 @@ class QwenImagePolicy(PackedLatents, DiffusersPolicy):
         return STANDARDIZED.decode(self.pipeline.vae, latents[:, :, None])[:, :, 0]
 
     def pipeline_call_options(self) -> dict[str, Any]:
-        options = {**super().pipeline_call_options(), "true_cfg_scale": self.options.guidance_scale}
+        options = {**super().pipeline_call_options(), **self.true_cfg_call_options()}
         del options["guidance_scale"]  # Qwen-Image is not guidance-distilled
-        if self.options.guidance_scale > 1:
-            options["negative_prompt"] = self.options.negative_prompt
         return options
 
 
