@@ -99,6 +99,8 @@ def _plugin_commands(commands: argparse._SubParsersAction) -> None:
     new_plugin.add_argument("name", help="the component's registry name, e.g. center-mass (the package is "
                             "ddrl-<name>, its module ddrl_<name>)")
     new_plugin.add_argument("--directory", metavar="DIR", help="the package folder itself, new or empty (default: ./ddrl-<name>)")
+    new_plugin.add_argument("--diffusers", metavar="PIPELINE", help="policies: a backbone of this diffusers pipeline "
+                            "class (e.g. PixArtSigmaPipeline), with the fidelity check and a tiny config")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -184,7 +186,7 @@ def _plugins(_: argparse.Namespace) -> int:
 def _new_plugin(args: argparse.Namespace) -> None:
     from ddrl_framework.scaffold import write_plugin
 
-    folder = write_plugin(args.role, args.name, args.directory)
+    folder = write_plugin(args.role, args.name, args.directory, args.diffusers)
     print(f"wrote {folder}\nnext: pip install -e {folder} && pytest {folder}")
 
 

@@ -5,6 +5,11 @@ entry point), ``ddrl_<name>.py`` (the hook and a minimal working component of th
 ``tests/test_ddrl_<name>.py`` (the component built through the registry and the role's contract
 suite), a README, a ``.gitignore`` and a GitHub Actions workflow running the tests. The
 templates are in ``templates/``, filled with :class:`string.Template` (``$name``, ``$cls``, ...).
+
+``--diffusers PIPELINE`` (policies only) writes a backbone instead: the hook in ``ddrl_<name>.py``,
+a ``DiffusersPolicy`` subclass for diffusers' ``PIPELINE`` in ``ddrl_<name>_pipeline.py``, tests
+with both contract suites and the pipeline-fidelity check, and ``<name>-tiny.toml`` with the three
+``[compare]`` arms (``diffusers_backbones.py`` says what differs between pipelines).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from ddrl_framework import __version__
 from ddrl_framework.errors import UserError
 from ddrl_framework.registry import load_registry
 from ddrl_framework.roles import ROLES, Role
+from ddrl_framework.scaffold.diffusers_backbones import recipe_for, recipe_values
 
 TEMPLATES = Path(__file__).parent / "templates"
 NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
@@ -56,6 +62,7 @@ class PluginNames:
                   "role_title": role.title, "role_plural": role.plural, "hook": role.hook, "suite": role.suite,
                   "framework_version": __version__}
         values["usage"] = string.Template(usage(role)).substitute(values)
+        values["py_modules"] = f'"{values["module"]}"'
         return values
 
 
@@ -75,18 +82,31 @@ def render(template: str, values: dict[str, str]) -> str:
     return string.Template((TEMPLATES / f"{template}.tmpl").read_text()).substitute(values)
 
 
-def write_plugin(role: str, name: str, directory: str | Path | None = None) -> Path:
+def write_plugin(role: str, name: str, directory: str | Path | None = None, diffusers: str | None = None) -> Path:
     """Write the package of a ``role`` component called ``name``; returns its folder (default
-    ``./ddrl-<name>``, which must not exist or be empty)."""
+    ``./ddrl-<name>``, which must not exist or be empty). ``diffusers``: a diffusers pipeline class,
+    for a policy that is a backbone of it."""
     if role not in ROLES:
         raise UserError(f"new-plugin: unknown role '{role}'; roles: {', '.join(ROLES)}")
+    if diffusers is not None and role != "policy":
+        raise UserError(f"new-plugin: --diffusers writes a policy (a backbone of a diffusers pipeline), not a {role}")
     check_name(role, name)
     values = PluginNames(role=role, name=name).values
     folder = Path(directory) if directory is not None else Path(values["package"])
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise UserError(f"new-plugin: {folder} exists and is not an empty folder: choose another with "
                         "--directory, or remove it")
-    files = {
+    files = package_files(role, values) if diffusers is None else backbone_files(recipe_for(diffusers), values)
+    for relative, text in files.items():
+        path = folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return folder
+
+
+def package_files(role: str, values: dict[str, str]) -> dict[str, str]:
+    """What every package has, with the component's module and test from the role's templates."""
+    return {
         "pyproject.toml": render("pyproject.toml", values),
         "README.md": render("README.md", values),
         f"{values['module']}.py": render(f"{role}.py", values),
@@ -94,8 +114,18 @@ def write_plugin(role: str, name: str, directory: str | Path | None = None) -> P
         ".gitignore": render("gitignore", values),
         ".github/workflows/test.yml": render("workflow.yml", values),
     }
-    for relative, text in files.items():
-        path = folder / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return folder
+
+
+def backbone_files(recipe, values: dict[str, str]) -> dict[str, str]:
+    """A diffusers backbone's package: the hook module, the implementation, its tests, a tiny config."""
+    values = {**values, **recipe_values(recipe, values)}
+    values["py_modules"] = f'"{values["module"]}", "{values["impl_module"]}"'
+    values["usage"] = f'[policy]\nname = "{values["name"]}"\n\n[sampler]\nname = "{values["sampler"]}"'
+    values["typing_import"] = "\nfrom typing import Any\n" if re.search(r"\bAny\b", recipe.methods) else ""
+    return {
+        **package_files("policy", values),
+        f"{values['module']}.py": render("diffusers_hook.py", values),
+        f"{values['impl_module']}.py": render("diffusers_policy.py", values),
+        f"tests/test_{values['module']}.py": render("test_diffusers_policy.py", values),
+        f"{values['name']}-tiny.toml": render("diffusers_tiny.toml", values),
+    }
