@@ -245,9 +245,14 @@ class DiffusersPolicy(ForwardProcessDelegation):
             return self._denoise(x_t, t, cond.embeds)
         both = stack_rows([cond.negative, cond.embeds], self.text_mask_key)
         uncond, conditional = self._denoise(torch.cat([x_t, x_t]), torch.cat([t, t]), both).chunk(2)
-        return self.combine_guidance(uncond, conditional, cond.guidance_scale)
+        return self.combine_guidance(uncond, conditional, self.guidance_scale_at(t, cond.guidance_scale, x_t))
 
-    def combine_guidance(self, uncond: Tensor, conditional: Tensor, scale: float) -> Tensor:
+    def guidance_scale_at(self, t: Tensor, scale: float, like: Tensor) -> float | Tensor:
+        """The guidance scale at network timesteps ``t`` (``[B]``): ``scale`` throughout (Wan 2.2 A14B:
+        a second scale for its low-noise expert, per sample, broadcastable to ``like``)."""
+        return scale
+
+    def combine_guidance(self, uncond: Tensor, conditional: Tensor, scale: float | Tensor) -> Tensor:
         """Classifier-free guidance: ``uncond + scale (conditional - uncond)`` (Qwen-Image rescales it)."""
         return uncond + scale * (conditional - uncond)
 

@@ -30,9 +30,14 @@ class TimestepExperts(torch.nn.Module):
     def config(self) -> Any:
         return self.high.config
 
+    def runs_high(self, timestep: Tensor) -> Tensor:
+        """``[B]``: whether each sample at network ``timestep`` (``[B]``, or ``[B, tokens]`` for Wan 2.2
+        TI2V's one per token) goes to the high-noise expert, as the pipeline routes it."""
+        per_sample = timestep if timestep.ndim == 1 else timestep[:, 0]
+        return per_sample >= self.boundary
+
     def forward(self, *, timestep: Tensor, **inputs: Any) -> tuple[Tensor]:
-        per_sample = timestep if timestep.ndim == 1 else timestep[:, 0]  # Wan 2.2 TI2V: one per token
-        high = per_sample >= self.boundary
+        high = self.runs_high(timestep)
         if bool(high.all()) or not bool(high.any()):
             expert = self.high if bool(high.all()) else self.low
             return expert(timestep=timestep, **inputs)

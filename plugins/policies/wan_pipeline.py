@@ -32,6 +32,7 @@ from ddrl_framework.kit.diffusers_policy import (
     load_pipeline,
 )
 from ddrl_framework.kit.experts import TimestepExperts
+from ddrl_framework.kit.forward_process import per_sample
 from ddrl_framework.kit.seeding import seeded
 from ddrl_framework.kit.vae_codec import STANDARDIZED
 from ddrl_framework.options import with_defaults
@@ -46,6 +47,7 @@ class WanPolicy(DiffusersPolicy):
     denoiser_input = "hidden_states"
     max_sequence_length = 512  # UMT5 tokens, as WanPipeline.__call__ (encode_prompt's own default is 226)
     vae_codec = STANDARDIZED
+    guidance_scale_2: float | None = None  # Wan 2.2 A14B: the low-noise expert's scale (None: guidance_scale)
 
     def encode_prompts(self, prompts) -> dict[str, Tensor]:
         embeds, _ = self.pipeline.encode_prompt(
@@ -65,6 +67,16 @@ class WanPolicy(DiffusersPolicy):
         if isinstance(denoiser, TimestepExperts):
             return {"transformer": denoiser.high, "transformer_2": denoiser.low}
         return super().denoiser_components(denoiser)
+
+    def guidance_scale_at(self, t: Tensor, scale: float, like: Tensor) -> float | Tensor:
+        """``guidance_scale_2`` on the samples the low-noise expert runs, as ``WanPipeline.__call__``."""
+        if self.guidance_scale_2 is None:
+            return scale
+        high = self.denoiser.runs_high(t * self.timestep_scale)
+        return per_sample(torch.where(high, scale, self.guidance_scale_2), like)
+
+    def pipeline_call_options(self) -> dict[str, Any]:
+        return {**super().pipeline_call_options(), "guidance_scale_2": self.guidance_scale_2}
 
     def denoiser_inputs(self, x_t: Tensor, t: Tensor, embeds) -> dict[str, Any]:
         inputs = super().denoiser_inputs(x_t, t, embeds)
@@ -114,11 +126,15 @@ def build_wan_policy(
     width: int = 16,  # pixels (832 for Wan2.1-T2V-1.3B)
     shift: float | None = None,  # flow-matching sigma shift; None: the folder's, else 3.0
     max_sequence_length: int = 512,  # UMT5 tokens per prompt (Wan's cross-attention has no mask: as __call__)
+    guidance_scale_2: float | None = None,  # Wan 2.2 A14B: the low-noise expert's guidance; None: guidance_scale
     seed: int = 0,  # weights of the tiny configuration
     **training: object,  # TrainingOptions: lora_rank, guidance_scale, mixed_precision, ...
 ) -> WanPolicy:
     options = TrainingOptions(**training)
     pipeline = tiny_pipeline(seed, variant) if pretrained is None else load_pipeline(WanPipeline, pretrained)
+    if guidance_scale_2 is not None and pipeline.config.boundary_ratio is None:
+        raise ValueError(f"guidance_scale_2 = {guidance_scale_2}: only Wan 2.2 A14B's two experts take a second "
+                         "guidance scale, and this pipeline has one transformer (no boundary_ratio); remove it")
     if (frames - 1) % pipeline.vae_scale_factor_temporal:
         raise ValueError(f"frames = {frames}: must be 1 + {pipeline.vae_scale_factor_temporal} k")
     spatial = pipeline.vae_scale_factor_spatial
@@ -126,7 +142,7 @@ def build_wan_policy(
     shape = (pipeline.transformer.config.in_channels, latent_frames, height // spatial, width // spatial)
     process = flow_matching_process(_flow_scheduler(pipeline, shift))
     policy = WanPolicy(pipeline, process, shape, (3, frames, height, width), options)
-    policy.max_sequence_length = max_sequence_length
+    policy.max_sequence_length, policy.guidance_scale_2 = max_sequence_length, guidance_scale_2
     return policy
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ddrl_framework.errors import UserError
 from ddrl_framework.kit.experts import TimestepExperts
 from ddrl_framework.kit.pipeline_fidelity import pipeline_gaps
 from ddrl_framework.types import DataBatch
@@ -40,6 +41,25 @@ def test_routing_every_step_to_one_expert_is_seen_by_the_fidelity_check():
     policy.denoiser.boundary = 0.0
     gaps = pipeline_gaps(policy, sampler)
     assert gaps.first_step <= 1e-4 and gaps.rollout > 0.01  # the first step is the high expert's in both
+
+
+def test_the_low_noise_experts_own_guidance_scale_is_the_pipelines():
+    """``guidance_scale_2``: WanPipeline's scale for the low-noise expert's steps. A policy that
+    guided every step at the high-noise expert's scale parts from it after the first step."""
+    policy = wan22(guidance_scale=4.0, guidance_scale_2=2.0)
+    sampler = registry().build("sampler", "flow-sde", {"denoising_steps": 4}, "[sampler]")
+    assert pipeline_gaps(policy, sampler).worst <= 1e-4
+    t = torch.tensor([990.0, 500.0])
+    assert policy.guidance_scale_at(t, 4.0, torch.zeros(2, 3)).flatten().tolist() == [4.0, 2.0]
+    policy.guidance_scale_2 = None  # guided at 4 throughout, while the pipeline is told 2 below the boundary
+    policy.pipeline_call_options = lambda: {**type(policy).pipeline_call_options(policy), "guidance_scale_2": 2.0}
+    gaps = pipeline_gaps(policy, sampler)
+    assert gaps.first_step <= 1e-4 and gaps.rollout > 0.01
+
+
+def test_a_second_guidance_scale_needs_two_experts():
+    with pytest.raises(UserError, match="policy 'wan'.*guidance_scale_2 = 2.0: only Wan 2.2 A14B's two experts"):
+        registry().build("policy", "wan", {"guidance_scale_2": 2.0}, "[policy]")
 
 
 @pytest.mark.parametrize("lora_rank", [0, 2])
