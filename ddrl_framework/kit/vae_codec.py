@@ -67,8 +67,8 @@ class PatchedBatchNormCodec:
 
     def _stats(self, vae: Any, like: Tensor) -> tuple[Tensor, Tensor]:
         mean = vae.bn.running_mean.view(1, -1, 1, 1).to(like.device, like.dtype)
-        std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps).to(like.device, like.dtype)
-        return mean, std
+        variance = vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps
+        return mean, variance.sqrt().to(like.device, like.dtype)
 
     def normalize(self, vae: Any, z: Tensor) -> Tensor:
         patches = patchify_2x2(z)

@@ -18,8 +18,19 @@ from diffusers.pipelines.flux2.pipeline_flux2_klein import compute_empirical_mu
 from torch import Tensor
 
 from ddrl_framework.kit import lora_targets, tiny_text, tiny_vae
-from ddrl_framework.kit.diffusers_policy import DiffusersPolicy, TrainingOptions, flow_matching_process, image_shapes, load_pipeline
-from ddrl_framework.kit.latent_tokens import grid_to_tokens, image_position_ids, text_position_ids, tokens_to_grid
+from ddrl_framework.kit.diffusers_policy import (
+    DiffusersPolicy,
+    TrainingOptions,
+    flow_matching_process,
+    image_shapes,
+    load_pipeline,
+)
+from ddrl_framework.kit.latent_tokens import (
+    grid_to_tokens,
+    image_position_ids,
+    text_position_ids,
+    tokens_to_grid,
+)
 from ddrl_framework.kit.seeding import seeded
 from ddrl_framework.kit.vae_codec import PATCHED_BATCH_NORM
 

@@ -163,6 +163,17 @@ def test_flux2_klein_refuses_the_guidance_its_pipeline_would_ignore(tmp_path):
         build("policy", "flux2-klein", pretrained=str(tmp_path / "distilled"), resolution=32, guidance_scale=4.0)
 
 
+def test_flux2_klein_encodes_images_as_its_pipeline_encodes_condition_images():
+    """The PATCHED_BATCH_NORM codec is Flux2KleinPipeline's _encode_vae_image (patchify, then the
+    VAE's batch-norm statistics), and decoding inverts its normalization."""
+    policy = build("policy", "flux2-klein")
+    pixels = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    theirs = policy.pipeline._encode_vae_image(pixels, generator=None)
+    assert torch.allclose(policy.vae_encode(pixels), theirs, atol=1e-6)
+    codec, vae = policy.vae_codec, policy.pipeline.vae
+    assert torch.allclose(codec.normalize(vae, codec.denormalize(vae, theirs)), theirs, atol=1e-5)
+
+
 def _euler_scheduler(policy, steps):
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(policy.forward_process.scheduler_config)
     scheduler.set_timesteps(steps)
