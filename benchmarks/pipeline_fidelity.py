@@ -20,6 +20,7 @@ CASES = [  # (policy, its options, sampler, guidance used with it)
     ("sd3", {}, "flow-sde", 3.0),
     ("flux", {}, "flow-sde", 3.0),
     ("flux", {"variant": "schnell"}, "flow-sde", 3.0),
+    ("flux2-klein", {}, "flow-sde", 4.0),
     ("qwen-image", {}, "flow-sde", 4.0),
     ("qwen-image", {"negative_prompt": "blurry, low quality"}, "flow-sde", 4.0),
     ("wan", {}, "flow-sde", 3.0),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -184,8 +184,15 @@ class DiffusersPolicy(ForwardProcessDelegation):
         return x
 
     def from_pipeline_latents(self, latents: Tensor) -> Tensor:
-        """The inverse of :meth:`to_pipeline_latents`, for what ``__call__(output_type="latent")`` returns."""
+        """The pipeline's latents inside its denoising loop (what its step callback sees) in the
+        policy's layout (default: as they are). Usually the inverse of :meth:`to_pipeline_latents`;
+        FLUX.2 takes ``latents`` as a grid and packs them into tokens itself."""
         return latents
+
+    def from_pipeline_output(self, latents: Tensor) -> Tensor:
+        """What ``__call__(output_type="latent")`` returns, in the policy's layout (default: the loop's
+        latents, :meth:`from_pipeline_latents`; FLUX.2 returns the VAE's own latents instead)."""
+        return self.from_pipeline_latents(latents)
 
     def pipeline_call_options(self) -> dict[str, Any]:
         """Keyword arguments of the pipeline's ``__call__`` that make it sample as this policy's rollouts
@@ -371,11 +378,12 @@ def image_shapes(vae: Any, resolution: int, multiple: int = 1) -> tuple[tuple[in
     return (vae.config.latent_channels, side, side), (3, side * factor, side * factor)
 
 
-def flow_matching_process(scheduler: Any, *, mu: float | None = None,
-                          pipeline_sigmas: bool = False) -> FlowMatchingProcess:
+def flow_matching_process(scheduler: Any, *, mu: float | None = None, pipeline_sigmas: bool = False,
+                          step_mu: Callable[[int], float] | None = None) -> FlowMatchingProcess:
     """The forward process of the pipeline's flow-matching ``scheduler``: its training sigmas (shift
     applied, and the pipeline's resolution-dependent ``mu`` where it uses one) and what the
-    pipeline passes to ``set_timesteps`` (``mu``; ``pipeline_sigmas``: ``linspace(1, 1/N, N)``).
+    pipeline passes to ``set_timesteps`` (``mu``, or ``step_mu(N)`` where it depends on the step
+    count N; ``pipeline_sigmas``: ``linspace(1, 1/N, N)``).
     A scheduler option the samplers cannot honour is a ``ValueError`` naming it."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
@@ -386,7 +394,7 @@ def flow_matching_process(scheduler: Any, *, mu: float | None = None,
     if config.get("use_dynamic_shifting"):  # construction leaves them unshifted; the pipeline shifts by mu
         sigmas = fresh.time_shift(mu, 1.0, sigmas).float()
     return FlowMatchingProcess(sigmas=sigmas, scheduler_config=dict(fresh.config), mu=mu,
-                               pipeline_sigmas=pipeline_sigmas)
+                               pipeline_sigmas=pipeline_sigmas, step_mu=step_mu)
 
 
 def dynamic_shift(scheduler_config: Mapping[str, Any], image_tokens: int) -> float:

@@ -161,6 +161,10 @@ class FlowMatchingProcess(_SimpleLoss):
     ``scheduler_config``: diffusers' ``FlowMatchEulerDiscreteScheduler`` config the pipeline samples with;
     ``mu``: the shift the pipeline computes from the image's token count, for a scheduler with
     ``use_dynamic_shifting`` (FLUX, Qwen-Image), else None;
+    ``step_mu``: where the pipeline's shift also depends on the step count N (FLUX.2's
+    ``compute_empirical_mu(tokens, N)``), the mu for N inference steps, which :meth:`scheduler`
+    and :meth:`inference_sigmas` use; ``mu`` is then the one shift the training sigmas were given
+    (the builder says which step count it stands for);
     ``pipeline_sigmas``: True where the pipeline passes its own ``linspace(1, 1/N, N)`` sigmas to
     ``set_timesteps`` (FLUX, Qwen-Image) instead of the scheduler's default.
     Samplers take their schedule from :meth:`inference_sigmas`, so it is the pipeline's.
@@ -171,6 +175,7 @@ class FlowMatchingProcess(_SimpleLoss):
     scheduler_config: dict = attrs.field(factory=dict)
     mu: float | None = None
     pipeline_sigmas: bool = False
+    step_mu: Callable[[int], float] | None = None
     prediction_type = "flow"
     kind = "flow-matching"  # what policies and samplers declare when they register (``forward_process=``)
 
@@ -210,8 +215,13 @@ class FlowMatchingProcess(_SimpleLoss):
 
         scheduler = FlowMatchEulerDiscreteScheduler.from_config(self.scheduler_config)
         sigmas = numpy_linspace_sigmas(steps) if self.pipeline_sigmas else None
-        scheduler.set_timesteps(steps, sigmas=sigmas, mu=self.mu)
+        scheduler.set_timesteps(steps, sigmas=sigmas, mu=self.inference_mu(steps))
         return scheduler
+
+    def inference_mu(self, steps: int) -> float | None:
+        """The ``mu`` the pipeline passes to ``set_timesteps`` for ``steps``: ``step_mu(steps)`` where
+        the shift depends on the step count, else ``mu``."""
+        return self.mu if self.step_mu is None else self.step_mu(steps)
 
     def inference_sigmas(self, steps: int) -> Tensor:
         """``[steps + 1]`` float32 sigmas, descending to 0, exactly as the pipeline sets them."""

@@ -16,3 +16,9 @@ FLUX = ATTENTION + ("add_q_proj", "add_k_proj", "add_v_proj", "to_add_out", "ff.
 # Qwen-Image: the dual-stream blocks' image and text attention and MLPs
 QWEN_IMAGE = ATTENTION + ("add_q_proj", "add_k_proj", "add_v_proj", "to_add_out", "img_mlp.net.0.proj",
                           "img_mlp.net.2", "txt_mlp.net.0.proj", "txt_mlp.net.2")
+
+# FLUX.2: the joint blocks' image and text attention and SwiGLU feed-forwards, the single blocks'
+# fused QKV-and-MLP input projection (their fused ``to_out`` is left out: the suffix also names the
+# joint blocks' ``to_out`` list, which LoRA cannot wrap)
+FLUX2 = ATTENTION + ("add_q_proj", "add_k_proj", "add_v_proj", "to_add_out", "ff.linear_in", "ff.linear_out",
+                     "ff_context.linear_in", "ff_context.linear_out", "to_qkv_mlp_proj")

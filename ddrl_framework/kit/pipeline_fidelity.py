@@ -67,7 +67,7 @@ def pipeline_latents(policy: Any, scheduler: Any, noise: Tensor, prompts: Sequen
     finally:
         pipeline.scheduler = own
     final = torch.as_tensor(out.frames if hasattr(out, "frames") else out.images)
-    return policy.from_pipeline_latents(first[0]), policy.from_pipeline_latents(final)
+    return policy.from_pipeline_latents(first[0]), policy.from_pipeline_output(final)
 
 
 def _first_step_callback(pipeline: Any, first: list[Tensor]) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from transformers import (
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2Tokenizer,
+    Qwen3Config,
+    Qwen3ForCausalLM,
     T5Config,
     T5EncoderModel,
     T5Tokenizer,
@@ -69,13 +71,21 @@ def t5_encoder(d_model: int, seed: int, umt5: bool = False):
 QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")  # what Qwen-Image's prompt template uses
 
 
-def qwen_tokenizer() -> Qwen2Tokenizer:
-    """A character-level Qwen2 tokenizer (byte alphabet, no merges) with the chat-template tokens."""
+# Qwen3's chat template for one user turn with thinking off (what FLUX.2's text encoding applies)
+QWEN3_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}")
+
+
+def qwen_tokenizer(chat_template: str | None = None) -> Qwen2Tokenizer:
+    """A character-level Qwen2 tokenizer (byte alphabet, no merges) with the chat-template tokens
+    (``chat_template``: for pipelines that call ``apply_chat_template``, e.g. :data:`QWEN3_CHAT_TEMPLATE`)."""
     chars = list(bytes_to_unicode().values())
     vocab = {c: i for i, c in enumerate(chars)}
     for token in QWEN_SPECIALS:
         vocab[token] = len(vocab)
-    return Qwen2Tokenizer(vocab=vocab, merges=[])
+    return Qwen2Tokenizer(vocab=vocab, merges=[], chat_template=chat_template)
 
 
 def qwen_vl_model(hidden: int, seed: int) -> Qwen2_5_VLForConditionalGeneration:
@@ -88,3 +98,13 @@ def qwen_vl_model(hidden: int, seed: int) -> Qwen2_5_VLForConditionalGeneration:
         vision_config={"depth": 1, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2,
                        "out_hidden_size": hidden, "patch_size": 4, "temporal_patch_size": 2, "spatial_merge_size": 2})
     return seeded(seed, lambda: Qwen2_5_VLForConditionalGeneration(config).eval())
+
+
+def qwen3_model(hidden: int, seed: int, layers: int = 3) -> Qwen3ForCausalLM:
+    """A ``layers``-layer Qwen3 language model (FLUX.2 reads its hidden states, one per layer) for
+    :func:`qwen_tokenizer`'s vocabulary, with room for 512 text tokens."""
+    config = Qwen3Config(
+        vocab_size=256 + len(QWEN_SPECIALS), hidden_size=hidden, intermediate_size=2 * hidden,
+        num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2, head_dim=hidden // 2,
+        max_position_embeddings=1024, bos_token_id=256, eos_token_id=258, pad_token_id=256)
+    return seeded(seed, lambda: Qwen3ForCausalLM(config).eval())

@@ -3,7 +3,8 @@ the ``*-tiny.toml`` configs): real diffusers classes with the real latent conven
 
 from __future__ import annotations
 
-from diffusers import AutoencoderKL
+import torch
+from diffusers import AutoencoderKL, AutoencoderKLFlux2
 
 from ddrl_framework.kit.seeding import seeded
 
@@ -18,5 +19,20 @@ def autoencoder_kl(seed: int, latent_channels: int = 4, sample_size: int = 32, s
             down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
             layers_per_block=1, norm_num_groups=4, sample_size=sample_size, use_quant_conv=quant_conv,
             use_post_quant_conv=quant_conv, scaling_factor=scaling_factor, shift_factor=shift_factor)
+
+    return seeded(seed, build)
+
+
+def autoencoder_kl_flux2(seed: int, latent_channels: int = 4, sample_size: int = 32) -> AutoencoderKLFlux2:
+    """FLUX.2's ``AutoencoderKLFlux2`` with two blocks (latents at 1/2 the side, ``latent_channels``
+    deep) and random batch-norm running statistics, so the latent normalization is not the identity."""
+    def build():
+        vae = AutoencoderKLFlux2(
+            in_channels=3, out_channels=3, latent_channels=latent_channels, block_out_channels=(8, 8),
+            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+            layers_per_block=1, norm_num_groups=4, sample_size=sample_size)
+        vae.bn.running_mean.copy_(0.1 * torch.randn_like(vae.bn.running_mean))
+        vae.bn.running_var.copy_(0.5 + torch.rand_like(vae.bn.running_var))
+        return vae.eval()
 
     return seeded(seed, build)

@@ -11,6 +11,7 @@ CONTRACT_TESTS: dict[tuple[str, str], str] = {
     ("policy", "wan"): "contracts/test_backbones.py::TestWan",
     ("policy", "flux"): "contracts/test_backbones.py::TestFluxDev",
     ("policy", "qwen-image"): "contracts/test_backbones.py::TestQwenImage",
+    ("policy", "flux2-klein"): "contracts/test_backbones.py::TestFlux2Klein",
     ("policy", "wan2.2"): "contracts/test_backbones.py::TestWan22Experts",
     ("sampler", "ddim-sde"): "contracts/test_contracts.py::TestDdimSde",
     ("sampler", "flow-sde"): "contracts/test_backbones.py::TestFlowSdeOnSd3",

@@ -1,4 +1,4 @@
-"""The diffusers backbones (stable-diffusion, sd3, flux, qwen-image, wan, wan2.2) on their tiny random configurations: the
+"""The diffusers backbones (stable-diffusion, sd3, flux, flux2-klein, qwen-image, wan, wan2.2) on their tiny random configurations: the
 policy contract, saving and loading through ``from_pretrained``, guidance, LoRA, and the
 ``flow-sde`` sampler against diffusers' ``FlowMatchEulerDiscreteScheduler``."""
 
@@ -80,6 +80,14 @@ class TestFluxSchnellLoraGuided(_Backbone):
     name, options = "flux", {"variant": "schnell", "resolution": 32, "lora_rank": 4, "guidance_scale": 3.0}
 
 
+class TestFlux2Klein(_Backbone):
+    name, options = "flux2-klein", {"resolution": 32}  # a folder's default is 1024 px
+
+
+class TestFlux2KleinLoraGuided(_Backbone):
+    name, options = "flux2-klein", {"resolution": 32, "lora_rank": 4, "guidance_scale": 4.0}
+
+
 class TestFlowSdeOnSd3(SamplerContract):
     def make_sampler(self):
         return build("sampler", "flow-sde", denoising_steps=4, noise_level=0.7)
@@ -94,6 +102,14 @@ class TestFlowSdeOnFluxDev(SamplerContract):
 
     def make_policy(self):
         return build("policy", "flux")
+
+
+class TestFlowSdeOnFlux2KleinGuided(SamplerContract):
+    def make_sampler(self):
+        return build("sampler", "flow-sde", denoising_steps=4, noise_level=0.7)
+
+    def make_policy(self):
+        return build("policy", "flux2-klein", guidance_scale=4.0)
 
 
 class TestFlowSdeOnWanGuided(SamplerContract):
@@ -134,6 +150,28 @@ class TestReverseKLOnLoraWan(RegularizerContract):
 
     def make_sampler(self):
         return build("sampler", "flow-sde", denoising_steps=3)
+
+
+def test_flux2_klein_refuses_the_guidance_its_pipeline_would_ignore(tmp_path):
+    """Flux2KleinPipeline guides against "" only, and a step-distilled folder not at all."""
+    with pytest.raises(UserError, match="empty prompt"):
+        build("policy", "flux2-klein", guidance_scale=4.0, negative_prompt="blurry")
+    policy = build("policy", "flux2-klein")
+    policy.pipeline.register_to_config(is_distilled=True)
+    policy.save_pretrained(tmp_path / "distilled")
+    with pytest.raises(UserError, match="step-distilled"):
+        build("policy", "flux2-klein", pretrained=str(tmp_path / "distilled"), resolution=32, guidance_scale=4.0)
+
+
+def test_flux2_klein_encodes_images_as_its_pipeline_encodes_condition_images():
+    """The PATCHED_BATCH_NORM codec is Flux2KleinPipeline's _encode_vae_image (patchify, then the
+    VAE's batch-norm statistics), and decoding inverts its normalization."""
+    policy = build("policy", "flux2-klein")
+    pixels = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    theirs = policy.pipeline._encode_vae_image(pixels, generator=None)
+    assert torch.allclose(policy.vae_encode(pixels), theirs, atol=1e-6)
+    codec, vae = policy.vae_codec, policy.pipeline.vae
+    assert torch.allclose(codec.normalize(vae, codec.denormalize(vae, theirs)), theirs, atol=1e-5)
 
 
 def _euler_scheduler(policy, steps):

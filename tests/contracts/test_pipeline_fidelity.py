@@ -13,7 +13,7 @@ from ddrl_framework.kit.pipeline_fidelity import TOLERANCE, pipeline_gaps
 from ddrl_framework.testing.pipeline_fidelity import check_matches_pipeline
 
 BACKBONES = [("sd3", "flow-sde"), ("stable-diffusion", "ddim-sde"), ("wan", "flow-sde"), ("wan2.2", "flow-sde"),
-             ("flux", "flow-sde"), ("qwen-image", "flow-sde")]
+             ("flux", "flow-sde"), ("qwen-image", "flow-sde"), ("flux2-klein", "flow-sde")]
 
 
 def build(policy: str, sampler: str):
@@ -91,3 +91,13 @@ def test_a_folder_whose_scheduler_cannot_be_honoured_exits_2_naming_the_option(t
     code = main(["doctor", str(CONFIGS / "flux-tiny.toml"), "--quiet", "--set", f"policy.pretrained={tmp_path / 'folder'}"])
     assert code == 2
     assert "[policy]" in (err := capsys.readouterr().err) and "stochastic_sampling" in err
+
+
+def test_flux2_klein_without_the_step_counts_mu_is_seen():
+    """Flux2KleinPipeline's mu depends on the step count too (compute_empirical_mu(tokens, N)):
+    rolling out 4 steps with the training sigmas' mu (the one at 50 steps) parts it from the pipeline."""
+    policy, sampler = build("flux2-klein", "flow-sde")
+    process = policy.forward_process
+    assert process.mu == pytest.approx(1.6015, abs=1e-4) and process.inference_mu(4) == pytest.approx(1.9493, abs=1e-4)
+    object.__setattr__(policy, "forward_process", attrs.evolve(process, step_mu=None))
+    assert pipeline_gaps(policy, sampler).rollout > 0.01

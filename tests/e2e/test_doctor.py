@@ -22,7 +22,7 @@ from tests.conftest import CONFIGS
 @pytest.mark.parametrize("config,extra", [
     ("sd-tiny.toml", []), ("sd3-tiny.toml", ["--set", "policy.lora_rank=4"]), ("wan-tiny.toml", []),
     ("flux-tiny.toml", ["--set", "policy.lora_rank=4"]), ("wan22-tiny.toml", ["--set", "policy.lora_rank=2"]),
-    ("qwen-image-tiny.toml", []),
+    ("qwen-image-tiny.toml", []), ("flux2-klein-tiny.toml", []),
 ])
 def test_doctor_passes_on_the_tiny_configs(config, extra, capsys):
     assert main(["doctor", str(CONFIGS / config), "--quiet", *extra]) == 0

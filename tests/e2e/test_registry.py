@@ -19,7 +19,7 @@ class FakeRewardPlugin:
 
 def test_builtins_are_registered_through_entry_points():
     registry = load_registry(env={"DDRL_DISABLE_PLUGIN_AUTOLOAD": "1"})
-    assert registry.names("policy") == ["flux", "mlp-denoiser", "qwen-image", "sd3", "stable-diffusion", "unet2d", "wan", "wan2.2"]
+    assert registry.names("policy") == ["flux", "flux2-klein", "mlp-denoiser", "qwen-image", "sd3", "stable-diffusion", "unet2d", "wan", "wan2.2"]
     assert {"ddim-sde", "flow-sde"} <= set(registry.names("sampler"))
     assert {"none", "reverse-kl", "forward-kl-data"} <= set(registry.names("regularizer"))
     assert registry.get("data", "sklearn-digits").plugin == "sklearn-digits"

@@ -16,7 +16,7 @@ ARMS = ["none", "reverse-kl", "forward-kl-data"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backbone", ["sd", "sd3", "flux", "qwen-image", "wan", "wan22"])
+@pytest.mark.parametrize("backbone", ["sd", "sd3", "flux", "flux2-klein", "qwen-image", "wan", "wan22"])
 def test_a_tiny_three_arm_comparison_reports_the_new_metrics(tmp_path, backbone):
     output = tmp_path / "cmp"
     argv = ["compare", str(CONFIGS / f"{backbone}-tiny.toml"), "--quiet", "--set", f"output_dir={output}",
