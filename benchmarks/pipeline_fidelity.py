@@ -26,6 +26,7 @@ CASES = [  # (policy, its options, sampler, guidance used with it)
     ("wan", {}, "flow-sde", 3.0),
     ("wan2.2", {}, "flow-sde", 4.0),
     ("wan2.2", {"lora_rank": 2}, "flow-sde", 4.0),
+    ("wan2.2", {"guidance_scale_2": 2.0}, "flow-sde", 4.0),
     ("wan2.2", {"variant": "2.2-ti2v"}, "flow-sde", 3.0),
 ]
 
