@@ -10,6 +10,13 @@ module) and LoRA (adapters are added to, disabled on and merged into each expert
 A batch may mix timesteps (the diffusion loss draws one per sample): each sample goes to its
 expert and the outputs are put back in order. Inputs whose first dimension is the batch are split
 with it; the others (none for Wan) are passed to both.
+
+In a distributed world (``torch.distributed`` with more than one rank) every forward calls both
+experts, whatever this rank's timesteps: FSDP2 gathers an expert's shards when it runs, so ranks
+that called different experts would wait on different collectives, and DDP reduces the gradients
+of every weight in each synchronized backward. An expert with no sample here runs on one sample
+and adds its output times zero (zero gradients, no change to the result). One process calls only
+the experts its samples need.
 """
 
 from __future__ import annotations
@@ -38,15 +45,24 @@ class TimestepExperts(torch.nn.Module):
 
     def forward(self, *, timestep: Tensor, **inputs: Any) -> tuple[Tensor]:
         high = self.runs_high(timestep)
-        if bool(high.all()) or not bool(high.any()):
+        every_expert = _distributed()
+        if not every_expert and (bool(high.all()) or not bool(high.any())):
             expert = self.high if bool(high.all()) else self.low
             return expert(timestep=timestep, **inputs)
         batch = timestep.shape[0]
         out: Tensor | None = None
+        idle: list[Tensor] = []  # outputs of an expert run for the other ranks' sake
         for expert, rows in ((self.high, high), (self.low, ~high)):
+            if not bool(rows.any()):
+                if every_expert:
+                    one = torch.arange(batch, device=rows.device) == 0
+                    idle.append(expert(timestep=timestep[one], **_rows(inputs, one, batch))[0])
+                continue
             part = expert(timestep=timestep[rows], **_rows(inputs, rows, batch))[0]
             out = part.new_empty((batch, *part.shape[1:])) if out is None else out
             out[rows] = part
+        if idle:  # in the graph, so their weights get (zero) gradients on every rank
+            out = out + sum(0 * part.sum() for part in idle)
         return (out,)
 
     # --- what diffusers' PeftAdapterMixin and ModelMixin offer one model, for both ---------
@@ -71,6 +87,12 @@ class TimestepExperts(torch.nn.Module):
 
     def enable_gradient_checkpointing(self) -> None:
         self._on_both("enable_gradient_checkpointing")
+
+
+def _distributed() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _rows(inputs: dict[str, Any], rows: Tensor, batch: int) -> dict[str, Any]:
