@@ -65,7 +65,7 @@ class TrainingOptions:
     lora_target_modules: tuple[str, ...] | None = None  # None: the backbone's preset (kit.lora_targets)
     lora_seed: int = 0  # the adapters' initial weights
     gradient_checkpointing: bool = False
-    mixed_precision: Literal["no", "bf16"] = "no"  # "bf16": autocast the denoiser, frozen parts in bf16
+    mixed_precision: Literal["no", "bf16"] = "no"  # "bf16": autocast the denoiser; frozen weights (and folders) in bf16
     guidance_scale: float = 1.0  # classifier-free guidance in rollouts; at most 1: off, as in the pipelines
     negative_prompt: str = ""
 
@@ -105,6 +105,7 @@ class DiffusersPolicy(ForwardProcessDelegation):
         self._freeze_all_but_denoiser()
         if options.lora_rank > 0:
             self._add_lora()
+        self._trainable_in_float32()
         if options.gradient_checkpointing:
             self.denoiser.enable_gradient_checkpointing()
 
@@ -128,6 +129,13 @@ class DiffusersPolicy(ForwardProcessDelegation):
             module.requires_grad_(False).eval()
             if self.options.mixed_precision == "bf16":
                 module.to(torch.bfloat16)
+
+    def _trainable_in_float32(self) -> None:
+        """The weights the optimizer updates stay float32 whatever the base's dtype (a bf16 folder's LoRA
+        adapters come out bf16); the denoiser's frozen base weights keep theirs."""
+        for parameter in self.denoiser.parameters():
+            if parameter.requires_grad and parameter.dtype != torch.float32:
+                parameter.data = parameter.data.float()
 
     def _add_lora(self) -> None:
         from peft import LoraConfig
@@ -361,12 +369,36 @@ def _pipeline_settings(pipeline: Any) -> dict[str, Any]:
             if k in accepted and k not in pipeline.components and not k.startswith("_")}
 
 
-def load_pipeline(pipeline_class: type, source: str, **kwargs: Any) -> Any:
-    """``pipeline_class.from_pretrained(source)`` with a clear error for a bad folder or id."""
+DENOISER_COMPONENTS = ("unet", "transformer", "transformer_2")  # the names diffusers pipelines give denoisers
+
+
+def load_dtypes(options: TrainingOptions | None) -> dict[str, torch.dtype] | None:
+    """``from_pretrained``'s ``torch_dtype`` for ``options``: with ``mixed_precision = "bf16"`` every
+    component loads in bf16 (no float32 copy of a 20B model on the way), except a denoiser that
+    trains whole (float32 weights for the optimizer); None (float32) otherwise."""
+    if options is None or options.mixed_precision != "bf16":
+        return None
+    whole = {} if options.lora_rank > 0 else dict.fromkeys(DENOISER_COMPONENTS, torch.float32)
+    return {"default": torch.bfloat16, **whole}
+
+
+def load_pipeline(pipeline_class: type, source: str, options: TrainingOptions | None = None, **kwargs: Any) -> Any:
+    """``pipeline_class.from_pretrained(source)`` in the dtypes ``options`` keep (:func:`load_dtypes`),
+    with a clear error for a bad folder or id."""
+    dtypes = load_dtypes(options)
+    if dtypes is not None:
+        kwargs[_dtype_keyword()] = dtypes
     try:
         return pipeline_class.from_pretrained(source, **kwargs)
     except (OSError, ValueError, EnvironmentError) as error:
         raise ValueError(f"cannot load a {pipeline_class.__name__} from '{source}': {error}") from None
+
+
+def _dtype_keyword() -> str:
+    """``dtype`` where diffusers takes it (``torch_dtype`` is deprecated there), else ``torch_dtype``."""
+    from diffusers.pipelines import pipeline_utils
+
+    return "dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"
 
 
 def image_shapes(vae: Any, resolution: int, multiple: int = 1) -> tuple[tuple[int, ...], tuple[int, ...]]:

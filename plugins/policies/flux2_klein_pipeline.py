@@ -109,7 +109,10 @@ def build_flux2_klein_policy(
     the pipeline's default ``num_inference_steps``; set it to the sampler's steps to train on the
     rollouts' shift."""
     options = TrainingOptions(**training)
-    pipeline = tiny_pipeline(seed) if pretrained is None else load_pipeline(Flux2KleinPipeline, pretrained)
+    if pretrained is None:
+        pipeline = tiny_pipeline(seed)
+    else:
+        pipeline = load_pipeline(Flux2KleinPipeline, pretrained, options)
     _check_guidance(pipeline, options)
     default = 32 if pretrained is None else pipeline.default_sample_size * pipeline.vae_scale_factor
     (channels, side, _), pixels = image_shapes(pipeline.vae, resolution or default, multiple=2)

@@ -87,7 +87,10 @@ def build_flux_policy(
     **training: object,  # TrainingOptions: lora_rank, guidance_scale (true CFG), mixed_precision, ...
 ) -> FluxPolicy:
     options = TrainingOptions(**training)
-    pipeline = tiny_pipeline(seed, variant) if pretrained is None else load_pipeline(FluxPipeline, pretrained)
+    if pretrained is None:
+        pipeline = tiny_pipeline(seed, variant)
+    else:
+        pipeline = load_pipeline(FluxPipeline, pretrained, options)
     default = 32 if pretrained is None else pipeline.default_sample_size * pipeline.vae_scale_factor
     shape, pixels = image_shapes(pipeline.vae, resolution or default, multiple=2)  # 2x2 packing
     image_tokens = (shape[1] // 2) * (shape[2] // 2)

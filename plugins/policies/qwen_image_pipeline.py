@@ -100,7 +100,10 @@ def build_qwen_image_policy(
     **training: object,  # TrainingOptions: lora_rank, guidance_scale (true CFG), mixed_precision, ...
 ) -> QwenImagePolicy:
     options = TrainingOptions(**training)
-    pipeline = tiny_pipeline(seed) if pretrained is None else load_pipeline(QwenImagePipeline, pretrained)
+    if pretrained is None:
+        pipeline = tiny_pipeline(seed)
+    else:
+        pipeline = load_pipeline(QwenImagePipeline, pretrained, options)
     factor = pipeline.vae_scale_factor
     side = (resolution or (32 if pretrained is None else 1024)) // (factor * 2) * 2  # 2x2 packing
     shape, pixels = (pipeline.vae.config.z_dim, side, side), (3, side * factor, side * factor)

@@ -72,7 +72,10 @@ def build_sd3_policy(
     **training: object,  # TrainingOptions: lora_rank, guidance_scale, mixed_precision, ...
 ) -> Sd3Policy:
     options = TrainingOptions(**training)
-    pipeline = tiny_pipeline(seed) if pretrained is None else load_pipeline(StableDiffusion3Pipeline, pretrained)
+    if pretrained is None:
+        pipeline = tiny_pipeline(seed)
+    else:
+        pipeline = load_pipeline(StableDiffusion3Pipeline, pretrained, options)
     if shift is not None:
         pipeline.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipeline.scheduler.config, shift=shift)
     shape, pixels = image_shapes(pipeline.vae, resolution or pipeline.default_sample_size * pipeline.vae_scale_factor)

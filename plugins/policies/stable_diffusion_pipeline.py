@@ -71,7 +71,7 @@ def build_stable_diffusion_policy(
     if pretrained is None:
         pipeline = tiny_pipeline(seed, prediction_type or "epsilon")
     else:
-        pipeline = load_pipeline(StableDiffusionPipeline, pretrained, safety_checker=None,
+        pipeline = load_pipeline(StableDiffusionPipeline, pretrained, options, safety_checker=None,
                                  requires_safety_checker=False)
     ddpm = DDPMScheduler.from_config(pipeline.scheduler.config)
     process = DdpmProcess(alphas_cumprod=ddpm.alphas_cumprod.float(),

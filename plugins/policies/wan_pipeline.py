@@ -131,7 +131,10 @@ def build_wan_policy(
     **training: object,  # TrainingOptions: lora_rank, guidance_scale, mixed_precision, ...
 ) -> WanPolicy:
     options = TrainingOptions(**training)
-    pipeline = tiny_pipeline(seed, variant) if pretrained is None else load_pipeline(WanPipeline, pretrained)
+    if pretrained is None:
+        pipeline = tiny_pipeline(seed, variant)
+    else:
+        pipeline = load_pipeline(WanPipeline, pretrained, options)
     if guidance_scale_2 is not None and pipeline.config.boundary_ratio is None:
         raise ValueError(f"guidance_scale_2 = {guidance_scale_2}: only Wan 2.2 A14B's two experts take a second "
                          "guidance scale, and this pipeline has one transformer (no boundary_ratio); remove it")

@@ -304,6 +304,25 @@ def test_bf16_autocast_keeps_log_probs_float32():
     assert torch.isfinite(context.trajectory.log_probs).all()
 
 
+@pytest.mark.parametrize("lora_rank", [0, 2])
+def test_a_folder_loads_in_the_dtypes_bf16_training_keeps(tmp_path, lora_rank):
+    """``mixed_precision = "bf16"``: a folder loads its frozen parts in bf16 (no float32 copy on the
+    way: ``from_pretrained(torch_dtype=...)``), and with LoRA the denoiser's base weights too; the
+    weights the optimizer updates (the adapters, or the whole denoiser) are float32 and get gradients."""
+    build("policy", "sd3").save_pretrained(tmp_path / "folder")
+    policy = build("policy", "sd3", pretrained=str(tmp_path / "folder"), resolution=32, mixed_precision="bf16",
+                   lora_rank=lora_rank)
+    assert {p.dtype for p in policy.pipeline.text_encoder_3.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in policy.pipeline.vae.parameters()} == {torch.bfloat16}
+    trained = [p for p in policy.denoiser.parameters() if p.requires_grad]
+    frozen = [p for p in policy.denoiser.parameters() if not p.requires_grad]
+    assert {p.dtype for p in trained} == {torch.float32}
+    assert {p.dtype for p in frozen} == ({torch.bfloat16} if lora_rank else set())
+    cond = policy.encode_conditions(fake_batch(2, pixel_shape(policy)))
+    policy.diffusion_loss(torch.randn((2, *policy.sample_shape)), cond).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trained)
+
+
 def test_training_options_are_checked_like_any_option():
     with pytest.raises(UserError, match="unknown option 'lora_rnk'.*Did you mean 'lora_rank'"):
         build("policy", "sd3", lora_rnk=4)
