@@ -3,6 +3,7 @@ mid-size configurations on the GPU; prints seconds per iteration and peak memory
 
     python benchmarks/gpu_check.py                # tiny configs + digits + mid-size SD1.5 / Wan
     python benchmarks/gpu_check.py --skip-mid     # tiny configs and digits only
+    python benchmarks/gpu_check.py --device cpu --skip-mid --only flux   # a CPU smoke run, FLUX's tiny configs
 
 Mid-size means the real architectures at random weights (nothing is downloaded): the SD 1.5 UNet
 and VAE (860M + 84M parameters) with a 2-layer text encoder of CLIP-L's width at 512 px, and the
@@ -35,6 +36,8 @@ from ddrl_framework.running.pretrain import pretrain_if_needed  # noqa: E402
 from ddrl_framework.running.trainer import Trainer  # noqa: E402
 
 DEVICE = "cuda"  # --device cpu: a smoke run of the script itself
+TINY_CONFIGS = ("sd-tiny.toml", "sd3-tiny.toml", "flux-tiny.toml", "flux2-klein-tiny.toml", "qwen-image-tiny.toml",
+                "wan-tiny.toml", "wan22-tiny.toml")
 PROMPTS = ["a red cube on a table", "a blue sphere in the sky", "a green cone", "a cat on a sofa"]
 
 
@@ -172,6 +175,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=4)
     parser.add_argument("--skip-mid", action="store_true")
     parser.add_argument("--skip-tiny", action="store_true")
+    parser.add_argument("--only", default="", metavar="TEXT", help="the tiny configs whose name contains TEXT")
     parser.add_argument("--device", default="cuda", help="cpu: a smoke run of this script")
     args = parser.parse_args()
     global DEVICE
@@ -182,7 +186,8 @@ def main() -> None:
         print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, "
               f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB", flush=True)
     registry = load_registry()
-    for config in () if args.skip_tiny else ("sd-tiny.toml", "sd3-tiny.toml", "wan-tiny.toml"):
+    tiny = () if args.skip_tiny else [c for c in TINY_CONFIGS if args.only in c]
+    for config in tiny:
         for regularizer in ("none", "reverse-kl", "forward-kl-data"):
             data = experiment_data(config, "", regularizer={"name": regularizer})
             report(f"{config} {regularizer}", data, registry, args.iterations)

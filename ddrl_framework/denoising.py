@@ -153,6 +153,23 @@ class HasDeterministicVariant(Protocol):
 
 
 @runtime_checkable
+class WrapsPipeline(Protocol):
+    """A policy around a diffusers pipeline (its ``pipeline``): the pipeline-fidelity check compares
+    the policy's rollouts with that pipeline's own ``__call__``."""
+
+    pipeline: Any
+
+
+@runtime_checkable
+class FollowsPipelineSchedule(Protocol):
+    """A sampler that can run at zero noise on a diffusers pipeline's own schedule (the
+    pipeline-fidelity check): ``(this sampler's deterministic form set as the pipeline sets its
+    schedule, the diffusers scheduler the pipeline then samples with)``."""
+
+    def on_pipeline_schedule(self, policy: WrapsPipeline) -> tuple[Sampler, Any]: ...
+
+
+@runtime_checkable
 class NamesAScheduler(HasDeterministicVariant, Protocol):
     """A sampler whose zero-noise variant must equal a reference scheduler's step, which it gives."""
 

@@ -26,6 +26,7 @@ from ddrl_framework.contexts import (
     UpdateContext,
 )
 from ddrl_framework.denoising import (
+    FollowsPipelineSchedule,
     HasDefaultTrainedSteps,
     HasDeterministicVariant,
     HasPosterior,
@@ -33,14 +34,15 @@ from ddrl_framework.denoising import (
     NamesAScheduler,
     Policy,
     Sampler,
+    WrapsPipeline,
 )
 from ddrl_framework.metric_key import MetricKey
 from ddrl_framework.types import DataBatch, ExtraStates
 
 __all__ = [
-    "DataSource", "DeclaresKeys", "HasDefaultTrainedSteps", "HasDeterministicVariant", "HasExtraStates", "HasPosterior",
-    "HasRewardTerm", "HasTrainableModule", "HasUpdateLoss", "Logger", "Metric", "NamesAScheduler", "Policy",
-    "Regularizer", "ResumableIterator", "RewardModel", "Sampler",
+    "DataSource", "DeclaresKeys", "FollowsPipelineSchedule", "HasDefaultTrainedSteps", "HasDeterministicVariant",
+    "HasExtraStates", "HasPosterior", "HasRewardTerm", "HasTrainableModule", "HasUpdateLoss", "Logger", "Metric",
+    "NamesAScheduler", "Policy", "Regularizer", "ResumableIterator", "RewardModel", "Sampler", "WrapsPipeline",
 ]
 
 

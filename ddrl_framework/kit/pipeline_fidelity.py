@@ -6,12 +6,12 @@ schedule all enter both. :func:`pipeline_gaps` measures the difference after the
 denoiser call) and at the end;
 ``ddrl doctor`` reports it and ``ddrl_framework.testing.pipeline_fidelity`` asserts it.
 
-The sampler is set to the pipeline's schedule for the check (``on_pipeline_schedule``): ``ddim-sde``
-on a DDPM backbone is compared with the pipeline run by ``DDIMScheduler`` at eta 0 (its
-spacing, ``steps_offset`` and final alpha from the backbone's scheduler config), ``flow-sde`` with
-``FlowMatchEulerDiscreteScheduler``, the pipeline's own (a pipeline that solves with another
-scheduler, as Wan 2.1's folders do with UniPC, is run with Euler at the policy's shift: flow-sde
-is an Euler SDE by design). Where the sampler's configured defaults
+The sampler sets itself to the pipeline's schedule for the check (its ``on_pipeline_schedule``,
+``FollowsPipelineSchedule``): ``ddim-sde`` on a DDPM backbone is compared with the pipeline run by
+``DDIMScheduler`` at eta 0 (its spacing, ``steps_offset`` and final alpha from the backbone's
+scheduler config), ``flow-sde`` with ``FlowMatchEulerDiscreteScheduler``, the pipeline's own (a
+pipeline that solves with another scheduler, as Wan 2.1's folders do with UniPC, is run with Euler
+at the policy's shift: flow-sde is an Euler SDE by design). Where the sampler's configured defaults
 differ from the pipeline's (ddim-sde's "trailing" spacing, which starts from pure noise), that
 is a documented choice of the sampler, not a gap in the backbone.
 """
@@ -26,6 +26,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from ddrl_framework.protocols import FollowsPipelineSchedule
 from ddrl_framework.types import DataBatch
 
 TOLERANCE = 1e-4  # of the pipeline's final latents' std: float32 rounding, not a different model
@@ -34,23 +35,11 @@ PROMPTS = ("a photo of a cat", "a red cube on a table")
 
 def on_pipeline_schedule(sampler: Any, policy: Any) -> tuple[Any, Any]:
     """The sampler's deterministic form on the pipeline's schedule, and the diffusers scheduler the
-    pipeline samples with at zero noise."""
-    from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
-
-    config = policy.pipeline.scheduler.config
-    if type(sampler).__name__ == "DdimSdeSampler":
-        # a pipeline scheduler without clip_sample (DPM-Solver, PixArt's) does not clip
-        ddim = DDIMScheduler.from_config(config, clip_sample=bool(config.get("clip_sample", False)))
-        deterministic = attrs.evolve(sampler.deterministic(), timestep_spacing=ddim.config.timestep_spacing,
-                                     set_alpha_to_one=ddim.config.set_alpha_to_one,
-                                     steps_offset=ddim.config.steps_offset)
-        return deterministic, ddim
-    own = policy.pipeline.scheduler
-    if isinstance(own, FlowMatchEulerDiscreteScheduler):
-        return sampler.deterministic(), own
-    # a flow pipeline with another solver (Wan 2.1's folders: UniPC): Euler at the policy's shift,
-    # the documented choice of flow-sde, so the check holds the rest of the pipeline
-    return sampler.deterministic(), FlowMatchEulerDiscreteScheduler.from_config(policy.forward_process.scheduler_config)
+    pipeline samples with at zero noise (the sampler says how: ``FollowsPipelineSchedule``)."""
+    if not isinstance(sampler, FollowsPipelineSchedule):
+        raise ValueError(f"{type(sampler).__name__} cannot run on a diffusers pipeline's schedule (it has no "
+                         "on_pipeline_schedule), so the pipeline-fidelity check cannot compare it")
+    return sampler.on_pipeline_schedule(policy)
 
 
 def pipeline_latents(policy: Any, scheduler: Any, noise: Tensor, prompts: Sequence[str], steps: int) -> tuple[Tensor, Tensor]:

@@ -20,6 +20,7 @@ from ddrl_framework.kit.pipeline_fidelity import pipeline_gaps
 from ddrl_framework.kit.role_outputs import on_policy_ratio_gap
 from ddrl_framework.kit.scheduler_match import names_a_scheduler, scheduler_gap
 from ddrl_framework.kit.seeding import make_generator
+from ddrl_framework.protocols import FollowsPipelineSchedule, WrapsPipeline
 from ddrl_framework.running.components import Components
 from ddrl_framework.types import DataBatch, Trajectory
 
@@ -91,8 +92,11 @@ def check_pipeline_fidelity(probe: Probe) -> CheckResult:
     end (kit.pipeline_fidelity)."""
     name = "zero-noise rollout == pipeline.__call__"
     policy = probe.parts.policy
-    if getattr(policy, "pipeline", None) is None:
+    if not isinstance(policy, WrapsPipeline):
         return CheckResult(name=name, value="the policy wraps no diffusers pipeline", expected="-", status="SKIP")
+    if not isinstance(probe.parts.sampler, FollowsPipelineSchedule):
+        return CheckResult(name=name, value="the sampler cannot run on the pipeline's schedule", expected="-",
+                           status="SKIP")
     gaps = pipeline_gaps(policy, probe.parts.sampler)
     return _result(name, gaps.worst <= PIPELINE_TOLERANCE, f"/ std: {gaps}", f"<= {PIPELINE_TOLERANCE:.0e}")
 

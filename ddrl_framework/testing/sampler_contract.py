@@ -10,7 +10,13 @@ import torch
 
 from ddrl_framework.kit.role_outputs import on_policy_ratio_gap
 from ddrl_framework.kit.scheduler_match import names_a_scheduler, scheduler_gap
-from ddrl_framework.protocols import HasDeterministicVariant, Policy, Sampler
+from ddrl_framework.protocols import (
+    FollowsPipelineSchedule,
+    HasDeterministicVariant,
+    Policy,
+    Sampler,
+    WrapsPipeline,
+)
 from ddrl_framework.testing.fakes import FakePolicy, fake_batch, pixel_shape
 from ddrl_framework.testing.messages import (
     brief,
@@ -170,6 +176,8 @@ class SamplerContract:
         """On a policy that wraps a diffusers pipeline: the whole zero-noise rollout against
         ``pipeline(latents=..., output_type="latent")`` (kit.pipeline_fidelity)."""
         policy, sampler, _, _ = setup
-        if getattr(policy, "pipeline", None) is None:
+        if not isinstance(policy, WrapsPipeline):
             pytest.skip("the policy wraps no diffusers pipeline")
+        if not isinstance(sampler, FollowsPipelineSchedule):
+            pytest.skip("the sampler cannot run on a pipeline's schedule (no on_pipeline_schedule)")
         check_matches_pipeline(policy, sampler)

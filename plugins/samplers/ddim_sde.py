@@ -26,7 +26,7 @@ from torch import Tensor
 from ddrl_framework.hookspecs import hookimpl
 from ddrl_framework.kit.chain import require_process, rollout_chain, steps_within_gain
 from ddrl_framework.kit.forward_process import DdpmProcess, ddim_variance
-from ddrl_framework.protocols import Policy
+from ddrl_framework.protocols import Policy, WrapsPipeline
 from ddrl_framework.types import Gaussian, Trajectory
 
 
@@ -115,6 +115,19 @@ class DdimSdeSampler:
     def deterministic(self) -> DdimSdeSampler:
         """This sampler at ``eta = 0``, for checks against :meth:`scheduler_step`."""
         return attrs.evolve(self, eta=0.0)
+
+    def on_pipeline_schedule(self, policy: WrapsPipeline) -> tuple[DdimSdeSampler, Any]:
+        """The pipeline run by ``DDIMScheduler`` at eta 0 from its scheduler config (spacing,
+        ``steps_offset``, final alpha; a config without ``clip_sample``, DPM-Solver's, does not clip),
+        and this sampler at zero noise on that schedule (the pipeline-fidelity check)."""
+        from diffusers import DDIMScheduler
+
+        config = policy.pipeline.scheduler.config
+        ddim = DDIMScheduler.from_config(config, clip_sample=bool(config.get("clip_sample", False)))
+        deterministic = attrs.evolve(self.deterministic(), timestep_spacing=ddim.config.timestep_spacing,
+                                     set_alpha_to_one=ddim.config.set_alpha_to_one,
+                                     steps_offset=ddim.config.steps_offset)
+        return deterministic, ddim
 
     @torch.no_grad()
     def scheduler_step(self, policy: Policy, x_k: Tensor, k: int, cond: Any) -> Tensor:

@@ -28,7 +28,7 @@ from torch import Tensor
 from ddrl_framework.hookspecs import hookimpl
 from ddrl_framework.kit.chain import require_process, rollout_chain, steps_within_gain
 from ddrl_framework.kit.forward_process import FlowMatchingProcess
-from ddrl_framework.protocols import Policy
+from ddrl_framework.protocols import Policy, WrapsPipeline
 from ddrl_framework.types import Gaussian, Trajectory
 
 
@@ -111,6 +111,19 @@ class FlowSdeSampler:
     def deterministic(self) -> FlowSdeSampler:
         """This sampler at zero noise (the ODE), for checks against :meth:`scheduler_step`."""
         return attrs.evolve(self, noise_level=0.0)
+
+    def on_pipeline_schedule(self, policy: WrapsPipeline) -> tuple[FlowSdeSampler, Any]:
+        """This sampler at zero noise and the pipeline's ``FlowMatchEulerDiscreteScheduler`` (the
+        pipeline-fidelity check). A pipeline that solves with another scheduler (Wan 2.1's folders:
+        UniPC) is run with Euler at the policy's shift, flow-sde's documented choice, so the check
+        holds the rest of the pipeline."""
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        own = policy.pipeline.scheduler
+        if isinstance(own, FlowMatchEulerDiscreteScheduler):
+            return self.deterministic(), own
+        euler = FlowMatchEulerDiscreteScheduler.from_config(self._process(policy).scheduler_config)
+        return self.deterministic(), euler
 
     @torch.no_grad()
     def scheduler_step(self, policy: Policy, x_k: Tensor, k: int, cond: Any) -> Tensor:

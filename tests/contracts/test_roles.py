@@ -15,12 +15,14 @@ from ddrl_framework import hookspecs, testing
 from ddrl_framework.errors import UserError
 from ddrl_framework.options import accepts_option
 from ddrl_framework.protocols import (
+    FollowsPipelineSchedule,
     HasDefaultTrainedSteps,
     HasExtraStates,
     HasPosterior,
     HasRewardTerm,
     HasUpdateLoss,
     NamesAScheduler,
+    WrapsPipeline,
 )
 from ddrl_framework.registry import Registry, load_registry, make_plugin_manager
 from ddrl_framework.roles import HOOKS, LOSS_PREFIX, POLICY_LOSS_KEY, PRETRAINED_OPTION, ROLES, loss_key
@@ -105,3 +107,7 @@ def test_the_samplers_capabilities_are_what_they_define():
     assert isinstance(sampler, NamesAScheduler) and isinstance(sampler, HasPosterior)
     assert isinstance(sampler, HasDefaultTrainedSteps)
     assert not isinstance(testing.FakeSampler(), NamesAScheduler)
+    assert isinstance(sampler, FollowsPipelineSchedule)
+    assert not isinstance(testing.FakeSampler(), FollowsPipelineSchedule)
+    assert isinstance(load_registry().build("policy", "sd3", {}, "[policy]"), WrapsPipeline)
+    assert not isinstance(testing.FakePolicy(), WrapsPipeline)
