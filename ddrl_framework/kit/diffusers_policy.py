@@ -89,7 +89,11 @@ class DiffusersPolicy(ForwardProcessDelegation):
     lossless_codec = False  # a VAE round trip is not the identity
 
     def __init__(self, pipeline: Any, forward_process: Any, sample_shape: tuple[int, ...],
-                 pixel_shape: tuple[int, ...], options: TrainingOptions):
+                 pixel_shape: tuple[int, ...], options: TrainingOptions, **settings: Any):
+        for name, value in settings.items():  # this policy's values of class settings (max_sequence_length, ...)
+            if not hasattr(type(self), name):
+                raise TypeError(f"{type(self).__name__} has no setting '{name}'")
+            setattr(self, name, value)
         self.pipeline = pipeline
         self.forward_process = forward_process  # DdpmProcess or FlowMatchingProcess
         self.sample_shape = tuple(sample_shape)  # one latent
@@ -108,6 +112,13 @@ class DiffusersPolicy(ForwardProcessDelegation):
         self._trainable_in_float32()
         if options.gradient_checkpointing:
             self.denoiser.enable_gradient_checkpointing()
+
+    @classmethod
+    def load_or_tiny(cls, pretrained: str | None, tiny: Callable[[], Any], options: TrainingOptions,
+                     **load_options: Any) -> Any:
+        """The builder's pipeline: a folder or hub id loaded with ``pipeline_class.from_pretrained`` in
+        the dtypes ``options`` keep (:func:`load_pipeline`), or ``tiny()`` without ``pretrained``."""
+        return tiny() if pretrained is None else load_pipeline(cls.pipeline_class, pretrained, options, **load_options)
 
     # --- set-up -------------------------------------------------------------------------
     def make_denoiser(self, pipeline: Any) -> torch.nn.Module:

@@ -21,7 +21,7 @@ SAMPLERS = {"ddpm": "ddim-sde", "flow-matching": "flow-sde"}  # the sampler of e
 
 # the forward process of each kind: the imports it needs, and the body of ``forward_process(pipeline)``
 DDPM_IMPORTS = """\
-from ddrl_framework.kit.diffusers_policy import DiffusersPolicy, TrainingOptions, image_shapes, load_pipeline
+from ddrl_framework.kit.diffusers_policy import DiffusersPolicy, TrainingOptions, image_shapes
 from ddrl_framework.kit.forward_process import DdpmProcess"""
 
 DDPM_PROCESS = """\
@@ -36,7 +36,6 @@ from ddrl_framework.kit.diffusers_policy import (
     TrainingOptions,
     flow_matching_process,
     image_shapes,
-    load_pipeline,
 )"""
 
 FLOW_PROCESS = """\

@@ -23,7 +23,6 @@ from ddrl_framework.kit.diffusers_policy import (
     TrainingOptions,
     flow_matching_process,
     image_shapes,
-    load_pipeline,
 )
 from ddrl_framework.kit.latent_tokens import (
     grid_to_tokens,
@@ -109,10 +108,7 @@ def build_flux2_klein_policy(
     the pipeline's default ``num_inference_steps``; set it to the sampler's steps to train on the
     rollouts' shift."""
     options = TrainingOptions(**training)
-    if pretrained is None:
-        pipeline = tiny_pipeline(seed)
-    else:
-        pipeline = load_pipeline(Flux2KleinPipeline, pretrained, options)
+    pipeline = Flux2KleinPolicy.load_or_tiny(pretrained, lambda: tiny_pipeline(seed), options)
     _check_guidance(pipeline, options)
     default = 32 if pretrained is None else pipeline.default_sample_size * pipeline.vae_scale_factor
     (channels, side, _), pixels = image_shapes(pipeline.vae, resolution or default, multiple=2)
@@ -120,11 +116,10 @@ def build_flux2_klein_policy(
     step_mu = functools.partial(compute_empirical_mu, shape[1] * shape[2])
     process = flow_matching_process(pipeline.scheduler, mu=step_mu(training_mu_steps), pipeline_sigmas=True,
                                     step_mu=step_mu)
-    policy = Flux2KleinPolicy(pipeline, process, shape, pixels, options)
-    policy.max_sequence_length = max_sequence_length
-    policy.text_encoder_out_layers = tuple(text_encoder_out_layers or (
-        TINY_TEXT_LAYERS if pretrained is None else Flux2KleinPolicy.text_encoder_out_layers))
-    return policy
+    default_layers = TINY_TEXT_LAYERS if pretrained is None else Flux2KleinPolicy.text_encoder_out_layers
+    layers = text_encoder_out_layers or default_layers
+    return Flux2KleinPolicy(pipeline, process, shape, pixels, options, max_sequence_length=max_sequence_length,
+                            text_encoder_out_layers=tuple(layers))
 
 
 def _check_guidance(pipeline: Flux2KleinPipeline, options: TrainingOptions) -> None:

@@ -22,7 +22,6 @@ from ddrl_framework.kit.diffusers_policy import (
     dynamic_shift,
     flow_matching_process,
     image_shapes,
-    load_pipeline,
 )
 from ddrl_framework.kit.latent_tokens import PackedLatents, image_position_ids, pack_2x2, text_position_ids
 from ddrl_framework.kit.seeding import seeded
@@ -87,19 +86,15 @@ def build_flux_policy(
     **training: object,  # TrainingOptions: lora_rank, guidance_scale (true CFG), mixed_precision, ...
 ) -> FluxPolicy:
     options = TrainingOptions(**training)
-    if pretrained is None:
-        pipeline = tiny_pipeline(seed, variant)
-    else:
-        pipeline = load_pipeline(FluxPipeline, pretrained, options)
+    pipeline = FluxPolicy.load_or_tiny(pretrained, lambda: tiny_pipeline(seed, variant), options)
     default = 32 if pretrained is None else pipeline.default_sample_size * pipeline.vae_scale_factor
     shape, pixels = image_shapes(pipeline.vae, resolution or default, multiple=2)  # 2x2 packing
     image_tokens = (shape[1] // 2) * (shape[2] // 2)
     config = pipeline.scheduler.config
     mu = dynamic_shift(config, image_tokens) if config.get("use_dynamic_shifting") else None
     process = flow_matching_process(pipeline.scheduler, mu=mu, pipeline_sigmas=True)
-    policy = FluxPolicy(pipeline, process, shape, pixels, options)
-    policy.embedded_guidance, policy.max_sequence_length = embedded_guidance, max_sequence_length
-    return policy
+    return FluxPolicy(pipeline, process, shape, pixels, options, embedded_guidance=embedded_guidance,
+                      max_sequence_length=max_sequence_length)
 
 
 build_flux_policy.option_class = TrainingOptions

@@ -26,7 +26,6 @@ from ddrl_framework.kit.diffusers_policy import (
     TrainingOptions,
     dynamic_shift,
     flow_matching_process,
-    load_pipeline,
 )
 from ddrl_framework.kit.latent_tokens import PackedLatents, pack_2x2, unpack_2x2
 from ddrl_framework.kit.seeding import seeded
@@ -100,18 +99,13 @@ def build_qwen_image_policy(
     **training: object,  # TrainingOptions: lora_rank, guidance_scale (true CFG), mixed_precision, ...
 ) -> QwenImagePolicy:
     options = TrainingOptions(**training)
-    if pretrained is None:
-        pipeline = tiny_pipeline(seed)
-    else:
-        pipeline = load_pipeline(QwenImagePipeline, pretrained, options)
+    pipeline = QwenImagePolicy.load_or_tiny(pretrained, lambda: tiny_pipeline(seed), options)
     factor = pipeline.vae_scale_factor
     side = (resolution or (32 if pretrained is None else 1024)) // (factor * 2) * 2  # 2x2 packing
     shape, pixels = (pipeline.vae.config.z_dim, side, side), (3, side * factor, side * factor)
     mu = dynamic_shift(pipeline.scheduler.config, (side // 2) ** 2)
     process = flow_matching_process(pipeline.scheduler, mu=mu, pipeline_sigmas=True)
-    policy = QwenImagePolicy(pipeline, process, shape, pixels, options)
-    policy.max_sequence_length = max_sequence_length
-    return policy
+    return QwenImagePolicy(pipeline, process, shape, pixels, options, max_sequence_length=max_sequence_length)
 
 
 build_qwen_image_policy.option_class = TrainingOptions

@@ -25,7 +25,6 @@ from ddrl_framework.kit.diffusers_policy import (
     TrainingOptions,
     flow_matching_process,
     image_shapes,
-    load_pipeline,
 )
 from ddrl_framework.kit.seeding import seeded
 
@@ -72,16 +71,12 @@ def build_sd3_policy(
     **training: object,  # TrainingOptions: lora_rank, guidance_scale, mixed_precision, ...
 ) -> Sd3Policy:
     options = TrainingOptions(**training)
-    if pretrained is None:
-        pipeline = tiny_pipeline(seed)
-    else:
-        pipeline = load_pipeline(StableDiffusion3Pipeline, pretrained, options)
+    pipeline = Sd3Policy.load_or_tiny(pretrained, lambda: tiny_pipeline(seed), options)
     if shift is not None:
         pipeline.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipeline.scheduler.config, shift=shift)
     shape, pixels = image_shapes(pipeline.vae, resolution or pipeline.default_sample_size * pipeline.vae_scale_factor)
-    policy = Sd3Policy(pipeline, flow_matching_process(pipeline.scheduler), shape, pixels, options)
-    policy.max_sequence_length = max_sequence_length
-    return policy
+    return Sd3Policy(pipeline, flow_matching_process(pipeline.scheduler), shape, pixels, options,
+                     max_sequence_length=max_sequence_length)
 
 
 build_sd3_policy.option_class = TrainingOptions

@@ -12,6 +12,8 @@ options are checked (never when the plugin registers).
 
 from __future__ import annotations
 
+import functools
+
 from typing import Literal
 
 from diffusers import (
@@ -26,7 +28,6 @@ from ddrl_framework.kit.diffusers_policy import (
     DiffusersPolicy,
     TrainingOptions,
     image_shapes,
-    load_pipeline,
 )
 from ddrl_framework.kit.forward_process import DdpmProcess
 from ddrl_framework.kit.seeding import seeded
@@ -68,11 +69,9 @@ def build_stable_diffusion_policy(
     **training: object,  # TrainingOptions: lora_rank, guidance_scale, mixed_precision, ...
 ) -> StableDiffusionPolicy:
     options = TrainingOptions(**training)
-    if pretrained is None:
-        pipeline = tiny_pipeline(seed, prediction_type or "epsilon")
-    else:
-        pipeline = load_pipeline(StableDiffusionPipeline, pretrained, options, safety_checker=None,
-                                 requires_safety_checker=False)
+    tiny = functools.partial(tiny_pipeline, seed, prediction_type or "epsilon")
+    pipeline = StableDiffusionPolicy.load_or_tiny(pretrained, tiny, options, safety_checker=None,
+                                                  requires_safety_checker=False)
     ddpm = DDPMScheduler.from_config(pipeline.scheduler.config)
     process = DdpmProcess(alphas_cumprod=ddpm.alphas_cumprod.float(),
                           prediction_type=prediction_type or ddpm.config.prediction_type,

@@ -29,7 +29,6 @@ from ddrl_framework.kit.diffusers_policy import (
     DiffusersPolicy,
     TrainingOptions,
     flow_matching_process,
-    load_pipeline,
 )
 from ddrl_framework.kit.experts import TimestepExperts
 from ddrl_framework.kit.forward_process import per_sample
@@ -131,10 +130,7 @@ def build_wan_policy(
     **training: object,  # TrainingOptions: lora_rank, guidance_scale, mixed_precision, ...
 ) -> WanPolicy:
     options = TrainingOptions(**training)
-    if pretrained is None:
-        pipeline = tiny_pipeline(seed, variant)
-    else:
-        pipeline = load_pipeline(WanPipeline, pretrained, options)
+    pipeline = WanPolicy.load_or_tiny(pretrained, lambda: tiny_pipeline(seed, variant), options)
     if guidance_scale_2 is not None and pipeline.config.boundary_ratio is None:
         raise ValueError(f"guidance_scale_2 = {guidance_scale_2}: only Wan 2.2 A14B's two experts take a second "
                          "guidance scale, and this pipeline has one transformer (no boundary_ratio); remove it")
@@ -144,9 +140,8 @@ def build_wan_policy(
     latent_frames = (frames - 1) // pipeline.vae_scale_factor_temporal + 1
     shape = (pipeline.transformer.config.in_channels, latent_frames, height // spatial, width // spatial)
     process = flow_matching_process(_flow_scheduler(pipeline, shift))
-    policy = WanPolicy(pipeline, process, shape, (3, frames, height, width), options)
-    policy.max_sequence_length, policy.guidance_scale_2 = max_sequence_length, guidance_scale_2
-    return policy
+    return WanPolicy(pipeline, process, shape, (3, frames, height, width), options,
+                     max_sequence_length=max_sequence_length, guidance_scale_2=guidance_scale_2)
 
 
 build_wan_policy.option_class = TrainingOptions

@@ -323,6 +323,13 @@ def test_a_folder_loads_in_the_dtypes_bf16_training_keeps(tmp_path, lora_rank):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trained)
 
 
+def test_a_setting_the_policy_class_does_not_have_is_refused():
+    policy = build("policy", "sd3")
+    with pytest.raises(TypeError, match="Sd3Policy has no setting 'max_sequence_lenght'"):
+        type(policy)(policy.pipeline, policy.forward_process, policy.sample_shape, policy.pixel_shape,
+                     policy.options, max_sequence_lenght=77)
+
+
 def test_training_options_are_checked_like_any_option():
     with pytest.raises(UserError, match="unknown option 'lora_rnk'.*Did you mean 'lora_rank'"):
         build("policy", "sd3", lora_rnk=4)
