@@ -13,7 +13,6 @@ options are checked (never when the plugin registers).
 from __future__ import annotations
 
 import functools
-
 from typing import Literal
 
 from diffusers import (
