@@ -85,7 +85,7 @@ class DiffusersPolicy(ForwardProcessDelegation):
     max_sequence_length: int | None = None  # text tokens per prompt, where the pipeline takes the option
     text_mask_key: str | None = None  # the denoiser's text-mask argument, where prompts vary in length
     lora_targets: tuple[str, ...] = ATTENTION  # LoRA's default target_modules
-    vae_codec: Any = SCALED  # how latents are normalized (kit.vae_codec: SCALED or STANDARDIZED)
+    vae_codec: Any = SCALED  # how latents are normalized (kit.vae_codec: SCALED, STANDARDIZED, PATCHED_BATCH_NORM)
     lossless_codec = False  # a VAE round trip is not the identity
 
     def __init__(self, pipeline: Any, forward_process: Any, sample_shape: tuple[int, ...],

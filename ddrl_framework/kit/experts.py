@@ -61,7 +61,8 @@ class TimestepExperts(torch.nn.Module):
             part = expert(timestep=timestep[rows], **_rows(inputs, rows, batch))[0]
             out = part.new_empty((batch, *part.shape[1:])) if out is None else out
             out[rows] = part
-        if idle:  # in the graph, so their weights get (zero) gradients on every rank
+        if idle:  # in the graph, so their weights get (zero) gradients on every rank; a real sample at
+            # a timestep the expert was not trained for: were its output not finite, 0 * it would be NaN
             out = out + sum(0 * part.sum() for part in idle)
         return (out,)
 

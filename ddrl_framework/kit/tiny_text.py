@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from transformers import (
     CLIPTextConfig,
@@ -16,8 +17,6 @@ from transformers import (
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2Tokenizer,
-    Qwen3Config,
-    Qwen3ForCausalLM,
     T5Config,
     T5EncoderModel,
     T5Tokenizer,
@@ -100,9 +99,12 @@ def qwen_vl_model(hidden: int, seed: int) -> Qwen2_5_VLForConditionalGeneration:
     return seeded(seed, lambda: Qwen2_5_VLForConditionalGeneration(config).eval())
 
 
-def qwen3_model(hidden: int, seed: int, layers: int = 3) -> Qwen3ForCausalLM:
+def qwen3_model(hidden: int, seed: int, layers: int = 3) -> Any:
     """A ``layers``-layer Qwen3 language model (FLUX.2 reads its hidden states, one per layer) for
-    :func:`qwen_tokenizer`'s vocabulary, with room for 512 text tokens."""
+    :func:`qwen_tokenizer`'s vocabulary, with room for 512 text tokens. (Imported here: only FLUX.2
+    needs a transformers with Qwen3.)"""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
     config = Qwen3Config(
         vocab_size=256 + len(QWEN_SPECIALS), hidden_size=hidden, intermediate_size=2 * hidden,
         num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2, head_dim=hidden // 2,

@@ -3,8 +3,10 @@ the ``*-tiny.toml`` configs): real diffusers classes with the real latent conven
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from diffusers import AutoencoderKL, AutoencoderKLFlux2
+from diffusers import AutoencoderKL
 
 from ddrl_framework.kit.seeding import seeded
 
@@ -23,9 +25,12 @@ def autoencoder_kl(seed: int, latent_channels: int = 4, sample_size: int = 32, s
     return seeded(seed, build)
 
 
-def autoencoder_kl_flux2(seed: int, latent_channels: int = 4, sample_size: int = 32) -> AutoencoderKLFlux2:
+def autoencoder_kl_flux2(seed: int, latent_channels: int = 4, sample_size: int = 32) -> Any:
     """FLUX.2's ``AutoencoderKLFlux2`` with two blocks (latents at 1/2 the side, ``latent_channels``
-    deep) and random batch-norm running statistics, so the latent normalization is not the identity."""
+    deep) and random batch-norm running statistics, so the latent normalization is not the identity.
+    (Imported here: diffusers has it only since FLUX.2, and the other backbones need no such diffusers.)"""
+    from diffusers import AutoencoderKLFlux2
+
     def build():
         vae = AutoencoderKLFlux2(
             in_channels=3, out_channels=3, latent_channels=latent_channels, block_out_channels=(8, 8),

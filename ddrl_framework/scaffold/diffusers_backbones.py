@@ -25,9 +25,10 @@ from ddrl_framework.kit.diffusers_policy import DiffusersPolicy, TrainingOptions
 from ddrl_framework.kit.forward_process import DdpmProcess"""
 
 DDPM_PROCESS = """\
-    ddpm = DDPMScheduler.from_config(pipeline.scheduler.config)
+    config = pipeline.scheduler.config  # a DPM-Solver folder's: no clip_sample, so no clipping
+    ddpm = DDPMScheduler.from_config(config)
     return DdpmProcess(alphas_cumprod=ddpm.alphas_cumprod.float(), prediction_type=ddpm.config.prediction_type,
-                       clip_sample=bool(ddpm.config.get("clip_sample", False)),
+                       clip_sample=bool(config.get("clip_sample", False)),
                        steps_offset=int(ddpm.config.get("steps_offset", 0)))"""
 
 FLOW_IMPORTS = """\
@@ -68,9 +69,9 @@ PIXART_SIGMA = Recipe(
     denoiser_name = "transformer"
     max_sequence_length = 300  # T5 tokens, as the pipeline's default''',
     encode_prompts='''\
-        embeds, mask, _, _ = self.pipeline.encode_prompt(
+        embeds, mask, _, _ = self.pipeline.encode_prompt(  # clean_caption: __call__'s default
             list(prompts), do_classifier_free_guidance=False, device=self.device,
-            max_sequence_length=self.max_sequence_length)
+            max_sequence_length=self.max_sequence_length, clean_caption=True)
         return {"encoder_hidden_states": embeds, "encoder_attention_mask": mask}''',
     methods='''\
     def denoiser_inputs(self, x_t: Tensor, t: Tensor, embeds) -> dict[str, Any]:
@@ -123,7 +124,7 @@ AURA_FLOW = Recipe(
         transformer=seeded(seed, transformer), vae=tiny_vae.autoencoder_kl(seed + 1, scaling_factor=0.13025),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=1.73),
         text_encoder=tiny_text.t5_encoder(32, seed + 2, umt5=True), tokenizer=tiny_text.t5_tokenizer())''',
-    resolution="pipeline.transformer.config.sample_size * pipeline.vae_scale_factor",
+    resolution="32 if pretrained is None else 1024  # the tiny one's; __call__'s default height",
 )
 
 RECIPES = {recipe.pipeline: recipe for recipe in (PIXART_SIGMA, AURA_FLOW)}

@@ -116,10 +116,16 @@ def build_flux2_klein_policy(
     step_mu = functools.partial(compute_empirical_mu, shape[1] * shape[2])
     process = flow_matching_process(pipeline.scheduler, mu=step_mu(training_mu_steps), pipeline_sigmas=True,
                                     step_mu=step_mu)
-    default_layers = TINY_TEXT_LAYERS if pretrained is None else Flux2KleinPolicy.text_encoder_out_layers
-    layers = text_encoder_out_layers or default_layers
+    layers = text_encoder_out_layers or _text_layers(pipeline.text_encoder)
     return Flux2KleinPolicy(pipeline, process, shape, pixels, options, max_sequence_length=max_sequence_length,
                             text_encoder_out_layers=tuple(layers))
+
+
+def _text_layers(text_encoder) -> tuple[int, ...]:
+    """The Qwen3 hidden states the pipeline stacks: (9, 18, 27) of a real folder's 36 layers, all
+    three of the tiny one's (also when it was saved and loaded back)."""
+    deep = text_encoder.config.num_hidden_layers > max(Flux2KleinPolicy.text_encoder_out_layers)
+    return Flux2KleinPolicy.text_encoder_out_layers if deep else TINY_TEXT_LAYERS
 
 
 def _check_guidance(pipeline: Flux2KleinPipeline, options: TrainingOptions) -> None:

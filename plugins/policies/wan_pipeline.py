@@ -131,9 +131,7 @@ def build_wan_policy(
 ) -> WanPolicy:
     options = TrainingOptions(**training)
     pipeline = WanPolicy.load_or_tiny(pretrained, lambda: tiny_pipeline(seed, variant), options)
-    if guidance_scale_2 is not None and pipeline.config.boundary_ratio is None:
-        raise ValueError(f"guidance_scale_2 = {guidance_scale_2}: only Wan 2.2 A14B's two experts take a second "
-                         "guidance scale, and this pipeline has one transformer (no boundary_ratio); remove it")
+    _check_second_guidance(pipeline, guidance_scale_2, options)
     if (frames - 1) % pipeline.vae_scale_factor_temporal:
         raise ValueError(f"frames = {frames}: must be 1 + {pipeline.vae_scale_factor_temporal} k")
     spatial = pipeline.vae_scale_factor_spatial
@@ -142,6 +140,20 @@ def build_wan_policy(
     process = flow_matching_process(_flow_scheduler(pipeline, shift))
     return WanPolicy(pipeline, process, shape, (3, frames, height, width), options,
                      max_sequence_length=max_sequence_length, guidance_scale_2=guidance_scale_2)
+
+
+def _check_second_guidance(pipeline: WanPipeline, guidance_scale_2: float | None, options: TrainingOptions) -> None:
+    """``guidance_scale_2`` where the pipeline would use it: two experts, and guidance on at all
+    (``__call__`` guides only when ``guidance_scale`` > 1, whatever the second scale)."""
+    if guidance_scale_2 is None:
+        return
+    if pipeline.transformer_2 is None or pipeline.config.boundary_ratio is None:
+        raise ValueError(f"guidance_scale_2 = {guidance_scale_2}: only Wan 2.2 A14B's two experts take a second "
+                         "guidance scale, and this pipeline has one transformer (no boundary_ratio); remove it")
+    if not options.guided:
+        raise ValueError(f"guidance_scale_2 = {guidance_scale_2} with guidance_scale = {options.guidance_scale}: "
+                         "WanPipeline guides only when guidance_scale > 1, so the second scale would be ignored; "
+                         "set guidance_scale above 1, or remove guidance_scale_2")
 
 
 build_wan_policy.option_class = TrainingOptions

@@ -323,6 +323,13 @@ def test_a_folder_loads_in_the_dtypes_bf16_training_keeps(tmp_path, lora_rank):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trained)
 
 
+def test_a_saved_tiny_flux2_klein_folder_reads_its_own_text_layers(tmp_path):
+    build("policy", "flux2-klein").save_pretrained(tmp_path / "folder")
+    policy = build("policy", "flux2-klein", pretrained=str(tmp_path / "folder"), resolution=32)
+    assert policy.text_encoder_out_layers == (1, 2, 3)  # a real folder's 36-layer Qwen3: (9, 18, 27)
+    assert policy.encode_prompts(["a cat"])["encoder_hidden_states"].shape[-1] == 3 * 16
+
+
 def test_a_setting_the_policy_class_does_not_have_is_refused():
     policy = build("policy", "sd3")
     with pytest.raises(TypeError, match="Sd3Policy has no setting 'max_sequence_lenght'"):

@@ -57,9 +57,11 @@ def test_the_low_noise_experts_own_guidance_scale_is_the_pipelines():
     assert gaps.first_step <= 1e-4 and gaps.rollout > 0.01
 
 
-def test_a_second_guidance_scale_needs_two_experts():
+def test_a_second_guidance_scale_needs_two_experts_and_guidance():
     with pytest.raises(UserError, match="policy 'wan'.*guidance_scale_2 = 2.0: only Wan 2.2 A14B's two experts"):
-        registry().build("policy", "wan", {"guidance_scale_2": 2.0}, "[policy]")
+        registry().build("policy", "wan", {"guidance_scale_2": 2.0, "guidance_scale": 4.0}, "[policy]")
+    with pytest.raises(UserError, match="guidance_scale_2 = 2.0 with guidance_scale = 1.0: WanPipeline guides only"):
+        wan22(guidance_scale_2=2.0)
 
 
 @pytest.mark.parametrize("lora_rank", [0, 2])
