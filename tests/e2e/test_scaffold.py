@@ -146,6 +146,18 @@ def test_a_planted_timestep_bug_in_a_generated_backbone_fails_its_fidelity_check
         check_matches_pipeline(module.build_my_backbone(), sampler_of(RECIPES["PixArtSigmaPipeline"]))
 
 
+def test_a_generated_ddpm_backbone_clips_only_where_its_pipelines_scheduler_does(tmp_path):
+    """Real PixArt-Sigma folders sample with DPM-Solver, which has no clip_sample: no clipping, where
+    DDPMScheduler's own default would clip x0."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    module = generated_backbone(tmp_path, "PixArtSigmaPipeline")
+    pipeline = module.tiny_pipeline()
+    pipeline.scheduler = DPMSolverMultistepScheduler(beta_schedule="linear", beta_start=0.0001, beta_end=0.02)
+    assert "clip_sample" not in pipeline.scheduler.config  # DDPMScheduler.from_config would default it to True
+    assert module.forward_process(pipeline).clip_sample is False
+
+
 @pytest.mark.parametrize("args,message", [
     (["policy", "my-x", "--diffusers", "FluxPipline"],
      "has no class 'FluxPipline' (did you mean FluxPipeline"),
