@@ -63,7 +63,8 @@ def doctor(data: dict, registry) -> str:
     failed = [f"{r.name}: {r.value}" for r in results if r.status == "FAIL"]
     ratio = next(r.value for r in results if r.name.startswith("on-policy"))
     match = next(r.value for r in results if r.name.startswith("zero noise"))
-    return f"doctor {'PASS' if not failed else 'FAIL ' + '; '.join(failed)} ({ratio}; scheduler {match})"
+    fidelity = next((f"; pipeline {r.value} {r.status}" for r in results if "pipeline.__call__" in r.name), "")
+    return f"doctor {'PASS' if not failed else 'FAIL ' + '; '.join(failed)} ({ratio}; scheduler {match}{fidelity})"
 
 
 def train(data: dict, registry, iterations: int) -> tuple[float, float, dict]:

@@ -9,6 +9,7 @@ protocols that receive a context can name the context, without an import cycle.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -155,9 +156,13 @@ class HasDeterministicVariant(Protocol):
 @runtime_checkable
 class WrapsPipeline(Protocol):
     """A policy around a diffusers pipeline (its ``pipeline``): the pipeline-fidelity check compares
-    the policy's rollouts with that pipeline's own ``__call__``."""
+    the policy's rollouts with that pipeline's own ``__call__``, run under the policy's ``autocast()``
+    and judged at the precision of its ``compute_dtype``."""
 
     pipeline: Any
+    compute_dtype: torch.dtype
+
+    def autocast(self) -> AbstractContextManager: ...
 
 
 @runtime_checkable

@@ -138,8 +138,8 @@ class DiffusersPolicy(ForwardProcessDelegation):
     def _freeze_all_but_denoiser(self) -> None:
         for module in self._frozen_modules():
             module.requires_grad_(False).eval()
-            if self.options.mixed_precision == "bf16":
-                module.to(torch.bfloat16)
+            if self.options.mixed_precision == "bf16" and _floating_dtypes(module) != {torch.bfloat16}:
+                torch.nn.Module.to(module, torch.bfloat16)  # not loaded in bf16 (torch's to: no diffusers warning)
 
     def _trainable_in_float32(self) -> None:
         """The weights the optimizer updates stay float32 whatever the base's dtype (a bf16 folder's LoRA
@@ -248,9 +248,16 @@ class DiffusersPolicy(ForwardProcessDelegation):
         return TextConditions(embeds=embeds, negative=negative, guidance_scale=self.options.guidance_scale)
 
     # --- the network --------------------------------------------------------------------
-    def _autocast(self):
+    def autocast(self):
+        """The precision the denoiser runs at: bf16 autocast with ``mixed_precision = "bf16"``, else off
+        (the fidelity check runs the pipeline under it too)."""
         enabled = self.options.mixed_precision == "bf16"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """What the denoiser computes in: bf16 under ``mixed_precision = "bf16"``, else its weights' dtype."""
+        return torch.bfloat16 if self.options.mixed_precision == "bf16" else next(self.denoiser.parameters()).dtype
 
     def _adapters_state(self):
         if self._is_reference and self.uses_lora:
@@ -261,7 +268,7 @@ class DiffusersPolicy(ForwardProcessDelegation):
         dtype = next(self.denoiser.parameters()).dtype
         embeds = {k: v.to(dtype) if v.is_floating_point() else v for k, v in embeds.items()}  # masks stay
         inputs = self.denoiser_inputs(x_t.to(dtype), t, embeds)
-        with self._autocast(), self._adapters_state():
+        with self.autocast(), self._adapters_state():
             out = self.denoiser(**inputs, return_dict=False)[0]
         return self.read_output(out, x_t).float()
 
@@ -354,7 +361,7 @@ class DiffusersPolicy(ForwardProcessDelegation):
     def save_pretrained(self, directory: str | Path) -> None:
         """A pipeline folder (LoRA merged) that ``pretrained=`` loads back."""
         components = {**self.pipeline.components, **self.denoiser_components(self.merged_denoiser())}
-        self.pipeline_class(**components, **_pipeline_settings(self.pipeline)).save_pretrained(str(directory))
+        self.pipeline_class(**components, **pipeline_settings(self.pipeline)).save_pretrained(str(directory))
 
     def to(self, device: torch.device | str) -> DiffusersPolicy:
         self.pipeline.to(device)
@@ -362,6 +369,10 @@ class DiffusersPolicy(ForwardProcessDelegation):
         self._prompt_cache = {p: {k: v.to(device) for k, v in e.items()}
                               for p, e in self._prompt_cache.items()}
         return self
+
+
+def _floating_dtypes(module: torch.nn.Module) -> set[torch.dtype]:
+    return {p.dtype for p in module.parameters() if p.is_floating_point()}
 
 
 @contextlib.contextmanager
@@ -373,7 +384,7 @@ def _adapters_disabled(model: torch.nn.Module):
         model.enable_adapters()
 
 
-def _pipeline_settings(pipeline: Any) -> dict[str, Any]:
+def pipeline_settings(pipeline: Any) -> dict[str, Any]:
     """The pipeline's own settings, not components (Wan 2.2's ``boundary_ratio``, ``expand_timesteps``)."""
     accepted = inspect.signature(type(pipeline).__init__).parameters
     return {k: v for k, v in pipeline.config.items()

@@ -30,6 +30,15 @@ from ddrl_framework.protocols import FollowsPipelineSchedule
 from ddrl_framework.types import DataBatch
 
 TOLERANCE = 1e-4  # of the pipeline's final latents' std: float32 rounding, not a different model
+# In bf16 the two sides round differently (the pipeline keeps bf16 latents between steps, the samplers
+# float32): up to 5.5e-2 on the tiny configs (benchmarks/pipeline_fidelity.py --mixed-precision bf16), as
+# much as a timestep 1000 times too large gives after one step. The check judges float32 only.
+BF16_ROUNDING = 5.5e-2
+
+
+def judged(policy: Any) -> bool:
+    """Whether the check can tell a different model from rounding: the policy computes in float32."""
+    return policy.compute_dtype == torch.float32
 PROMPTS = ("a photo of a cat", "a red cube on a table")
 
 
@@ -49,7 +58,7 @@ def pipeline_latents(policy: Any, scheduler: Any, noise: Tensor, prompts: Sequen
     first: list[Tensor] = []
     pipeline.scheduler = scheduler
     try:
-        with torch.no_grad():
+        with torch.no_grad(), policy.autocast():  # the precision the policy's rollouts run at
             out = pipeline(prompt=list(prompts), latents=policy.to_pipeline_latents(noise.clone()),
                            num_inference_steps=steps, output_type="latent", **_first_step_callback(pipeline, first),
                            **policy.pipeline_call_options())

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ddrl_framework.kit.pipeline_fidelity import TOLERANCE, PipelineGaps, pipeline_gaps
+from ddrl_framework.kit.pipeline_fidelity import BF16_ROUNDING, TOLERANCE, PipelineGaps, judged, pipeline_gaps
 
 
 def check_matches_pipeline(policy: Any, sampler: Any, tolerance: float = TOLERANCE) -> PipelineGaps:
+    if not judged(policy):
+        raise ValueError(f"the pipeline-fidelity check judges a policy that computes in float32; this one computes in "
+                         f"{policy.compute_dtype} (mixed_precision), where rounding alone reaches {BF16_ROUNDING:g}")
     gaps = pipeline_gaps(policy, sampler)
     name = f"{type(policy.pipeline).__name__}.__call__"
     assert gaps.first_step <= tolerance, (

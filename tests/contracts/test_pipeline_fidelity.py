@@ -101,3 +101,10 @@ def test_flux2_klein_without_the_step_counts_mu_is_seen():
     assert process.mu == pytest.approx(1.6015, abs=1e-4) and process.inference_mu(4) == pytest.approx(1.9493, abs=1e-4)
     object.__setattr__(policy, "forward_process", attrs.evolve(process, step_mu=None))
     assert pipeline_gaps(policy, sampler).rollout > 0.01
+
+
+def test_the_assertion_refuses_a_bf16_policy():
+    policy, sampler = build("sd3", "flow-sde")
+    policy.options = attrs.evolve(policy.options, mixed_precision="bf16")
+    with pytest.raises(ValueError, match="judges a policy that computes in float32; this one computes in torch.bfloat16"):
+        check_matches_pipeline(policy, sampler)
