@@ -67,7 +67,7 @@ def qwen_image(layers: int | None) -> dict:
 
     depth = {} if layers is None else {"num_layers": layers}
     return {"transformer": QwenImageTransformer2DModel(**depth),  # 20B
-            "vae": AutoencoderKLQwenImage(), "text_encoder": tiny_text.qwen_vl_model(3584, 1)}
+            "vae": AutoencoderKLQwenImage(), "text_encoder": tiny_text.qwen_vl_model(3584, 1, heads=28, mrope_section=(16, 24, 24))}
 
 
 def wan22(layers: int | None) -> dict:

@@ -87,13 +87,16 @@ def qwen_tokenizer(chat_template: str | None = None) -> Qwen2Tokenizer:
     return Qwen2Tokenizer(vocab=vocab, merges=[], chat_template=chat_template)
 
 
-def qwen_vl_model(hidden: int, seed: int) -> Qwen2_5_VLForConditionalGeneration:
-    """A one-layer Qwen2.5-VL (the vision tower is built, never used: Qwen-Image reads text only)."""
+def qwen_vl_model(hidden: int, seed: int, heads: int = 2,
+                  mrope_section: tuple[int, int, int] = (2, 2, 4)) -> Qwen2_5_VLForConditionalGeneration:
+    """A one-layer Qwen2.5-VL (the vision tower is built, never used: Qwen-Image reads text only).
+    ``heads`` and ``mrope_section`` go together (the real 7B's: 28 heads of 128, (16, 24, 24))."""
     config = Qwen2_5_VLConfig(
         text_config={"vocab_size": 256 + len(QWEN_SPECIALS), "hidden_size": hidden, "intermediate_size": 2 * hidden,
-                     "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
+                     "num_hidden_layers": 1, "num_attention_heads": heads, "num_key_value_heads": 2,
                      "max_position_embeddings": 1024, "bos_token_id": 256, "eos_token_id": 258, "pad_token_id": 256,
-                     "rope_parameters": {"rope_type": "default", "mrope_section": [2, 2, 4], "rope_theta": 10000.0}},
+                     "rope_parameters": {"rope_type": "default", "mrope_section": list(mrope_section),
+                                         "rope_theta": 10000.0}},
         vision_config={"depth": 1, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2,
                        "out_hidden_size": hidden, "patch_size": 4, "temporal_patch_size": 2, "spatial_merge_size": 2})
     return seeded(seed, lambda: Qwen2_5_VLForConditionalGeneration(config).eval())

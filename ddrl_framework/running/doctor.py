@@ -100,7 +100,7 @@ def check_pipeline_fidelity(probe: Probe) -> CheckResult:
     gaps = pipeline_gaps(policy, probe.parts.sampler)
     if not judged(policy):
         return CheckResult(name=name, value=f"/ std: {gaps}, in bf16: not judged (rounding alone reaches "
-                           f"{BF16_ROUNDING:.0e}; the exact check: --set policy.mixed_precision=no)",
+                           f"{BF16_ROUNDING:.1e}; the exact check: --set policy.mixed_precision=no)",
                            expected=f"<= {PIPELINE_TOLERANCE:.0e} in float32", status="SKIP")
     return _result(name, gaps.worst <= PIPELINE_TOLERANCE, f"/ std: {gaps}", f"<= {PIPELINE_TOLERANCE:.0e}")
 
