@@ -66,8 +66,9 @@ def qwen_image(layers: int | None) -> dict:
     from diffusers import AutoencoderKLQwenImage, QwenImageTransformer2DModel
 
     depth = {} if layers is None else {"num_layers": layers}
-    return {"transformer": QwenImageTransformer2DModel(**depth),  # 20B
-            "vae": AutoencoderKLQwenImage(), "text_encoder": tiny_text.qwen_vl_model(3584, 1, heads=28, mrope_section=(16, 24, 24))}
+    text = tiny_text.qwen_vl_model(3584, 1, heads=28, mrope_section=(16, 24, 24))  # Qwen2.5-VL 7B's width
+    return {"transformer": QwenImageTransformer2DModel(**depth), "vae": AutoencoderKLQwenImage(),  # 20B
+            "text_encoder": text}
 
 
 def wan22(layers: int | None) -> dict:

@@ -29,6 +29,7 @@ from torch import Tensor
 from ddrl_framework.protocols import FollowsPipelineSchedule
 from ddrl_framework.types import DataBatch
 
+PROMPTS = ("a photo of a cat", "a red cube on a table")
 TOLERANCE = 1e-4  # of the pipeline's final latents' std: float32 rounding, not a different model
 # In bf16 the two sides round differently (the pipeline keeps bf16 latents between steps, the samplers
 # float32): up to 5.5e-2 on the tiny configs (benchmarks/pipeline_fidelity.py --mixed-precision bf16), as
@@ -39,7 +40,6 @@ BF16_ROUNDING = 5.5e-2
 def judged(policy: Any) -> bool:
     """Whether the check can tell a different model from rounding: the policy computes in float32."""
     return policy.compute_dtype == torch.float32
-PROMPTS = ("a photo of a cat", "a red cube on a table")
 
 
 def on_pipeline_schedule(sampler: Any, policy: Any) -> tuple[Any, Any]:

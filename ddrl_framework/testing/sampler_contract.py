@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ddrl_framework.kit.role_outputs import on_policy_ratio_gap
 from ddrl_framework.kit.pipeline_fidelity import judged
+from ddrl_framework.kit.role_outputs import on_policy_ratio_gap
 from ddrl_framework.kit.scheduler_match import names_a_scheduler, scheduler_gap
 from ddrl_framework.protocols import (
     FollowsPipelineSchedule,
