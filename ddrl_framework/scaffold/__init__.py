@@ -24,7 +24,7 @@ from ddrl_framework import __version__
 from ddrl_framework.errors import UserError
 from ddrl_framework.registry import load_registry
 from ddrl_framework.roles import ROLES, Role
-from ddrl_framework.scaffold.diffusers_backbones import recipe_for, recipe_values
+from ddrl_framework.scaffold.diffusers_backbones import Recipe, recipe_for, recipe_values
 
 TEMPLATES = Path(__file__).parent / "templates"
 NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
@@ -96,7 +96,10 @@ def write_plugin(role: str, name: str, directory: str | Path | None = None, diff
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise UserError(f"new-plugin: {folder} exists and is not an empty folder: choose another with "
                         "--directory, or remove it")
-    files = package_files(role, values) if diffusers is None else backbone_files(recipe_for(diffusers), values)
+    if diffusers is None:
+        files = package_files(values, role, f"test_{role}")
+    else:
+        files = backbone_files(recipe_for(diffusers), values)
     for relative, text in files.items():
         path = folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,28 +107,24 @@ def write_plugin(role: str, name: str, directory: str | Path | None = None, diff
     return folder
 
 
-def package_files(role: str, values: dict[str, str]) -> dict[str, str]:
-    """What every package has, with the component's module and test from the role's templates."""
+def package_files(values: dict[str, str], module: str, test: str) -> dict[str, str]:
+    """What every package has, with the plugin's module and its test from the templates ``module``
+    and ``test``."""
     return {
         "pyproject.toml": render("pyproject.toml", values),
         "README.md": render("README.md", values),
-        f"{values['module']}.py": render(f"{role}.py", values),
-        f"tests/test_{values['module']}.py": render(f"test_{role}.py", values),
+        f"{values['module']}.py": render(f"{module}.py", values),
+        f"tests/test_{values['module']}.py": render(f"{test}.py", values),
         ".gitignore": render("gitignore", values),
         ".github/workflows/test.yml": render("workflow.yml", values),
     }
 
 
-def backbone_files(recipe, values: dict[str, str]) -> dict[str, str]:
-    """A diffusers backbone's package: the hook module, the implementation, its tests, a tiny config."""
+def backbone_files(recipe: Recipe, values: dict[str, str]) -> dict[str, str]:
+    """A diffusers backbone's package: the hook module, its tests, the implementation, a tiny config."""
     values = {**values, **recipe_values(recipe, values)}
-    values["py_modules"] = f'"{values["module"]}", "{values["impl_module"]}"'
-    values["usage"] = f'[policy]\nname = "{values["name"]}"\n\n[sampler]\nname = "{values["sampler"]}"'
-    values["typing_import"] = "\nfrom typing import Any\n" if re.search(r"\bAny\b", recipe.methods) else ""
     return {
-        **package_files("policy", values),
-        f"{values['module']}.py": render("diffusers_hook.py", values),
+        **package_files(values, "diffusers_hook", "test_diffusers_policy"),
         f"{values['impl_module']}.py": render("diffusers_policy.py", values),
-        f"tests/test_{values['module']}.py": render("test_diffusers_policy.py", values),
         f"{values['name']}-tiny.toml": render("diffusers_tiny.toml", values),
     }

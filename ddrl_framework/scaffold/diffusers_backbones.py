@@ -11,6 +11,7 @@ docs/backbones.md's complete example, rather than written as a stub whose tests 
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Literal
 
 import attrs
@@ -54,7 +55,7 @@ class Recipe:
     attributes: str  # class attributes of the policy
     encode_prompts: str  # the body of ``encode_prompts(self, prompts)``
     tiny_pipeline: str  # the body of ``tiny_pipeline(seed)``
-    resolution: str  # a folder's default pixels per side, from ``pipeline``
+    resolution: str  # the default pixels per side, from ``pipeline`` (and ``pretrained``)
     methods: str = ""  # denoiser-interface overrides, where the defaults differ from ``__call__``
 
     @property
@@ -149,14 +150,18 @@ def recipe_for(pipeline: str) -> Recipe:
 
 
 def recipe_values(recipe: Recipe, names: dict[str, str]) -> dict[str, str]:
-    """The template values of a diffusers backbone, beside the plugin's names."""
-    imports = ", ".join(sorted({recipe.pipeline, *recipe.imports}))
+    """The template values of a diffusers backbone, beside the plugin's ``names``: the recipe's
+    lines, its forward process and sampler, and the second module (the implementation)."""
     ddpm = recipe.process == "ddpm"
-    sampler = recipe.sampler
-    return {"pipeline": recipe.pipeline, "diffusers_imports": imports, "forward_process": recipe.process,
-            "attributes": recipe.attributes, "encode_prompts": recipe.encode_prompts,
-            "methods": "\n" + recipe.methods if recipe.methods else "", "tiny_pipeline": recipe.tiny_pipeline, "resolution": recipe.resolution,
-            "process_body": DDPM_PROCESS if ddpm else FLOW_PROCESS,
-            "kit_imports": DDPM_IMPORTS if ddpm else FLOW_IMPORTS, "sampler": sampler,
-            "sampler_cls": "".join(part.capitalize() for part in sampler.split("-")),
-            "impl_module": f"{names['module']}_pipeline"}
+    impl_module = f"{names['module']}_pipeline"
+    return {
+        "pipeline": recipe.pipeline, "diffusers_imports": ", ".join(sorted({recipe.pipeline, *recipe.imports})),
+        "typing_import": "\nfrom typing import Any\n" if re.search(r"\bAny\b", recipe.methods) else "",
+        "attributes": recipe.attributes, "encode_prompts": recipe.encode_prompts,
+        "methods": "\n" + recipe.methods if recipe.methods else "", "tiny_pipeline": recipe.tiny_pipeline,
+        "resolution": recipe.resolution, "forward_process": recipe.process,
+        "process_body": DDPM_PROCESS if ddpm else FLOW_PROCESS, "kit_imports": DDPM_IMPORTS if ddpm else FLOW_IMPORTS,
+        "sampler": recipe.sampler, "sampler_cls": "".join(part.capitalize() for part in recipe.sampler.split("-")),
+        "impl_module": impl_module, "py_modules": f'"{names["module"]}", "{impl_module}"',
+        "usage": f'[policy]\nname = "{names["name"]}"\n\n[sampler]\nname = "{recipe.sampler}"',
+    }
