@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from ddrl_framework.kit.forward_process import (
+    DdpmProcess,
     FlowMatchingProcess,
     ForwardProcessDelegation,
     check_flow_scheduler,
@@ -449,6 +450,23 @@ def flow_matching_process(scheduler: Any, *, mu: float | None = None, pipeline_s
         sigmas = fresh.time_shift(mu, 1.0, sigmas).float()
     return FlowMatchingProcess(sigmas=sigmas, scheduler_config=dict(fresh.config), mu=mu,
                                pipeline_sigmas=pipeline_sigmas, step_mu=step_mu)
+
+
+def ddpm_process(scheduler: Any, *, prediction_type: str | None = None,
+                 clip_sample: bool | None = None) -> DdpmProcess:
+    """The DDPM forward process of the pipeline's ``scheduler`` config (a DDPM, DDIM or DPM-Solver
+    one): ``alphas_cumprod`` as ``DDPMScheduler`` computes them from its betas, the prediction type,
+    ``steps_offset``, and ``clip_sample`` where the config has it (DPM-Solver's has none: no
+    clipping, where ``DDPMScheduler``'s own default would clip). ``prediction_type`` and
+    ``clip_sample`` override the config."""
+    from diffusers import DDPMScheduler
+
+    config = scheduler.config
+    ddpm = DDPMScheduler.from_config(config)
+    return DdpmProcess(alphas_cumprod=ddpm.alphas_cumprod.float(),
+                       prediction_type=prediction_type or ddpm.config.prediction_type,
+                       clip_sample=bool(config.get("clip_sample", False)) if clip_sample is None else clip_sample,
+                       steps_offset=int(ddpm.config.get("steps_offset", 0)))
 
 
 def dynamic_shift(scheduler_config: Mapping[str, Any], image_tokens: int) -> float:

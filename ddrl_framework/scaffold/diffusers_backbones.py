@@ -22,15 +22,10 @@ SAMPLERS = {"ddpm": "ddim-sde", "flow-matching": "flow-sde"}  # the sampler of e
 
 # the forward process of each kind: the imports it needs, and the body of ``forward_process(pipeline)``
 DDPM_IMPORTS = """\
-from ddrl_framework.kit.diffusers_policy import DiffusersPolicy, TrainingOptions, image_shapes
-from ddrl_framework.kit.forward_process import DdpmProcess"""
+from ddrl_framework.kit.diffusers_policy import DiffusersPolicy, TrainingOptions, ddpm_process, image_shapes"""
 
 DDPM_PROCESS = """\
-    config = pipeline.scheduler.config  # a DPM-Solver folder's: no clip_sample, so no clipping
-    ddpm = DDPMScheduler.from_config(config)
-    return DdpmProcess(alphas_cumprod=ddpm.alphas_cumprod.float(), prediction_type=ddpm.config.prediction_type,
-                       clip_sample=bool(config.get("clip_sample", False)),
-                       steps_offset=int(ddpm.config.get("steps_offset", 0)))"""
+    return ddpm_process(pipeline.scheduler)  # a DPM-Solver folder's config has no clip_sample: no clipping"""
 
 FLOW_IMPORTS = """\
 from ddrl_framework.kit.diffusers_policy import (

@@ -26,9 +26,9 @@ from ddrl_framework.kit import tiny_text, tiny_vae
 from ddrl_framework.kit.diffusers_policy import (
     DiffusersPolicy,
     TrainingOptions,
+    ddpm_process,
     image_shapes,
 )
-from ddrl_framework.kit.forward_process import DdpmProcess
 from ddrl_framework.kit.seeding import seeded
 
 
@@ -71,11 +71,8 @@ def build_stable_diffusion_policy(
     tiny = functools.partial(tiny_pipeline, seed, prediction_type or "epsilon")
     pipeline = StableDiffusionPolicy.load_or_tiny(pretrained, tiny, options, safety_checker=None,
                                                   requires_safety_checker=False)
-    ddpm = DDPMScheduler.from_config(pipeline.scheduler.config)
-    process = DdpmProcess(alphas_cumprod=ddpm.alphas_cumprod.float(),
-                          prediction_type=prediction_type or ddpm.config.prediction_type,
-                          clip_sample=False,  # StableDiffusionPipeline samples latents unclamped
-                          steps_offset=int(ddpm.config.get("steps_offset", 0)))
+    # clip_sample: StableDiffusionPipeline samples latents unclamped, whatever an old config says
+    process = ddpm_process(pipeline.scheduler, prediction_type=prediction_type, clip_sample=False)
     shape, pixels = image_shapes(pipeline.vae, resolution or pipeline.unet.config.sample_size * pipeline.vae_scale_factor)
     return StableDiffusionPolicy(pipeline, process, shape, pixels, options)
 

@@ -57,7 +57,7 @@ class WanPolicy(DiffusersPolicy):
     def make_denoiser(self, pipeline: WanPipeline) -> torch.nn.Module:
         """Wan 2.2 A14B: the high-noise ``transformer`` for ``t >= boundary_ratio * T``, the
         low-noise ``transformer_2`` below; Wan 2.1 and 2.2 TI2V: the one transformer."""
-        if pipeline.transformer_2 is None or pipeline.config.boundary_ratio is None:
+        if not has_experts(pipeline):
             return pipeline.transformer
         boundary = pipeline.config.boundary_ratio * pipeline.scheduler.config.num_train_timesteps
         return TimestepExperts(pipeline.transformer, pipeline.transformer_2, boundary)
@@ -85,6 +85,11 @@ class WanPolicy(DiffusersPolicy):
             tokens = frames * (height // patch_h) * (width // patch_w)
             inputs["timestep"] = inputs["timestep"][:, None].expand(-1, tokens)
         return inputs
+
+
+def has_experts(pipeline: WanPipeline) -> bool:
+    """Wan 2.2 A14B: a second transformer and the boundary between the two."""
+    return pipeline.transformer_2 is not None and pipeline.config.boundary_ratio is not None
 
 
 def tiny_pipeline(seed: int = 0, variant: Variant = "2.1") -> WanPipeline:
@@ -147,7 +152,7 @@ def _check_second_guidance(pipeline: WanPipeline, guidance_scale_2: float | None
     (``__call__`` guides only when ``guidance_scale`` > 1, whatever the second scale)."""
     if guidance_scale_2 is None:
         return
-    if pipeline.transformer_2 is None or pipeline.config.boundary_ratio is None:
+    if not has_experts(pipeline):
         raise ValueError(f"guidance_scale_2 = {guidance_scale_2}: only Wan 2.2 A14B's two experts take a second "
                          "guidance scale, and this pipeline has one transformer (no boundary_ratio); remove it")
     if not options.guided:
