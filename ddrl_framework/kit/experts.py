@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ddrl_framework.distributed.world import current_world
+
 
 class TimestepExperts(torch.nn.Module):
     def __init__(self, high: torch.nn.Module, low: torch.nn.Module, boundary: float):
@@ -45,7 +47,7 @@ class TimestepExperts(torch.nn.Module):
 
     def forward(self, *, timestep: Tensor, **inputs: Any) -> tuple[Tensor]:
         high = self.runs_high(timestep)
-        every_expert = _distributed()
+        every_expert = current_world().distributed
         if not every_expert and (bool(high.all()) or not bool(high.any())):
             expert = self.high if bool(high.all()) else self.low
             return expert(timestep=timestep, **inputs)
@@ -88,12 +90,6 @@ class TimestepExperts(torch.nn.Module):
 
     def enable_gradient_checkpointing(self) -> None:
         self._on_both("enable_gradient_checkpointing")
-
-
-def _distributed() -> bool:
-    import torch.distributed as dist
-
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _rows(inputs: dict[str, Any], rows: Tensor, batch: int) -> dict[str, Any]:
